@@ -1,0 +1,17 @@
+"""Components shared between tabs, filled in as the tabs are built (restore tab first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+TAB_IDS = ("restore", "features", "learn", "ablation", "train")
+
+
+@dataclass
+class AppContext:
+    tabs: gr.Tabs  # switch tabs with gr.Tabs(selected=<tab id>)
+    restore_image: gr.Image | None = None  # the restore tab's input image (numpy)
+    restore_task: gr.Dropdown | None = None  # the restore tab's task picker
+    restore_variants: gr.Dropdown | None = None  # the restore tab's variant picker (multiselect of entry ids)
