@@ -1,0 +1,745 @@
+"""Clean images, synthetic degradations and training batches: the project's one data module.
+
+Everything here works on float32 numpy arrays in [0, 1], shape H x W x 3 (`degrade` may return values
+slightly outside [0, 1] for denoising, see below). Training, evaluation and the app all call `degrade`,
+so a model is always tested on exactly the degradation it was trained on.
+
+Degradations and their strength parameters (`DEFAULT_LEVELS`, `STRENGTH_SPECS`, `BLIND_RANGES`):
+
+- ``denoise(sigma)``: additive white Gaussian noise, sigma on the 0-255 scale. The noisy image is *not*
+  clipped to [0, 1] (the usual practice for synthetic AWGN training pairs: clipping would make the noise
+  signal-dependent near black and white). Metrics under the default protocol clamp before measuring.
+- ``deblur(length, angle, kernel=None)``: linear motion blur, an anti-aliased line `length` pixels long at
+  `angle` degrees (0 = horizontal, counter-clockwise positive), or a user `kernel` array; convolved per
+  channel with a symmetric ('reflect') boundary; output the same size. No noise is added.
+- ``jpeg(quality)``: Pillow JPEG round trip at `quality` (1-95), through uint8, in memory.
+- ``derain(density, length, angle)``: synthetic rain. `density` in [0, 1] scales the fraction of streak
+  seed pixels (density 1 = 1.2% of pixels seed a streak); every seed is smeared into a streak `length`
+  pixels long, tilted `angle` degrees from vertical (positive = top leaning right), with a random
+  brightness; streaks are added to the image and the sum is clipped to [0, 1].
+
+Randomness always comes from a `numpy.random.Generator` passed in (or built from an int seed), so
+every result is reproducible. `rng=None` means seed 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hinet.errors import ConfigError, ImageError
+
+TASKS = ("denoise", "deblur", "jpeg", "derain")
+
+DEFAULT_LEVELS: dict[str, dict[str, float]] = {
+    "denoise": {"sigma": 25},
+    "deblur": {"length": 15, "angle": 30},
+    "jpeg": {"quality": 10},
+    "derain": {"density": 0.5, "length": 20, "angle": -15},
+}
+
+# name -> (min, max, default, step, label) for UI sliders; also the accepted range of `degrade`.
+STRENGTH_SPECS: dict[str, dict[str, tuple[float, float, float, float, str]]] = {
+    "denoise": {"sigma": (0, 100, 25, 1, "Noise sigma (0-255 scale)")},
+    "deblur": {
+        "length": (1, 51, 15, 1, "Motion length (pixels)"),
+        "angle": (-180, 180, 30, 1, "Motion angle (degrees, 0 = horizontal)"),
+    },
+    "jpeg": {"quality": (1, 95, 10, 1, "JPEG quality (lower = stronger artifacts)")},
+    "derain": {
+        "density": (0.0, 1.0, 0.5, 0.05, "Rain density"),
+        "length": (3, 60, 20, 1, "Streak length (pixels)"),
+        "angle": (-45, 45, -15, 1, "Streak tilt from vertical (degrees)"),
+    },
+}
+
+# Ranges sampled per patch when training a blind model (one model for a range of strengths).
+BLIND_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "denoise": {"sigma": (0, 50)},
+    "deblur": {"length": (5, 25), "angle": (-180, 180)},
+    "jpeg": {"quality": (10, 40)},
+    "derain": {"density": (0.2, 0.8), "length": (10, 30), "angle": (-30, 30)},
+}
+
+# The strength a bare number means (`--level 25`).
+PRIMARY_STRENGTH = {"denoise": "sigma", "deblur": "length", "jpeg": "quality", "derain": "density"}
+
+_INTEGER_STRENGTHS = {("jpeg", "quality")}
+_RAIN_SEED_FRACTION = 0.012  # seed pixels per image pixel at density 1
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+Rng = np.random.Generator | int | None
+
+
+def _as_rng(rng: Rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng(0)
+    return np.random.default_rng(rng)
+
+
+def _check_image(clean: np.ndarray, what: str = "image") -> np.ndarray:
+    if not isinstance(clean, np.ndarray):
+        raise ImageError(f"{what} must be a numpy array, got {type(clean).__name__}")
+    if clean.ndim != 3 or clean.shape[2] != 3 or clean.shape[0] < 1 or clean.shape[1] < 1:
+        raise ImageError(f"{what} must be an H x W x 3 array, got shape {clean.shape}")
+    return np.asarray(clean, dtype=np.float32)
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+
+
+def validate_strength(task: str, **strength) -> dict[str, float]:
+    """The full strength dict for `task` (defaults filled in), checked against `STRENGTH_SPECS`.
+
+    Raises `ConfigError` for an unknown parameter name or a value outside its range.
+    """
+    _check_task(task)
+    specs = STRENGTH_SPECS[task]
+    unknown = sorted(set(strength) - set(specs))
+    if unknown:
+        raise ConfigError(f"{task} has no strength parameter {', '.join(unknown)}; it takes: {', '.join(specs)}")
+    resolved: dict[str, float] = {}
+    for name, (low, high, _default, _step, label) in specs.items():
+        value = strength.get(name, DEFAULT_LEVELS[task][name])
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{task} {name} must be a number, got {value!r}") from None
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(f"{task} {name} = {value:g} is out of range; {label} must be in [{low:g}, {high:g}]")
+        resolved[name] = int(round(value)) if (task, name) in _INTEGER_STRENGTHS else value
+    return resolved
+
+
+def parse_level(task: str, text: str) -> dict[str, float]:
+    """Parse a command-line level: a bare number sets the task's main strength (`PRIMARY_STRENGTH`),
+    `key=value,key=value` sets any (e.g. ``length=15,angle=30``). Returns the validated full dict."""
+    _check_task(task)
+    text = str(text).strip()
+    strength: dict[str, str] = {}
+    if "=" not in text:
+        strength[PRIMARY_STRENGTH[task]] = text
+    else:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ConfigError(f"level {text!r}: expected key=value pairs separated by commas, got {part!r}")
+            strength[key.strip()] = value.strip()
+    return validate_strength(task, **strength)
+
+
+def sample_strength(task: str, rng: Rng = None, blind: bool = False) -> dict[str, float]:
+    """The strength for one training sample: `DEFAULT_LEVELS[task]` when not blind, else uniform in
+    `BLIND_RANGES[task]` (JPEG quality rounded to an integer)."""
+    _check_task(task)
+    if not blind:
+        return dict(DEFAULT_LEVELS[task])
+    rng = _as_rng(rng)
+    values = {name: float(rng.uniform(low, high)) for name, (low, high) in BLIND_RANGES[task].items()}
+    return validate_strength(task, **values)
+
+
+# --------------------------------------------------------------------------------------------------
+# Degradations
+
+
+def motion_kernel(length: float, angle: float) -> np.ndarray:
+    """A normalized (sum 1) linear motion-blur kernel: the area each pixel shares with a bar 1 pixel wide
+    and `length` pixels long, centred on the middle pixel and turned `angle` degrees (0 = horizontal,
+    counter-clockwise positive, image rows pointing down).
+
+    Coverage is measured with 8 x 8 samples per pixel, which anti-aliases the line: a horizontal bar of
+    odd length L covers exactly L pixels of one row; an even length covers L - 1 pixels fully and half of
+    each end pixel. Kernels are square and odd-sized, so the blur does not shift the image.
+    """
+    length = float(length)
+    if not math.isfinite(length) or length < 1:
+        raise ConfigError(f"motion blur length must be at least 1 pixel, got {length:g}")
+    radius = int(math.ceil(length / 2 + 0.5))
+    samples = 8
+    offsets = (np.arange(samples) + 0.5) / samples - 0.5
+    grid = np.arange(-radius, radius + 1)
+    y = (grid[:, None] + offsets[None, :]).ravel()
+    x = y.copy()
+    theta = math.radians(float(angle))
+    along = x[None, :] * math.cos(theta) - y[:, None] * math.sin(theta)  # rows grow downwards
+    across = x[None, :] * math.sin(theta) + y[:, None] * math.cos(theta)
+    inside = (np.abs(along) <= length / 2) & (np.abs(across) <= 0.5)
+    size = 2 * radius + 1
+    kernel = inside.reshape(size, samples, size, samples).sum(axis=(1, 3)).astype(np.float64)
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def _check_kernel(kernel) -> np.ndarray:
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2 or kernel.size == 0:
+        raise ConfigError(f"a blur kernel must be a 2-D array, got shape {kernel.shape}")
+    if not np.all(np.isfinite(kernel)) or np.any(kernel < 0) or kernel.sum() <= 0:
+        raise ConfigError("a blur kernel must be finite, non-negative and have a positive sum")
+    return (kernel / kernel.sum()).astype(np.float32)
+
+
+def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve each channel of an H x W x C image with a 2-D kernel; symmetric ('reflect' in
+    scipy.ndimage terms) boundary; output the same size."""
+    from scipy.signal import fftconvolve
+
+    kh, kw = kernel.shape
+    top, left = (kh - 1) // 2, (kw - 1) // 2
+    padded = np.pad(image, ((top, kh - 1 - top), (left, kw - 1 - left), (0, 0)), mode="symmetric")
+    out = fftconvolve(padded, kernel[:, :, None].astype(np.float32), mode="valid", axes=(0, 1))
+    return out.astype(np.float32)
+
+
+def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+    return clean + noise
+
+
+def motion_blur(clean: np.ndarray, length: float, angle: float, kernel=None) -> np.ndarray:
+    kernel = motion_kernel(length, angle) if kernel is None else _check_kernel(kernel)
+    return convolve(clean, kernel)
+
+
+def jpeg_compress(clean: np.ndarray, quality: int) -> np.ndarray:
+    from PIL import Image
+
+    pixels = np.clip(np.rint(clean * 255.0), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality))
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return np.asarray(decoded.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def rain_layer(shape: tuple[int, int], density: float, length: float, angle: float,
+               rng: np.random.Generator) -> np.ndarray:
+    """The H x W streak intensity in [0, 1]: sparse random seeds smeared along the fall direction."""
+    from scipy.ndimage import gaussian_filter
+
+    h, w = shape
+    seeds = np.zeros((h, w), dtype=np.float32)
+    n_seeds = int(rng.binomial(h * w, min(1.0, density * _RAIN_SEED_FRACTION)))
+    if n_seeds:
+        index = rng.choice(h * w, size=n_seeds, replace=False)
+        seeds.flat[index] = rng.uniform(0.25, 0.9, size=n_seeds).astype(np.float32)
+    # Thin streaks are slightly soft across their width, like out-of-focus drops.
+    seeds = gaussian_filter(seeds, 0.6) * np.float32(2.0)
+    kernel = motion_kernel(length, 90.0 - angle)  # angle is the tilt from vertical
+    streaks = convolve(seeds[:, :, None], kernel)[:, :, 0] * np.float32(length) / np.float32(2.0)
+    return np.clip(streaks, 0.0, 1.0)
+
+
+def add_rain(clean: np.ndarray, density: float, length: float, angle: float,
+             rng: np.random.Generator) -> np.ndarray:
+    streaks = rain_layer(clean.shape[:2], density, length, angle, rng)
+    return np.clip(clean + streaks[:, :, None], 0.0, 1.0)
+
+
+def degrade(clean: np.ndarray, task: str, rng: Rng = None, kernel=None, **strength) -> np.ndarray:
+    """Degrade a clean H x W x 3 float image for `task` at `strength` (missing values default to
+    `DEFAULT_LEVELS[task]`; out-of-range values raise `ConfigError`). `kernel` (deblur only) replaces the
+    motion kernel with a user array. Returns a new float32 array of the same shape."""
+    clean = _check_image(clean, "clean image")
+    level = validate_strength(task, **strength)
+    if kernel is not None and task != "deblur":
+        raise ConfigError(f"a blur kernel only applies to the deblur task, not {task}")
+    rng = _as_rng(rng)
+    if task == "denoise":
+        return add_noise(clean, level["sigma"], rng)
+    if task == "deblur":
+        # A non-negative normalized kernel keeps values in [0, 1]; the clip only removes FFT round-off.
+        return np.clip(motion_blur(clean, level["length"], level["angle"], kernel=kernel), 0.0, 1.0)
+    if task == "jpeg":
+        return jpeg_compress(clean, level["quality"])
+    return add_rain(clean, level["density"], level["length"], level["angle"], rng)
+
+
+def blur_margin(task: str, strength: Mapping[str, float]) -> int:
+    """Pixels of context a degradation reads around a patch: the motion-kernel radius for deblur, the
+    streak half-length for derain (streaks from just outside a patch reach into it)."""
+    if task in ("deblur", "derain"):
+        return int(math.ceil(float(strength.get("length", DEFAULT_LEVELS[task]["length"])) / 2 + 0.5))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Clean image sources
+
+def _to_float_rgb(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    else:
+        array = array.astype(np.float32)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageError(f"cannot use an image of shape {array.shape} as RGB")
+    out = np.ascontiguousarray(np.clip(array, 0.0, 1.0))
+    out.flags.writeable = False  # shared cached arrays: copy before modifying
+    return out
+
+
+SKIMAGE_COLOR = ("astronaut", "coffee", "chelsea", "cat", "rocket", "hubble_deep_field",
+                 "immunohistochemistry", "retina", "stereo_motorcycle")
+SKIMAGE_GRAY = ("camera", "moon", "coins", "clock", "cell", "brick", "grass", "gravel", "text", "page")
+PYWT_IMAGES = ("aero", "ascent", "camera")
+
+_SOURCE_CACHE: dict[str, dict[str, np.ndarray]] = {}
+
+
+def skimage_images() -> dict[str, np.ndarray]:
+    """Every `skimage.data` image that ships with the package (no download), as read-only float32
+    H x W x 3 arrays; gray images are replicated to 3 channels, `stereo_motorcycle` gives its left view.
+    Images that fail to load (a stripped install) are skipped."""
+    if "skimage" not in _SOURCE_CACHE:
+        import skimage.data
+
+        images = {}
+        for name in SKIMAGE_COLOR + SKIMAGE_GRAY:
+            try:
+                array = getattr(skimage.data, name)()
+            except Exception:  # noqa: BLE001 - a missing optional image is skipped, the rest still load
+                continue
+            if isinstance(array, tuple):
+                array = array[0]
+            images[name] = _to_float_rgb(array)
+        _SOURCE_CACHE["skimage"] = images
+    return dict(_SOURCE_CACHE["skimage"])
+
+
+def pywt_images() -> dict[str, np.ndarray]:
+    """`pywt.data` aero, ascent and camera (512 x 512 gray, replicated to 3 channels); {} without pywt."""
+    if "pywt" not in _SOURCE_CACHE:
+        images = {}
+        try:
+            import pywt.data
+        except ImportError:
+            pywt = None
+        if pywt is not None:
+            for name in PYWT_IMAGES:
+                try:
+                    array = getattr(pywt.data, name)()
+                except Exception:  # noqa: BLE001
+                    continue
+                array = np.asarray(array, dtype=np.float64)
+                images[name] = _to_float_rgb(array / 255.0 if array.max() > 1.0 else array)
+        _SOURCE_CACHE["pywt"] = images
+    return dict(_SOURCE_CACHE["pywt"])
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached: `$HINET_CACHE`, else `~/.cache/hinet`."""
+    return Path(os.environ.get("HINET_CACHE") or Path.home() / ".cache" / "hinet")
+
+
+@functools.lru_cache(maxsize=1024)
+def _disc_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    r = int(math.ceil(radius))
+    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
+    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    return dy[inside], dx[inside]
+
+
+def _dead_leaves_image(size: int, rng: np.random.Generator, r_min: float, r_max: float,
+                       coverage: float = 6.0) -> np.ndarray:
+    """One dead-leaves image. Discs are numbered front to back; each pixel takes the colour of the
+    first (front-most) disc covering it, computed for all discs at once with `np.minimum.at`."""
+    from scipy.ndimage import gaussian_filter
+
+    # Radii from p(r) ~ r^-3 on [r_min, r_max] by inverting the CDF.
+    a, b = r_min ** -2, r_max ** -2
+    mean_area = math.pi * 2 * math.log(r_max / r_min) / (a - b)
+    n_discs = int(coverage * (size + r_max) ** 2 / mean_area) + 1
+    radii = (a - rng.random(n_discs) * (a - b)) ** -0.5
+    radii = np.round(radii * 2) / 2  # half-pixel steps: few distinct stencils, still smooth sizes
+    centres = rng.uniform(-radii[:, None], size + radii[:, None], size=(n_discs, 2))
+    centres = np.round(centres).astype(np.int64)
+    colours = rng.random((n_discs + 1, 3)).astype(np.float32)  # the last colour is the background
+
+    front = np.full(size * size, n_discs, dtype=np.int64)
+    for radius in np.unique(radii):
+        ids = np.flatnonzero(radii == radius)
+        dy, dx = _disc_offsets(float(radius))
+        ys = centres[ids, 0:1] + dy[None, :]
+        xs = centres[ids, 1:2] + dx[None, :]
+        valid = (ys >= 0) & (ys < size) & (xs >= 0) & (xs < size)
+        disc_ids = np.broadcast_to(ids[:, None], ys.shape)[valid]
+        np.minimum.at(front, ys[valid] * size + xs[valid], disc_ids)
+    image = colours[front].reshape(size, size, 3)
+    # A little optical softness: real photographs have no perfectly sharp one-pixel edges.
+    image = gaussian_filter(image, sigma=(0.5, 0.5, 0))
+    return np.rint(np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def dead_leaves(n: int, size: int = 256, seed: int = 0, cache: bool = True) -> np.ndarray:
+    """`n` dead-leaves images (n x size x size x 3 float32, 8-bit levels): opaque discs with power-law
+    radii p(r) ~ r^-3 (size/100, at least 1.5 px, to size/2) and uniform random colours, drawn front to back until the
+    image is covered. Image i depends only on (seed, i, size), so a smaller n gives a prefix of a larger
+    one. Pools are cached as `dead_leaves_n{n}_s{size}_seed{seed}.npz` in `cache_dir()` (uint8)."""
+    n, size = int(n), int(size)
+    if n < 0 or size < 8:
+        raise ConfigError(f"dead_leaves needs n >= 0 and size >= 8, got n={n}, size={size}")
+    path = cache_dir() / f"dead_leaves_n{n}_s{size}_seed{seed}.npz"
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                images = stored["images"]
+            if images.shape == (n, size, size, 3):
+                return images.astype(np.float32) / 255.0
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is regenerated below
+    images = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        images[i] = _dead_leaves_image(size, np.random.default_rng([int(seed), i, size]), max(1.5, size / 100), size / 2)
+    if cache and n:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
+                np.savez(tmp, images=images)
+            os.replace(tmp.name, path)
+        except OSError:
+            pass  # an unwritable cache only costs regeneration time
+    return images.astype(np.float32) / 255.0
+
+
+def _image_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _checked_folder(directory, what: str = "image folder") -> Path:
+    directory = Path(directory).expanduser()
+    if not directory.is_dir():
+        raise ConfigError(f"{what} {str(directory)!r} does not exist or is not a folder")
+    return directory
+
+
+def folder_images(directory) -> dict[str, np.ndarray]:
+    """Every image file in `directory` (not recursive; suffixes in `IMAGE_SUFFIXES`) loaded with
+    `hinet.image.load_image` as H x W x 3 float32, keyed by file name. Raises `ConfigError` when the
+    folder is missing or has no images, `ImageError` for an unreadable file."""
+    from hinet.image import load_image
+
+    directory = _checked_folder(directory)
+    files = _image_files(directory)
+    if not files:
+        raise ConfigError(f"image folder {str(directory)!r} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+    return {path.name: load_image(path).pixels for path in files}
+
+
+def sporco_data_dir() -> Path:
+    spec = importlib.util.find_spec("sporco")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the test images come from the 'sporco' package, which is not installed; "
+                          "install it with: pip install --no-deps sporco")
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def test_images() -> dict[str, np.ndarray]:
+    """The project's TEST set (never train on it): every colour PNG in sporco's data folder
+    (kodim23, monarch, sail, tulips at 768 x 512, barbara 702 x 574), keyed by stem."""
+    from hinet.image import load_image
+
+    if "test" not in _SOURCE_CACHE:
+        directory = sporco_data_dir()
+        files = sorted(directory.glob("*.png")) if directory.is_dir() else []
+        images = {}
+        for path in files:
+            loaded = load_image(path)
+            if not loaded.was_gray:
+                pixels = np.ascontiguousarray(loaded.pixels, dtype=np.float32)
+                pixels.flags.writeable = False
+                images[path.stem] = pixels
+        if not images:
+            raise ConfigError(f"no colour PNG test images found in {str(directory)!r}; reinstall sporco")
+        _SOURCE_CACHE["test"] = images
+    return dict(_SOURCE_CACHE["test"])
+
+
+test_images.__test__ = False  # not a pytest test despite its name
+
+
+class PairedFolder:
+    """Degraded/clean image pairs from two folders, matched by file name, or by stem when the
+    extensions differ (``x.jpg`` with ``x.png``). `names` lists the pairs; iterate for
+    ``(name, lq, gt)`` float32 arrays, or index with an int."""
+
+    def __init__(self, lq_dir, gt_dir):
+        lq_dir = _checked_folder(lq_dir, "degraded (LQ) folder")
+        gt_dir = _checked_folder(gt_dir, "clean (GT) folder")
+        lq_files, gt_files = _image_files(lq_dir), _image_files(gt_dir)
+        for files, folder in ((lq_files, lq_dir), (gt_files, gt_dir)):
+            if not files:
+                raise ConfigError(f"folder {str(folder)!r} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+        gt_by_name = {p.name: p for p in gt_files}
+        gt_by_stem = {p.stem: p for p in gt_files}
+        pairs, unmatched = [], []
+        for lq in lq_files:
+            gt = gt_by_name.get(lq.name) or gt_by_stem.get(lq.stem)
+            (pairs.append((lq.stem, lq, gt)) if gt is not None else unmatched.append(lq.name))
+        used = {gt for _, _, gt in pairs}
+        unmatched_gt = [p.name for p in gt_files if p not in used]
+        if unmatched or unmatched_gt:
+            parts = []
+            if unmatched:
+                parts.append(f"{len(unmatched)} degraded image(s) without a clean match, e.g. {', '.join(unmatched[:3])}")
+            if unmatched_gt:
+                parts.append(f"{len(unmatched_gt)} clean image(s) without a degraded match, e.g. "
+                             f"{', '.join(unmatched_gt[:3])}")
+            raise ConfigError(f"{lq_dir} and {gt_dir} do not pair up: {'; '.join(parts)}. "
+                              "Pairs must share a file name (or a name without extension).")
+        self.lq_dir, self.gt_dir = lq_dir, gt_dir
+        self.pairs: list[tuple[str, Path, Path]] = pairs
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.pairs]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        from hinet.image import load_image
+
+        name, lq_path, gt_path = self.pairs[index]
+        lq, gt = load_image(lq_path).pixels, load_image(gt_path).pixels
+        if lq.shape != gt.shape:
+            raise ImageError(f"pair {name!r}: degraded image is {lq.shape[1]}x{lq.shape[0]} but the clean one "
+                             f"is {gt.shape[1]}x{gt.shape[0]}; pairs must have the same size")
+        return name, lq, gt
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for index in range(len(self)):
+            yield self[index]
+
+
+# --------------------------------------------------------------------------------------------------
+# Crops, augmentation, batches
+
+def random_crop(images, size, rng: Rng = None):
+    """The same random `size` (int or (h, w)) crop of one H x W x C array or of a sequence of arrays
+    with equal H and W (e.g. lq and gt). An image smaller than the crop is first padded symmetrically
+    (mirror, edge pixel repeated) up to the crop size, so any image can feed any patch size.
+    Returns an array, or a list in the order given."""
+    single = isinstance(images, np.ndarray)
+    arrays = [images] if single else list(images)
+    if not arrays:
+        raise ImageError("random_crop needs at least one image")
+    ch, cw = (size, size) if np.isscalar(size) else size
+    ch, cw = int(ch), int(cw)
+    if ch < 1 or cw < 1:
+        raise ConfigError(f"crop size must be positive, got {size}")
+    h, w = arrays[0].shape[:2]
+    if any(a.shape[:2] != (h, w) for a in arrays):
+        raise ImageError(f"random_crop images differ in size: {[a.shape[:2] for a in arrays]}")
+    rng = _as_rng(rng)
+    while h < ch or w < cw:
+        pad_h, pad_w = min(max(0, ch - h), h), min(max(0, cw - w), w)
+        arrays = [np.pad(a, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (a.ndim - 2), mode="symmetric") for a in arrays]
+        h, w = arrays[0].shape[:2]
+    y = int(rng.integers(0, h - ch + 1))
+    x = int(rng.integers(0, w - cw + 1))
+    crops = [a[y:y + ch, x:x + cw] for a in arrays]
+    return crops[0] if single else crops
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 dihedral transforms of an H x W (x C) array: rotate by 90 * (k % 4) degrees, then
+    flip left-right when k >= 4. k = 0 is the identity; `dihedral_inverse` undoes it."""
+    if not 0 <= int(k) <= 7:
+        raise ConfigError(f"dihedral k must be in 0..7, got {k}")
+    out = np.rot90(image, int(k) % 4, axes=(0, 1))
+    if k >= 4:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def dihedral_inverse(image: np.ndarray, k: int) -> np.ndarray:
+    if not 0 <= int(k) <= 7:
+        raise ConfigError(f"dihedral k must be in 0..7, got {k}")
+    out = image[:, ::-1] if k >= 4 else image
+    return np.ascontiguousarray(np.rot90(out, -(int(k) % 4), axes=(0, 1)))
+
+
+def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np.random.Generator,
+              blind: bool = False, strength: Mapping[str, float] | None = None,
+              permute_channels: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One (lq, gt) training pair of `patch` x `patch` x 3 float32 arrays: a random image, a random
+    crop, a random dihedral transform and channel order, then `degrade`. The crop is taken with a
+    margin that the degradation may read (blur) and cut back, so no patch sees an artificial border.
+    `blind=True` draws the strength per pair from `BLIND_RANGES` (`strength` is then ignored); otherwise
+    `strength` is used (None = `DEFAULT_LEVELS[task]`)."""
+    if not len(clean_images):
+        raise ConfigError("no clean training images")
+    level = sample_strength(task, rng, blind) if blind or strength is None else validate_strength(task, **strength)
+    margin = blur_margin(task, level)
+    clean = clean_images[int(rng.integers(len(clean_images)))]
+    crop = random_crop(clean, patch + 2 * margin, rng)
+    crop = dihedral(crop, int(rng.integers(8)))
+    if permute_channels:
+        crop = crop[:, :, rng.permutation(3)]
+    crop = np.ascontiguousarray(crop, dtype=np.float32)
+    lq = degrade(crop, task, rng, **level)
+    if margin:
+        crop = crop[margin:margin + patch, margin:margin + patch]
+        lq = lq[margin:margin + patch, margin:margin + patch]
+    return np.ascontiguousarray(lq), np.ascontiguousarray(crop)
+
+
+def make_batch(clean_images: Sequence[np.ndarray], task: str, batch: int, patch: int, rng: Rng,
+               blind: bool = False, strength: Mapping[str, float] | None = None):
+    """A training batch `(lq, gt)` of float32 torch tensors `batch x 3 x patch x patch`, drawn with
+    `make_pair`; deterministic given `rng` (seed it with e.g. `(seed, step, rank)`)."""
+    import torch
+
+    rng = _as_rng(rng)
+    pairs = [make_pair(clean_images, task, patch, rng, blind, strength) for _ in range(int(batch))]
+    lq = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+    gt = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+    return lq, gt
+
+
+def _as_image_list(clean_images) -> list[np.ndarray]:
+    values = list(clean_images.values()) if isinstance(clean_images, Mapping) else list(clean_images)
+    return [np.ascontiguousarray(_check_image(v, "clean image")) for v in values]
+
+
+try:
+    from torch.utils.data import IterableDataset as _IterableDataset
+except ImportError:  # torch is a hard requirement of the package; this only keeps data.py importable
+    _IterableDataset = object
+
+
+class SyntheticPairs(_IterableDataset):
+    """An endless stream of `(lq, gt)` float32 tensors 3 x patch x patch built by `make_pair`.
+
+    Deterministic given (seed, rank); each rank of a `world_size`-process run draws its own samples.
+    Iterating twice restarts the same stream. Meant to be read in the main process (no DataLoader
+    workers): `batch(n)` returns stacked N x 3 x patch x patch tensors from the same stream."""
+
+    def __init__(self, clean_images, task: str, patch: int = 64, blind: bool = False,
+                 strength: Mapping[str, float] | None = None, seed: int = 0, rank: int = 0, world_size: int = 1):
+        _check_task(task)
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
+        if int(patch) < 8:
+            raise ConfigError(f"patch must be at least 8 pixels, got {patch}")
+        self.images = _as_image_list(clean_images)
+        if not self.images:
+            raise ConfigError("SyntheticPairs needs at least one clean image")
+        self.task, self.patch, self.blind = task, int(patch), bool(blind)
+        self.strength = None if strength is None else validate_strength(task, **strength)
+        self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self._rng = self._new_rng()
+
+    def _new_rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.rank, self.world_size])
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """The next pair as numpy H x W x 3 arrays."""
+        return make_pair(self.images, self.task, self.patch, self._rng, self.blind, self.strength)
+
+    def batch(self, n: int):
+        return make_batch(self.images, self.task, n, self.patch, self._rng, self.blind, self.strength)
+
+    def __iter__(self):
+        import torch
+
+        self._rng = self._new_rng()
+        while True:
+            lq, gt = self.sample()
+            yield torch.from_numpy(lq).permute(2, 0, 1).contiguous(), torch.from_numpy(gt).permute(2, 0, 1).contiguous()
+
+
+class ImagePool(list):
+    """A list of H x W x 3 float32 arrays with a parallel `names` list ("source/name@scale"), so that
+    `split_validation` can keep every scaled copy of an image on the same side of the split."""
+
+    def __init__(self, images=(), names=()):
+        super().__init__(images)
+        self.names = list(names)
+        if len(self.names) != len(self):
+            raise ConfigError("ImagePool needs one name per image")
+
+
+def _rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Downscale with Pillow's Lanczos filter (widened by the scale factor, so it also anti-aliases),
+    per channel in float so no 8-bit rounding is added."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(size, Image.LANCZOS))
+                for c in range(3)]
+    return np.ascontiguousarray(np.clip(np.stack(channels, axis=2), 0, 1), dtype=np.float32)
+
+
+def training_pool(seed: int = 0, n_dead_leaves: int = 200, dead_leaves_size: int = 256,
+                  scales: Sequence[float] = (1.0, 0.5), min_size: int = 96) -> ImagePool:
+    """The clean training images: every skimage and pywt image (pywt's camera is skipped when it is
+    skimage's), their downscaled copies at each scale in `scales` below 1 (smaller than `min_size` on
+    a side: dropped), and `n_dead_leaves` dead-leaves images. Never includes `test_images()`."""
+    images, names = [], []
+    for source, group in (("skimage", skimage_images()), ("pywt", pywt_images())):
+        for name, image in group.items():
+            if any(existing.shape == image.shape and np.array_equal(existing, image) for existing in images):
+                continue
+            for scale in scales:
+                if not 0 < float(scale) <= 1:
+                    raise ConfigError(f"training_pool scales must be in (0, 1], got {scale}")
+                scaled = image if scale == 1 else _rescale(image, float(scale))
+                if min(scaled.shape[:2]) < min_size:
+                    continue
+                images.append(scaled)
+                names.append(f"{source}/{name}@{float(scale):g}")
+    leaves = dead_leaves(n_dead_leaves, dead_leaves_size, seed)
+    for i in range(len(leaves)):
+        images.append(leaves[i])
+        names.append(f"dead_leaves/{seed}_{i}@1")
+    return ImagePool(images, names)
+
+
+def split_validation(pool: Sequence[np.ndarray], n: int, seed: int = 0):
+    """Split a pool into `(train, validation)`. With an `ImagePool`, n natural (non dead-leaves) source
+    images go to validation at full scale and all their scaled copies leave training, so nothing
+    validated on was trained on. With a plain list, n random entries move. Deterministic given seed."""
+    n = int(n)
+    rng = np.random.default_rng([int(seed), 0x5A11D])
+    names = getattr(pool, "names", None)
+    if names is None:
+        if not 0 <= n < len(pool):
+            raise ConfigError(f"cannot hold out {n} of {len(pool)} images for validation")
+        chosen = set(rng.permutation(len(pool))[:n].tolist())
+        return ([img for i, img in enumerate(pool) if i not in chosen],
+                [img for i, img in enumerate(pool) if i in chosen])
+    groups = sorted({name.rsplit("@", 1)[0] for name in names if not name.startswith("dead_leaves/")})
+    if not 0 <= n < len(groups):
+        raise ConfigError(f"cannot hold out {n} of the {len(groups)} natural images for validation")
+    held = {groups[i] for i in rng.permutation(len(groups))[:n]}
+    train, val = ImagePool(), ImagePool()
+    for name, image in zip(names, pool):
+        group, scale = name.rsplit("@", 1)
+        if group not in held:
+            train.append(image)
+            train.names.append(name)
+        elif float(scale) == 1.0:
+            val.append(image)
+            val.names.append(name)
+    return train, val

@@ -1,0 +1,127 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from hinet import data
+from hinet.checkpoint import save_checkpoint
+from hinet.errors import ConfigError
+from hinet.evaluate import default_protocol, degraded_input, evaluate_model, main, summarize, write_csv
+from hinet.image import save_image
+from hinet.metrics import Protocol, evaluate_pair
+from hinet.registry import create_model
+
+
+def small_images():
+    pool = data.skimage_images()
+    return {"astro": np.ascontiguousarray(pool["astronaut"][180:220, 200:248]),
+            "coffee": np.ascontiguousarray(pool["coffee"][100:140, 300:352])}
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return create_model("tiny_half_instance").eval()
+
+
+def test_degraded_input_depends_on_seed_and_name_only():
+    clean = small_images()["astro"]
+    a = degraded_input(clean, "denoise", {"sigma": 25}, 0, "astro")
+    assert np.array_equal(a, degraded_input(clean, "denoise", {"sigma": 25}, 0, "astro"))
+    assert not np.array_equal(a, degraded_input(clean, "denoise", {"sigma": 25}, 1, "astro"))
+    assert not np.array_equal(a, degraded_input(clean, "denoise", {"sigma": 25}, 0, "other"))
+
+
+def test_evaluate_model_rows_and_determinism(tiny_model):
+    images = small_images()
+    rows = evaluate_model(tiny_model, "denoise", {"sigma": 25}, images, seed=3, baselines=["nl_means"])
+    methods = [(r["image"], r["method"]) for r in rows]
+    assert methods == [(name, m) for name in images for m in ("input", "nl_means", "hinet")]
+    for row in rows:
+        assert set(row) == {"image", "method", "psnr", "ssim", "seconds"}
+        assert np.isfinite(row["psnr"]) and -1 <= row["ssim"] <= 1 and row["seconds"] >= 0
+    by = {(r["image"], r["method"]): r for r in rows}
+    # the input row is exactly the metric of the documented degraded input
+    lq = degraded_input(images["astro"], "denoise", {"sigma": 25}, 3, "astro")
+    assert by[("astro", "input")]["psnr"] == pytest.approx(evaluate_pair(lq, images["astro"])["psnr"])
+    assert by[("astro", "nl_means")]["psnr"] > by[("astro", "input")]["psnr"] + 3
+    with pytest.raises(ConfigError, match="no baseline"):
+        evaluate_model(None, "jpeg", None, images, baselines=["bm3d"])
+    again = evaluate_model(tiny_model, "denoise", {"sigma": 25}, images, seed=3)
+    assert [r["method"] for r in again] == ["hinet", "hinet"]
+    assert [r["psnr"] for r in again] == pytest.approx([by[(n, "hinet")]["psnr"] for n in images], abs=1e-9)
+
+
+@pytest.mark.parametrize("task,baseline", [("deblur", "richardson_lucy"), ("derain", "median5"), ("jpeg", None)])
+def test_baselines_per_task(task, baseline):
+    images = {"astro": small_images()["astro"]}
+    rows = evaluate_model(None, task, None, images, baselines=True)
+    methods = [r["method"] for r in rows]
+    assert methods == ["input"] + ([baseline] if baseline else [])
+    if baseline:
+        assert rows[1]["psnr"] > rows[0]["psnr"]
+
+
+def test_protocol_defaults_and_summary(tiny_model):
+    assert default_protocol("derain") == Protocol(channel="y")
+    rows = evaluate_model(tiny_model, "jpeg", {"quality": 20}, small_images(), tile=36)
+    summary = summarize(rows)
+    assert summary[0]["method"] == "hinet" and summary[0]["images"] == 2
+    assert summary[0]["psnr"] == pytest.approx(np.mean([r["psnr"] for r in rows]))
+
+
+def test_write_csv_defaults_strength(tmp_path):
+    rows = [{"image": "a", "method": "hinet", "psnr": float("inf"), "ssim": 1.0, "seconds": 0.5}]
+    path = write_csv(tmp_path / "e.csv", rows, "jpeg", None, 0, Protocol())
+    with open(path) as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["image"] for r in written] == ["a", "mean"]
+    assert written[0]["strength"] == "quality=10" and written[0]["psnr"] == "inf"
+
+
+def test_cli_with_baselines(tmp_path, tiny_model, capsys):
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model, metadata={"task": "denoise"})
+    image_dir = tmp_path / "images"
+    save_image(image_dir / "crop.png", small_images()["coffee"])
+    out_csv = tmp_path / "eval.csv"
+    code = main([str(checkpoint), "--level", "15", "--images", str(image_dir), "--baselines",
+                 "--out-csv", str(out_csv), "--save-outputs", str(tmp_path / "out")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "protocol: RGB" in printed and "bm3d" in printed and "sigma=15" in printed
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    methods = {(r["image"], r["method"]) for r in rows}
+    assert {("crop.png", m) for m in ("input", "bm3d", "nl_means", "hinet")} <= methods
+    assert ("mean", "hinet") in methods
+    assert all(r["task"] == "denoise" and r["strength"] == "sigma=15" for r in rows)
+    scores = {r["method"]: float(r["psnr"]) for r in rows if r["image"] == "crop.png"}
+    assert scores["bm3d"] > scores["input"] + 3
+    assert (tmp_path / "out" / "bm3d" / "crop.png").is_file()
+    assert (tmp_path / "out" / "hinet" / "crop.png").is_file()
+
+
+def test_cli_pairs(tmp_path, tiny_model, capsys):
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    clean = small_images()["astro"]
+    save_image(tmp_path / "gt" / "a.png", clean)
+    save_image(tmp_path / "lq" / "a.png", data.degrade(clean, "jpeg", quality=10))
+    assert main([str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"),
+                 "--channel", "y"]) == 0
+    assert "Y (BT.601" in capsys.readouterr().out
+
+
+def test_cli_errors(tmp_path, tiny_model, capsys):
+    assert main([str(tmp_path / "missing.safetensors"), "--task", "denoise"]) == 2
+    assert "not found" in capsys.readouterr().err
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    assert main([str(checkpoint)]) == 2  # no --task and no task metadata
+    assert "--task" in capsys.readouterr().err
+    assert main([str(checkpoint), "--task", "denoise", "--level", "900"]) == 2
+    err = capsys.readouterr().err
+    assert "out of range" in err and len(err.strip().splitlines()) == 1
+    assert main([str(checkpoint), "--task", "denoise", "--images", str(tmp_path / "none")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(checkpoint), "--task", "dehaze"])
+    assert exit_info.value.code == 2
