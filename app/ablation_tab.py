@@ -1,7 +1,393 @@
-"""Placeholder for the ablation tab; replaced by its real module."""
+"""Ablation explorer: tables and plots of `results/ablation.csv`, plus the runs trained in the app.
+
+Every number comes from `hinet.results_table` (the code that also writes results/README.md). The CSV is
+re-read when its modification time changes, so a finished sweep shows up after "Reload".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
 
 import gradio as gr
+import pandas as pd
+
+from app import ablation_views as views
+from app import models
+from app.context import AppContext
+from app.restore_tab import _choices as restore_choices
+from app.restore_tab import user_errors
+from hinet import results_table as rt
+from hinet.errors import HINetError
+
+log = logging.getLogger(__name__)
+
+SWEEP_COMMANDS = """    python -m hinet.sweep configs/ablation_norm.yaml       # or every file: configs/ablation_*.yaml
+    python -m hinet.sweep configs/ablation_placement.yaml
+    python -m hinet.sweep configs/ablation_ratio.yaml
+    python scripts/make_results_readme.py                  # the same tables in results/README.md"""
+COSTS = {"MACs": "macs", "latency": "latency_ms"}
+SPREADS = ("min-max", "std")
+EXPORT_DIR = Path(tempfile.gettempdir()) / "hinet_ablation_exports"
+PENDING_OPEN_SECONDS = 10.0  # how long an "open in restore" waits for the restore tab to list the new task
 
 
-def build_tab(ctx):
-    gr.Markdown("This tab is not built yet.")
+def ablation_csv() -> Path:
+    return models.RESULTS_DIR / "ablation.csv"
+
+
+def ablation_runs_dir() -> Path:
+    return models.RESULTS_DIR / "runs"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Loading
+
+
+@lru_cache(maxsize=4)
+def _read_cached(path: str, mtime_ns: int, size: int) -> pd.DataFrame:
+    return rt.read_ablation_csv(path)
+
+
+def load_table(csv_path: Path) -> tuple[pd.DataFrame | None, str]:
+    """(table, "") or (None, a Markdown message saying what is wrong and what to do)."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        return None, (
+            f"**No ablation results yet:** `{csv_path}` does not exist. Run the sweep (a few hours on a CPU), "
+            f"then press *Reload*:\n\n{SWEEP_COMMANDS}\n\nMeanwhile the *Train a variant* tab trains one "
+            "variant; your runs are listed below."
+        )
+    try:
+        stat = csv_path.stat()
+        return _read_cached(str(csv_path), stat.st_mtime_ns, stat.st_size), ""
+    except HINetError as error:
+        return None, f"**The ablation table cannot be used:** {error}\n\nRegenerate it with:\n\n{SWEEP_COMMANDS}"
+
+
+def _level_sort_key(level: str):
+    try:
+        return (0, float(level), level)
+    except ValueError:
+        return (1, 0.0, level)
+
+
+def scope(table: pd.DataFrame, task=None, level=None, ablation=None) -> dict:
+    """The choices each filter offers and a valid selection, keeping the given values where they exist."""
+    tasks = list(dict.fromkeys(table["task"]))
+    task = task if task in tasks else tasks[0]
+    rows = table[table["task"] == task]
+    levels = sorted(dict.fromkeys(rows["level"]), key=_level_sort_key)
+    level = level if level in levels else levels[0]
+    rows = rows[rows["level"] == level]
+    ablations = list(dict.fromkeys(rows["ablation"]))
+    ablation = ablation if ablation in ablations else ablations[0]
+    rows = rows[rows["ablation"] == ablation]
+    return dict(tasks=tasks, task=task, levels=levels, level=level, ablations=ablations, ablation=ablation,
+                variants=rt.variant_order(rows), seeds=sorted(int(s) for s in set(rows["seed"])),
+                baseline=rt.default_baseline(rows))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _export(frame: pd.DataFrame, markdown: str, stem: str) -> tuple[str, str]:
+    """Write the table as CSV and Markdown; names carry a content hash so repeated exports reuse files."""
+    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
+    csv_text = rt.frame_to_csv(frame)
+    digest = hashlib.sha1((csv_text + markdown).encode()).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
+    csv_path = EXPORT_DIR / f"{safe}_{digest}.csv"
+    md_path = EXPORT_DIR / f"{safe}_{digest}.md"
+    csv_path.write_text(csv_text)
+    md_path.write_text(markdown + "\n")
+    return str(csv_path), str(md_path)
+
+
+def _run_entries(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """Open-in-restore choices: (label, model-store entry id) for each run that has weights."""
+    choices = []
+    for (variant, seed, run), _ in rows.groupby(["variant", "seed", "run"], sort=False):
+        if (ablation_runs_dir() / run / "model.safetensors").is_file():
+            choices.append((f"{variant} · seed {seed} ({run})", f"results/runs/{run}"))
+    return choices
+
+
+
+def render(csv_path, task, level, ablation, variants, seeds, baseline, cost="MACs", spread="min-max",
+           only_differing=True):
+    """Every output of the explorer for one selection:
+    (status, table, knob diff, csv file, md file, protocol, 4 figures, open-in-restore dropdown)."""
+    table, message = load_table(csv_path)
+    blank = views.empty_figure("No data")
+    if table is None:
+        return (message, None, None, None, None, "", blank, blank, blank, blank, gr.update(choices=[], value=None))
+    rows = rt.select(table, task=task, level=level, ablation=ablation,
+                     variants=variants or None, seeds=seeds or None)
+    if not variants or not seeds or rows.empty:
+        note = "Select at least one variant and one seed."
+        return (note, None, None, None, None, "", blank, blank, blank, blank, gr.update(choices=[], value=None))
+    if baseline not in set(rows["variant"]):
+        baseline = rt.default_baseline(rows)
+    summary = rt.summarize(rows, baseline)
+    shown = rt.display_table(summary, baseline)
+    markdown = rt.markdown_summary(summary, baseline)
+    csv_file, md_file = _export(shown, f"**{task}, level {level}, ablation {ablation}**\n\n" + markdown,
+                                f"ablation_{task}_{level}_{ablation}")
+    run_variants = dict(zip(rows["run"], rows["variant"]))
+    curves = rt.validation_curves(rt.read_run_logs(ablation_runs_dir(), run_variants), run_variants)
+    missing_seeds = summary.loc[summary["n_seeds"] < len(seeds), "variant"].tolist()
+    status = (f"{len(summary)} variants · {len(seeds)} seeds · {rows['image'].nunique()} test images · "
+              f"baseline **{baseline}**")
+    if missing_seeds:
+        status += f" · fewer seeds than selected for: {', '.join(missing_seeds)}"
+    entries = _run_entries(rows)
+    return (
+        status,
+        shown,
+        rt.config_differences(rows, baseline, only_differing=only_differing),
+        csv_file,
+        md_file,
+        "**Protocol**\n\n" + rt.protocol_text(rows),
+        views.psnr_by_variant_figure(summary, rt.seed_means(rows), baseline),
+        views.validation_curve_figure(curves, spread=spread),
+        views.pareto_figure(summary, COSTS.get(cost, "macs")),
+        views.delta_heatmap_figure(rt.per_image_delta(rows, baseline), baseline),
+        gr.update(choices=entries, value=entries[0][1] if entries else None),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# The user's own runs (the train tab writes them under $HINET_RUNS_DIR)
+
+
+USER_RUN_COLUMNS = ["run", "task", "model", "steps", "last val PSNR (dB)", "best val PSNR (dB)",
+                    "test PSNR (dB, eval.csv)", "train time (s)", "weights"]
+
+
+def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """(table of runs, their logs, run -> label) for every run folder with a log under `runs_dir`."""
+    from hinet.train import load_config
+
+    rows, logs, labels = [], [], {}
+    for folder in sorted(Path(runs_dir).glob("*/log.jsonl")):
+        run_dir = folder.parent
+        run = run_dir.name
+        try:
+            log_frame = rt.read_run_log(folder)
+        except HINetError as error:
+            log.warning("skipped run %s: %s", run, error)
+            continue
+        task, model, steps = "?", "?", ""
+        if (run_dir / "config.yaml").is_file():
+            try:
+                cfg = load_config(run_dir / "config.yaml")
+                task, model = cfg.task, models.describe_config(cfg.model_config())
+                steps = cfg.steps
+            except HINetError as error:
+                model = f"unreadable config ({error})"
+        done = int(log_frame["step"].max()) if not log_frame.empty else 0
+        val = log_frame["val_psnr"].dropna()
+        test_psnr = None
+        if (run_dir / "eval.csv").is_file():
+            try:
+                scores = pd.read_csv(run_dir / "eval.csv")
+                if "psnr" in scores:
+                    test_psnr = round(float(pd.to_numeric(scores["psnr"], errors="coerce").mean()), 2)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+                test_psnr = None
+        rows.append({
+            "run": run, "task": task, "model": model, "steps": f"{done}/{steps}" if steps else str(done),
+            "last val PSNR (dB)": round(float(val.iloc[-1]), 2) if len(val) else None,
+            "best val PSNR (dB)": round(float(val.max()), 2) if len(val) else None,
+            "test PSNR (dB, eval.csv)": test_psnr,
+            "train time (s)": round(float(log_frame["wall"].max()), 1) if log_frame["wall"].notna().any() else None,
+            "weights": "yes" if (run_dir / "model.safetensors").is_file() else "no",
+        })
+        logs.append(log_frame.assign(run=run))
+        labels[run] = f"my run {run}"
+    table = pd.DataFrame(rows, columns=USER_RUN_COLUMNS)
+    return table, (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["run", *rt.LOG_COLUMNS])), labels
+
+
+def render_user_runs():
+    runs_dir = models.runs_dir()
+    table, logs, labels = user_runs(runs_dir)
+    if table.empty:
+        note = f"No runs of yours yet in `{runs_dir}`: train one in the *Train a variant* tab."
+        return note, table, views.empty_figure("No runs yet"), gr.update(choices=[], value=None)
+    curves = rt.validation_curves(logs, {run: run for run in labels})
+    choices = [(labels[run], f"runs/{run}") for run in table.loc[table["weights"] == "yes", "run"]]
+    note = f"{len(table)} run(s) in `{runs_dir}` (set `HINET_RUNS_DIR` to use another folder)."
+    return (note, table, views.validation_curve_figure(curves),
+            gr.update(choices=choices, value=choices[-1][1] if choices else None))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Opening a run in the restore tab
+
+
+@user_errors
+def open_in_restore(entry_id, current_task):
+    """Switch to the restore tab with this run's weights selected.
+
+    When the task changes, the restore tab's own task listener resets its variant list; the wanted entry
+    is kept as pending and applied by `apply_pending` once that reset has happened.
+    """
+    if not entry_id:
+        raise gr.Error("Pick a run first.")
+    entry = models.find_entry(entry_id)
+    if not entry.trained:
+        gr.Warning(f"{entry_id} is untrained (random weights).")
+    if entry.task and entry.task != current_task:
+        return gr.update(value=entry.task), gr.skip(), (entry_id, time.monotonic()), gr.Tabs(selected="restore")
+    return gr.skip(), _variants_update(entry_id, current_task), None, gr.Tabs(selected="restore")
+
+
+def _variants_update(entry_id: str, task: str | None):
+    """The restore picker with the entry selected; the choices are refreshed too, since a run finished after
+    the restore tab last listed its models is not among its choices yet."""
+    choices = restore_choices(task)[0] if task else []
+    if entry_id not in [value for _, value in choices]:
+        choices.append((entry_id, entry_id))
+    return gr.update(choices=choices, value=[entry_id])
+
+
+def apply_pending(pending, current_variants, current_task):
+    if not pending:
+        return gr.skip(), None
+    entry_id, since = pending
+    if time.monotonic() - since > PENDING_OPEN_SECONDS:
+        return gr.skip(), None
+    if current_variants == [entry_id]:
+        return gr.skip(), None
+    return _variants_update(entry_id, current_task), None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Layout
+
+
+def build_tab(ctx: AppContext) -> None:
+    gr.Markdown(
+        "### Ablations\nEach variant differs from the HIN baseline in one knob and was trained with several "
+        "seeds. **Δ** is paired by (seed, image) with a 95% bootstrap interval: an interval that excludes 0 "
+        "is a difference the seeds agree on."
+    )
+    table, message = load_table(ablation_csv())
+    first = scope(table) if table is not None else None
+    if first:
+        initial = render(str(ablation_csv()), first["task"], first["level"], first["ablation"], first["variants"],
+                         first["seeds"], first["baseline"])
+    else:
+        initial = (message, None, None, None, None, "", None, None, None, None, gr.update(choices=[], value=None))
+    (status_value, table_value, diff_value, csv_value, md_value, protocol_value, psnr_value, curve_value,
+     pareto_value, heatmap_value, open_value) = initial
+    user_note_value, user_table_value, user_plot_value, user_choice_value = render_user_runs()
+    csv_path = gr.State(str(ablation_csv()))
+
+    with gr.Row():
+        task = gr.Dropdown(first["tasks"] if first else [], value=first and first["task"], label="Task")
+        level = gr.Dropdown(first["levels"] if first else [], value=first and first["level"], label="Level")
+        ablation = gr.Dropdown(first["ablations"] if first else [], value=first and first["ablation"],
+                               label="Ablation axis")
+        baseline = gr.Dropdown(first["variants"] if first else [], value=first and first["baseline"],
+                               label="Baseline (Δ is measured against it)")
+        reload_button = gr.Button("Reload results", scale=0)
+    with gr.Row():
+        variants = gr.Dropdown(first["variants"] if first else [], value=first and first["variants"],
+                               multiselect=True, label="Variants")
+        seeds = gr.CheckboxGroup(first["seeds"] if first else [], value=first and first["seeds"], label="Seeds")
+    status = gr.Markdown(status_value)
+    summary_table = gr.Dataframe(table_value, label="Per variant: mean and std over seeds, paired Δ vs the "
+                                 "baseline (click a header to sort)", interactive=False, wrap=True)
+    with gr.Row():
+        csv_file = gr.File(csv_value, label="Download CSV", interactive=False)
+        md_file = gr.File(md_value, label="Download Markdown", interactive=False)
+    with gr.Accordion("Config knobs (diff only)", open=True):
+        only_differing = gr.Checkbox(value=True, label="Show only the knobs that differ from the baseline")
+        diff_table = gr.Dataframe(diff_value, interactive=False,
+                                  label="Knobs per variant (blank = same as the baseline)")
+    protocol = gr.Markdown(protocol_value)
+    with gr.Row():
+        psnr_plot = gr.Plot(psnr_value, label="PSNR by variant")
+        curve_plot = gr.Plot(curve_value, label="Validation PSNR vs step")
+    with gr.Row():
+        spread = gr.Radio(list(SPREADS), value=SPREADS[0], label="Curve spread across seeds")
+        cost = gr.Radio(list(COSTS), value="MACs", label="Pareto cost axis")
+    with gr.Row():
+        pareto_plot = gr.Plot(pareto_value, label="PSNR vs cost")
+        heatmap_plot = gr.Plot(heatmap_value, label="Per-image Δ")
+    with gr.Row():
+        open_choice = gr.Dropdown(open_value["choices"], value=open_value["value"],
+                                  label="Open a run's weights in the restore tab")
+        open_button = gr.Button("Open in Restore", scale=0)
+
+    gr.Markdown("### Your runs (trained in the app)")
+    user_note = gr.Markdown(user_note_value)
+    user_table = gr.Dataframe(user_table_value, interactive=False, label="Runs under $HINET_RUNS_DIR")
+    user_plot = gr.Plot(user_plot_value, label="Validation PSNR of your runs")
+    with gr.Row():
+        user_choice = gr.Dropdown(user_choice_value["choices"], value=user_choice_value["value"],
+                                  label="Open one of your runs in the restore tab")
+        user_open_button = gr.Button("Open in Restore", scale=0)
+        user_refresh = gr.Button("Refresh my runs", scale=0)
+
+    outputs = [status, summary_table, diff_table, csv_file, md_file, protocol, psnr_plot, curve_plot, pareto_plot,
+               heatmap_plot, open_choice]
+    render_inputs = [csv_path, task, level, ablation, variants, seeds, baseline, cost, spread, only_differing]
+    user_outputs = [user_note, user_table, user_plot, user_choice]
+
+    @user_errors
+    def rescope(path, task_value, level_value, ablation_value):
+        loaded, note = load_table(path)
+        if loaded is None:
+            empty = gr.update(choices=[], value=None)
+            return empty, empty, empty, gr.update(choices=[], value=[]), gr.update(choices=[], value=[]), empty
+        chosen = scope(loaded, task_value, level_value, ablation_value)
+        return (gr.update(choices=chosen["tasks"], value=chosen["task"]),
+                gr.update(choices=chosen["levels"], value=chosen["level"]),
+                gr.update(choices=chosen["ablations"], value=chosen["ablation"]),
+                gr.update(choices=chosen["variants"], value=chosen["variants"]),
+                gr.update(choices=chosen["seeds"], value=chosen["seeds"]),
+                gr.update(choices=chosen["variants"], value=chosen["baseline"]))
+
+    scope_outputs = [task, level, ablation, variants, seeds, baseline]
+    render_event = user_errors(render)
+
+    def reload_results(path):
+        _read_cached.cache_clear()
+        return path
+
+    reload_button.click(reload_results, csv_path, csv_path, api_visibility="private").then(
+        rescope, [csv_path, task, level, ablation], scope_outputs, api_visibility="private").then(
+        render_event, render_inputs, outputs, api_name="ablation_table")
+    for control in (task, level, ablation):
+        control.input(rescope, [csv_path, task, level, ablation], scope_outputs, api_visibility="private").then(
+            render_event, render_inputs, outputs, api_visibility="private")
+    for control in (variants, seeds, baseline, cost, spread, only_differing):
+        control.input(render_event, render_inputs, outputs, api_visibility="private", trigger_mode="always_last")
+
+    user_refresh.click(render_user_runs, None, user_outputs, api_name="user_runs")
+    # Runs finished in the train tab appear when the user comes back to this tab.
+    ctx.tabs.select(render_user_runs, None, user_outputs, api_visibility="private")
+
+    if ctx.restore_task is not None and ctx.restore_variants is not None:
+        pending = gr.State(None)
+        for choice, button in ((open_choice, open_button), (user_choice, user_open_button)):
+            button.click(open_in_restore, [choice, ctx.restore_task],
+                         [ctx.restore_task, ctx.restore_variants, pending, ctx.tabs], api_visibility="private")
+        ctx.restore_variants.change(apply_pending, [pending, ctx.restore_variants, ctx.restore_task],
+                                    [ctx.restore_variants, pending],
+                                    api_visibility="private")
+    else:
+        for button in (open_button, user_open_button):
+            button.interactive = False
+
+
+__all__ = ["build_tab", "render", "scope", "load_table", "user_runs", "render_user_runs", "open_in_restore"]

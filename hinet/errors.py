@@ -20,3 +20,7 @@ class ImageError(HINetError):
 
 class CheckpointError(HINetError):
     """A checkpoint that cannot be read, is unsafe, or does not match the model it is loaded into."""
+
+
+class ResultsError(HINetError):
+    """A results table or run log that cannot be read or lacks what the statistics need."""

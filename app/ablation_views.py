@@ -1,0 +1,156 @@
+"""Plotly figures of the ablation explorer and the train tab, built from `hinet.results_table` frames.
+
+Pure functions of data frames (no Gradio), so tests check their traces directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from hinet.results_table import pareto_front
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf")
+HEIGHT = 380
+
+
+def _color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _layout(figure: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    figure.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=HEIGHT, template="plotly_white",
+                         margin=dict(l=60, r=20, t=50, b=50), legend=dict(font=dict(size=10)))
+    return figure
+
+
+def empty_figure(message: str) -> go.Figure:
+    figure = go.Figure()
+    figure.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                          font=dict(size=14))
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    figure.update_layout(height=HEIGHT, template="plotly_white")
+    return figure
+
+
+def psnr_by_variant_figure(summary: pd.DataFrame, per_seed: pd.DataFrame, baseline: str) -> go.Figure:
+    """Mean PSNR per variant with ± std error bars (over seeds) and every seed's score as a dot."""
+    order = list(summary["variant"])
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(
+        x=order, y=summary["psnr_mean"], mode="markers", name="mean ± std over seeds",
+        marker=dict(size=14, symbol="line-ew-open", line=dict(width=3), color="#333333"),
+        error_y=dict(type="data", array=summary["psnr_std"].fillna(0.0), visible=True, thickness=1.5, width=10),
+        hovertemplate="%{x}<br>mean %{y:.2f} dB<extra></extra>",
+    ))
+    seeds = per_seed[per_seed["variant"].isin(order)]
+    figure.add_trace(go.Scatter(
+        x=seeds["variant"], y=seeds["psnr"], mode="markers", name="one seed",
+        marker=dict(size=8, color=[_color(order.index(v)) for v in seeds["variant"]], opacity=0.75),
+        customdata=seeds["seed"], hovertemplate="%{x}<br>seed %{customdata}: %{y:.2f} dB<extra></extra>",
+    ))
+    if baseline in order:
+        mean = float(summary.loc[summary["variant"] == baseline, "psnr_mean"].iloc[0])
+        figure.add_hline(y=mean, line=dict(dash="dot", color="#999999"), annotation_text=f"{baseline} mean")
+    figure.update_xaxes(categoryorder="array", categoryarray=order)
+    return _layout(figure, "Test PSNR by variant", "variant", "PSNR (dB), image-averaged")
+
+
+def validation_curve_figure(curves: pd.DataFrame, spread: str = "min-max") -> go.Figure:
+    """Validation PSNR vs step: mean over seeds per variant, shaded min-max (or ± std) across seeds."""
+    if curves.empty:
+        return empty_figure("No validation PSNR in the run logs of these variants")
+    figure = go.Figure()
+    for index, (variant, points) in enumerate(curves.groupby("variant", sort=False)):
+        color = _color(index)
+        if spread == "std":
+            low = points["mean"] - points["std"].fillna(0.0)
+            high = points["mean"] + points["std"].fillna(0.0)
+        else:
+            low, high = points["min"], points["max"]
+        if (points["n"] > 1).any():
+            figure.add_trace(go.Scatter(x=points["step"], y=high, mode="lines", line=dict(width=0),
+                                        showlegend=False, hoverinfo="skip", legendgroup=variant,
+                                        name=f"{variant} {spread} high"))
+            figure.add_trace(go.Scatter(x=points["step"], y=low, mode="lines", line=dict(width=0), fill="tonexty",
+                                        fillcolor=_rgba(color, 0.18), showlegend=False, hoverinfo="skip",
+                                        legendgroup=variant, name=f"{variant} {spread} low"))
+        figure.add_trace(go.Scatter(x=points["step"], y=points["mean"], mode="lines+markers", name=variant,
+                                    line=dict(color=color), marker=dict(size=4), legendgroup=variant,
+                                    customdata=points["n"],
+                                    hovertemplate=f"{variant}<br>step %{{x}}: %{{y:.2f}} dB "
+                                                  "(%{customdata} seeds)<extra></extra>"))
+    return _layout(figure, f"Validation PSNR (mean over seeds, {spread} shaded)", "step",
+                   "validation PSNR (dB)")
+
+
+COST_LABELS = {"macs": "MACs (G, 256x256)", "latency_ms": "latency (ms)", "params": "parameters",
+               "train_seconds": "train time (s)"}
+
+
+def pareto_figure(summary: pd.DataFrame, cost: str = "macs") -> go.Figure:
+    """Mean PSNR against a cost, with the Pareto front (no other variant is cheaper and better)."""
+    scale = 1e9 if cost == "macs" else 1.0
+    x = summary[cost].to_numpy(dtype=float) / scale
+    y = summary["psnr_mean"].to_numpy(dtype=float)
+    valid = np.isfinite(x) & np.isfinite(y)
+    if not valid.any():
+        return empty_figure(f"No {COST_LABELS.get(cost, cost)} in the table")
+    on_front = np.zeros_like(valid)
+    on_front[valid] = pareto_front(x[valid], y[valid])
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(
+        x=x[valid], y=y[valid], mode="markers+text", name="variants", text=summary["variant"][valid],
+        textposition="top center", marker=dict(size=10, color=np.where(on_front[valid], "#d62728", "#1f77b4")),
+        hovertemplate="%{text}<br>%{x:.3g}, %{y:.2f} dB<extra></extra>",
+    ))
+    front = np.argsort(x[on_front])
+    figure.add_trace(go.Scatter(x=x[on_front][front], y=y[on_front][front], mode="lines", name="Pareto front",
+                                line=dict(color="#d62728", dash="dash", shape="hv")))
+    return _layout(figure, f"PSNR vs {COST_LABELS.get(cost, cost)}", COST_LABELS.get(cost, cost), "PSNR (dB)")
+
+
+def delta_heatmap_figure(per_image: pd.DataFrame, baseline: str) -> go.Figure:
+    """Paired Δ PSNR to the baseline (mean over seeds) for each test image and variant."""
+    if per_image.empty or per_image.shape[1] == 0:
+        return empty_figure("Select at least one variant besides the baseline")
+    values = per_image.to_numpy(dtype=float)
+    limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    text = [["" if math.isnan(v) else f"{v:+.2f}" for v in row] for row in values]
+    figure = go.Figure(go.Heatmap(
+        z=values, x=list(per_image.columns), y=list(per_image.index), zmid=0.0, zmin=-limit, zmax=limit,
+        colorscale="RdBu", text=text, texttemplate="%{text}", colorbar=dict(title="Δ dB"),
+        hovertemplate="%{y} · %{x}: %{z:+.3f} dB<extra></extra>",
+    ))
+    return _layout(figure, f"Per-image Δ PSNR vs {baseline} (blue: better)", "variant", "test image")
+
+
+def training_figure(log: pd.DataFrame, title: str = "Training") -> go.Figure:
+    """Live curves of one run: training loss (left) and validation PSNR (right) against the step."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("training loss", "validation PSNR (dB)"))
+    if not log.empty:
+        losses = log[log["loss"].notna()]
+        figure.add_trace(go.Scatter(x=losses["step"], y=losses["loss"], mode="lines", name="loss",
+                                    line=dict(color=_color(0))), row=1, col=1)
+        val = log[log["val_psnr"].notna()]
+        figure.add_trace(go.Scatter(x=val["step"], y=val["val_psnr"], mode="lines+markers", name="val PSNR",
+                                    line=dict(color=_color(1))), row=1, col=2)
+    figure.update_xaxes(title_text="step")
+    figure.update_layout(title=title, height=HEIGHT, template="plotly_white", showlegend=False,
+                         margin=dict(l=60, r=20, t=60, b=50))
+    return figure
+
+
+__all__ = ["empty_figure", "psnr_by_variant_figure", "validation_curve_figure", "pareto_figure",
+           "delta_heatmap_figure", "training_figure"]

@@ -1,0 +1,130 @@
+"""The ablation explorer's figures and render function on a synthetic table (no server)."""
+
+import json
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from app import ablation_tab, ablation_views as views, models
+from app.context import AppContext
+from hinet import results_table as rt
+from tests.test_results_table import synthetic_table
+
+
+@pytest.fixture
+def results(tmp_path, monkeypatch):
+    """A results folder with the synthetic ablation table and one log per run."""
+    folder = tmp_path / "results"
+    (folder / "runs").mkdir(parents=True)
+    table = synthetic_table()
+    table.to_csv(folder / "ablation.csv", index=False)
+    for run in table["run"].unique():
+        seed = int(run.rsplit("_s", 1)[1])
+        (folder / "runs" / run).mkdir()
+        lines = [{"step": s, "loss": 1 / s, "lr": 1e-3, "val_psnr": 20 + s / 10 + seed, "val_ssim": 0.5, "wall": s}
+                 for s in (10, 20)]
+        (folder / "runs" / run / "log.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    monkeypatch.setattr(models, "RESULTS_DIR", folder)
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "user_runs"))
+    ablation_tab._read_cached.cache_clear()
+    return folder
+
+
+def _norm_rows():
+    return rt.select(rt.validate_ablation_table(synthetic_table()), ablation="norm")
+
+
+def test_psnr_by_variant_has_error_bars_and_seed_dots():
+    rows = _norm_rows()
+    summary = rt.summarize(rows, "small_hin")
+    figure = views.psnr_by_variant_figure(summary, rt.seed_means(rows), "small_hin")
+    mean_trace, seed_trace = figure.data
+    assert list(mean_trace.x) == list(summary["variant"])
+    assert list(mean_trace.error_y.array) == pytest.approx(list(summary["psnr_std"]))
+    assert len(seed_trace.x) == len(summary) * 3  # 3 seeds per variant
+
+
+def test_validation_curves_have_a_band_and_a_mean_per_variant():
+    curves = pd.DataFrame({"variant": ["a", "a", "b", "b"], "step": [1, 2, 1, 2], "mean": [1.0, 2, 3, 4],
+                           "std": [0.1] * 4, "min": [0.5, 1.5, 2.5, 3.5], "max": [1.5, 2.5, 3.5, 4.5], "n": [2] * 4})
+    figure = views.validation_curve_figure(curves)
+    names = [trace.name for trace in figure.data]
+    assert names == ["a min-max high", "a min-max low", "a", "b min-max high", "b min-max low", "b"]
+    assert figure.data[1].fill == "tonexty" and list(figure.data[0].y) == [1.5, 2.5]
+    assert list(views.validation_curve_figure(curves, spread="std").data[0].y) == pytest.approx([1.1, 2.1])
+    assert views.validation_curve_figure(curves.iloc[:0]).layout.annotations  # empty state
+
+
+def test_pareto_and_heatmap_figures():
+    summary = pd.DataFrame({"variant": ["a", "b", "c"], "psnr_mean": [30.0, 29.0, 31.0], "macs": [1e9, 2e9, 3e9],
+                            "latency_ms": [5.0, 4.0, 9.0]})
+    figure = views.pareto_figure(summary, "macs")
+    assert [t.name for t in figure.data] == ["variants", "Pareto front"]
+    assert list(figure.data[1].x) == [1.0, 3.0]  # b is dominated by a
+    assert list(views.pareto_figure(summary, "latency_ms").data[1].x) == [4.0, 5.0, 9.0]
+    rows = _norm_rows()
+    heat = views.delta_heatmap_figure(rt.per_image_delta(rows, "small_hin"), "small_hin")
+    assert heat.data[0].type == "heatmap" and heat.data[0].zmid == 0
+    assert list(heat.data[0].y) == ["a", "b", "c", "d"] and "small_hin" not in heat.data[0].x
+
+
+def test_training_figure_has_loss_and_validation_traces():
+    log = pd.DataFrame({"step": [1, 2, 3], "loss": [0.3, 0.2, 0.1], "val_psnr": [None, 25.0, 26.0]})
+    figure = views.training_figure(log)
+    assert [t.name for t in figure.data] == ["loss", "val PSNR"]
+    assert list(figure.data[1].x) == [2, 3]
+
+
+def test_render_builds_every_output(results):
+    table, message = ablation_tab.load_table(results / "ablation.csv")
+    assert message == ""
+    chosen = ablation_tab.scope(table, ablation="placement")
+    assert chosen["baseline"] == "small_hin" and chosen["seeds"] == [0, 1, 2]
+    out = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "placement",
+                              chosen["variants"], chosen["seeds"], chosen["baseline"])
+    status, shown, diff, csv_file, md_file, protocol, psnr, curves, pareto, heat, open_choice = out
+    assert "baseline **small_hin**" in status
+    assert set(shown["variant"]) == {"small_hin (baseline)", "small_hin_shallow", "small_hin_encdec"}
+    assert list(diff.columns) == ["variant", "role", "hin_position_right", "norm_in_decoder"]
+    assert pd.read_csv(csv_file).shape[0] == 3 and "±" in open(md_file).read()
+    assert "Test images (4)" in protocol
+    assert len(curves.data) == 9  # band high, band low, mean for 3 variants
+    assert open_choice["choices"] == []  # no weights in the synthetic runs
+    # a different baseline and a seed subset
+    out = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "placement",
+                              chosen["variants"], [0, 1], "small_hin_shallow")
+    assert out[1].loc[out[1]["variant"] == "small_hin_shallow (baseline)", "Δ PSNR (dB)"].item() == 0
+
+
+def test_missing_and_malformed_csv_give_a_message_not_a_crash(results):
+    (results / "ablation.csv").unlink()
+    out = ablation_tab.render(results / "ablation.csv", "denoise", "25", "norm", ["x"], [0], "x")
+    assert "does not exist" in out[0] and "python -m hinet.sweep" in out[0]
+    (results / "ablation.csv").write_text("run,variant\nr,v\n")
+    out = ablation_tab.render(results / "ablation.csv", "denoise", "25", "norm", ["x"], [0], "x")
+    assert "cannot be used" in out[0] and "lacks the columns" in out[0]
+    (results / "ablation.csv").write_bytes(b"\x00\xff\xfe garbage")
+    ablation_tab._read_cached.cache_clear()
+    assert ablation_tab.load_table(results / "ablation.csv")[0] is None
+
+
+def test_tab_builds_with_and_without_results(results):
+    for present in (True, False):
+        if not present:
+            (results / "ablation.csv").unlink()
+        with gr.Blocks() as demo:
+            with gr.Tabs() as tabs:
+                ctx = AppContext(tabs=tabs)
+                with gr.Tab("Ablations", id="ablation"):
+                    ablation_tab.build_tab(ctx)
+        assert demo.fns
+
+
+def test_user_runs_lists_runs_dir(results, tmp_path):
+    runs_dir = tmp_path / "user_runs" / "my_first"
+    runs_dir.mkdir(parents=True)
+    (runs_dir / "log.jsonl").write_text(json.dumps({"step": 5, "loss": 0.1, "val_psnr": 24.5, "wall": 3.0}) + "\n")
+    note, table, figure, choice = ablation_tab.render_user_runs()
+    assert table["run"].tolist() == ["my_first"] and table["best val PSNR (dB)"].item() == 24.5
+    assert choice["choices"] == []  # no weights yet

@@ -1,0 +1,244 @@
+"""hinet.results_table and scripts/make_results_readme.py on small synthetic tables with known answers."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hinet import results_table as rt
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE_KNOBS = dict(norm="half_instance", norm_ratio=0.5, hin_position_left=0, hin_position_right=3,
+                  norm_in_decoder=False, norm_affine=True, wf=16, depth=4, steps=100)
+
+# variant -> (ablation, knob overrides, true PSNR effect vs HIN in dB)
+SYNTHETIC_VARIANTS = {
+    "small_hin": ("norm", {}, 0.0),
+    "small_batch": ("norm", dict(norm="batch", norm_ratio=None), -1.0),
+    "small_layer": ("norm", dict(norm="layer", norm_ratio=None), -0.5),
+    "small_instance": ("norm", dict(norm="instance", norm_ratio=None), -0.3),
+    "small_none": ("norm", dict(norm="none", norm_ratio=None), -0.7),
+    "small_hin_shallow": ("placement", dict(hin_position_right=1), -0.4),
+    "small_hin_encdec": ("placement", dict(norm_in_decoder=True), -0.2),
+}
+
+
+def row(variant, seed, image, psnr, ssim=0.8, ablation="norm", run=None, **knobs):
+    values = dict(BASE_KNOBS, **knobs)
+    return dict(run=run or f"{variant}_s{seed}", ablation=ablation, variant=variant, task="denoise", level="25",
+                seed=seed, **values, train_seconds=60.0 + seed, params=1000 + len(variant), macs=2e9,
+                latency_ms=10.0, device="cpu", image=image, psnr=psnr, ssim=ssim)
+
+
+def synthetic_table(seeds=(0, 1, 2), images=("a", "b", "c", "d"), noise=0.05, rng_seed=1) -> pd.DataFrame:
+    """Every variant = 30 dB + image offset + seed offset + its true effect + small noise."""
+    rng = np.random.default_rng(rng_seed)
+    image_offset = {img: 2.0 * i for i, img in enumerate(images)}
+    rows = []
+    for variant, (ablation, knobs, effect) in SYNTHETIC_VARIANTS.items():
+        for seed in seeds:
+            for image in images:
+                psnr = 30 + image_offset[image] + 0.3 * seed + effect + rng.normal(0, noise)
+                rows.append(row(variant, seed, image, psnr, 0.8 + effect / 100, ablation=ablation, **knobs))
+    # the HIN baseline is shared by both ablations, as a sweep that reuses its runs would write it
+    placement_hin = [dict(r, ablation="placement") for r in rows if r["variant"] == "small_hin"]
+    return pd.DataFrame(rows + placement_hin)
+
+
+def handmade_table() -> pd.DataFrame:
+    """Two variants, two seeds, two images, exact numbers."""
+    return rt.validate_ablation_table(pd.DataFrame([
+        row("A", 0, "x", 30.0), row("A", 0, "y", 32.0), row("A", 1, "x", 31.0), row("A", 1, "y", 33.0),
+        row("B", 0, "x", 29.0, norm="batch"), row("B", 0, "y", 31.5, norm="batch"),
+        row("B", 1, "x", 30.5, norm="batch"), row("B", 1, "y", 32.0, norm="batch"),
+    ]))
+
+
+def test_summary_mean_std_and_paired_delta_are_exact():
+    summary = rt.summarize(handmade_table(), baseline="A").set_index("variant")
+    assert summary.loc["A", "psnr_mean"] == pytest.approx(31.5)
+    assert summary.loc["A", "psnr_std"] == pytest.approx(math.sqrt(0.5))  # seed means 31 and 32
+    assert summary.loc["B", "psnr_mean"] == pytest.approx(30.75)
+    assert summary.loc["B", "psnr_std"] == pytest.approx(math.sqrt(0.5))  # seed means 30.25 and 31.25
+    assert summary.loc["B", "delta_psnr"] == pytest.approx(-0.75)  # pairs: -1, -0.5, -0.5, -1
+    assert summary.loc["B", "n_pairs"] == 4
+    assert summary.loc["A", "delta_psnr"] == 0.0
+    low, high = summary.loc["B", ["delta_psnr_low", "delta_psnr_high"]]
+    assert -1.0 <= low <= -0.75 <= high <= -0.5
+
+
+def test_paired_differences_match_on_seed_and_image_only():
+    table = handmade_table()
+    table = table[~((table["variant"] == "B") & (table["seed"] == 1) & (table["image"] == "y"))]
+    diffs = rt.paired_differences(table, "B", "A")
+    assert sorted(diffs["diff"]) == [-1.0, -0.5, -0.5]
+
+
+def test_bootstrap_interval_contains_true_delta_and_shrinks_with_more_data():
+    rng = np.random.default_rng(3)
+    true_delta = -0.4
+    small = true_delta + rng.normal(0, 0.5, 20)
+    large = true_delta + rng.normal(0, 0.5, 500)
+    low_s, high_s = rt.bootstrap_mean_ci(small)
+    low_l, high_l = rt.bootstrap_mean_ci(large)
+    assert low_s < true_delta < high_s
+    assert low_l < true_delta < high_l
+    assert (high_l - low_l) < 0.5 * (high_s - low_s)
+    assert rt.bootstrap_mean_ci(small) == (low_s, high_s)  # fixed generator seed: reproducible
+    assert all(math.isnan(v) for v in rt.bootstrap_mean_ci([1.0]))
+
+
+def test_default_baseline_is_the_hin_variant_and_summary_recovers_effects():
+    table = rt.select(rt.validate_ablation_table(synthetic_table()), ablation="norm")
+    baseline = rt.default_baseline(table)
+    assert baseline == "small_hin"
+    summary = rt.summarize(table, baseline).set_index("variant")
+    for variant in ("small_batch", "small_layer", "small_instance", "small_none"):
+        effect = SYNTHETIC_VARIANTS[variant][2]
+        assert summary.loc[variant, "delta_psnr"] == pytest.approx(effect, abs=0.05)
+        low, high = summary.loc[variant, ["delta_psnr_low", "delta_psnr_high"]]
+        assert low < summary.loc[variant, "delta_psnr"] < high < 0  # every effect is far from zero
+        assert high - low < 0.1
+    assert summary.loc["small_hin", "psnr_std"] == pytest.approx(0.3, abs=0.05)  # seed offsets 0, .3, .6
+
+
+def test_config_differences_show_only_changed_knobs():
+    table = rt.select(rt.validate_ablation_table(synthetic_table()), ablation="placement")
+    diff = rt.config_differences(table, "small_hin").set_index("variant")
+    assert list(diff.columns) == ["role", "hin_position_right", "norm_in_decoder"]
+    assert diff.loc["small_hin", "role"] == "baseline"
+    assert diff.loc["small_hin", "hin_position_right"] == "3"
+    assert diff.loc["small_hin_shallow", "hin_position_right"] == "1"
+    assert diff.loc["small_hin_shallow", "norm_in_decoder"] == ""
+    assert diff.loc["small_hin_encdec", "norm_in_decoder"] == "True"
+    full = rt.config_differences(table, "small_hin", only_differing=False)
+    assert set(rt.KNOB_COLUMNS) <= set(full.columns)
+
+
+def test_per_image_delta_and_pareto_front():
+    table = rt.validate_ablation_table(synthetic_table())
+    heat = rt.per_image_delta(rt.select(table, ablation="norm"), "small_hin")
+    assert list(heat.index) == ["a", "b", "c", "d"]
+    assert "small_hin" not in heat.columns
+    assert heat["small_batch"].mean() == pytest.approx(-1.0, abs=0.05)
+    mask = rt.pareto_front([1, 2, 3, 2], [10, 12, 11, 12.5])
+    assert mask.tolist() == [True, False, False, True]
+
+
+def test_validation_curves_spread_across_seeds():
+    logs = pd.DataFrame({
+        "run": ["r0", "r0", "r1", "r1", "r1"],
+        "step": [10, 20, 10, 20, 25],
+        "val_psnr": [20.0, 22.0, 21.0, 25.0, np.nan],
+    })
+    curves = rt.validation_curves(logs, {"r0": "v", "r1": "v"}).set_index("step")
+    assert curves.loc[10, "mean"] == pytest.approx(20.5)
+    assert curves.loc[20, "min"] == 22.0 and curves.loc[20, "max"] == 25.0
+    assert curves.loc[20, "n"] == 2 and 25 not in curves.index
+
+
+def test_run_logs_are_read_from_jsonl(tmp_path):
+    run = tmp_path / "r0"
+    run.mkdir()
+    lines = [{"step": 10, "loss": 0.1, "lr": 1e-3}, {"step": 20, "loss": 0.05, "lr": 1e-3, "val_psnr": 25.0}]
+    (run / "log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    logs = rt.read_run_logs(tmp_path, ["r0", "missing"])
+    assert logs["step"].tolist() == [10, 20] and logs["val_psnr"].iloc[1] == 25.0
+    (run / "log.jsonl").write_text("{not json\n")
+    with pytest.raises(rt.ResultsError, match="line 1 is not JSON"):
+        rt.read_run_log(run / "log.jsonl")
+
+
+def test_malformed_csv_gives_clear_errors(tmp_path):
+    with pytest.raises(rt.ResultsError, match="does not exist"):
+        rt.read_ablation_csv(tmp_path / "absent.csv")
+    missing = tmp_path / "missing.csv"
+    synthetic_table().drop(columns=["psnr", "macs"]).to_csv(missing, index=False)
+    with pytest.raises(rt.ResultsError, match="lacks the columns macs, psnr"):
+        rt.read_ablation_csv(missing)
+    garbled = tmp_path / "garbled.csv"
+    table = synthetic_table()
+    table["psnr"] = table["psnr"].astype(object)
+    table.loc[3, "psnr"] = "oops"
+    table.to_csv(garbled, index=False)
+    with pytest.raises(rt.ResultsError, match="'psnr' has a value that is not a number in data row 4"):
+        rt.read_ablation_csv(garbled)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b'a,b\n"unterminated\n')
+    with pytest.raises(rt.ResultsError):
+        rt.read_ablation_csv(binary)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(rt.ResultsError, match="not a readable CSV"):
+        rt.read_ablation_csv(empty)
+
+
+def test_paper_claims_are_computed_from_the_numbers():
+    table = rt.validate_ablation_table(synthetic_table())
+    checks = {c.claim: c for c in rt.check_paper_claims(table)}
+    verdicts = [c.verdict for c in checks.values()]
+    assert verdicts == ["reproduces", "reproduces", "reproduces", "reproduces"], checks
+    # flip the data: batch norm now the best -> claims 1 and 2 must fail
+    flipped = table.copy()
+    flipped.loc[flipped["variant"] == "small_batch", "psnr"] += 3.0
+    checks = rt.check_paper_claims(flipped)
+    assert checks[0].verdict == "does not reproduce"
+    assert checks[1].verdict == "does not reproduce"
+    assert "small_batch" in checks[0].evidence
+    # without the batch variant the BN claim cannot be tested
+    no_bn = table[table["variant"] != "small_batch"]
+    assert rt.check_paper_claims(no_bn)[1].verdict == "not tested"
+
+
+def test_markdown_summary_and_protocol():
+    table = rt.select(rt.validate_ablation_table(synthetic_table()), ablation="norm")
+    summary = rt.summarize(table, "small_hin")
+    text = rt.markdown_summary(summary, "small_hin")
+    assert text.count("\n") == len(summary) + 1
+    assert "±" in text and "(baseline)" in text
+    display = rt.display_table(summary, "small_hin")
+    assert display["PSNR (dB)"].dtype.kind == "f"
+    protocol = rt.protocol_text(table)
+    assert "a, b, c, d" in protocol and "2000 resamples" in protocol and "denoise at level 25" in protocol
+
+
+def test_make_results_readme_script(tmp_path):
+    results = tmp_path / "results"
+    (results / "runs").mkdir(parents=True)
+    table = synthetic_table()
+    table.to_csv(results / "ablation.csv", index=False)
+    for run in table["run"].unique():
+        (results / "runs" / run).mkdir()
+        seed = int(run.rsplit("_s", 1)[1])
+        lines = [json.dumps({"step": s, "loss": 1 / s, "lr": 1e-3, "val_psnr": 20 + s / 10 + seed, "val_ssim": 0.5,
+                             "wall": s}) for s in (10, 20, 30)]
+        (results / "runs" / run / "log.jsonl").write_text("\n".join(lines) + "\n")
+    readme = results / "README.md"
+    readme.write_text("# Results\n\nHand-written intro.\n\n<!-- ablation:start -->\nold\n<!-- ablation:end -->\n\nTail.\n")
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_results_readme.py"), "--results", str(results)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    text = readme.read_text()
+    assert text.startswith("# Results\n\nHand-written intro.") and text.rstrip().endswith("Tail.")
+    assert "old" not in text.split("<!-- ablation:start -->")[1].split("\n")[1]
+    assert "Do the paper's claims reproduce here?" in text
+    assert "small_batch" in text and "±" in text
+    plots = sorted(p.name for p in (results / "plots").glob("*.png"))
+    assert plots == ["denoise_25_norm_val_psnr.png", "denoise_25_placement_val_psnr.png"]
+    assert "plots/denoise_25_norm_val_psnr.png" in text
+    # malformed input: one plain message, no traceback
+    (results / "ablation.csv").write_text("run,psnr\nx,1\n")
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_results_readme.py"), "--results", str(results)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode != 0 and "lacks the columns" in completed.stderr
+    assert "Traceback" not in completed.stderr
