@@ -66,12 +66,19 @@ def save_checkpoint(path, model: HINet, metadata: dict | None = None, dtype: tor
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
+        _chmod_like_a_new_file(temp_name)  # mkstemp creates 0600; a checkpoint should be readable like any file
         save_file(tensors, temp_name, metadata=header)
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def _chmod_like_a_new_file(name: str) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
 
 
 def read_metadata(path) -> dict:

@@ -1,0 +1,299 @@
+"""Run an ablation grid and tabulate it: `python -m hinet.sweep configs/ablation_*.yaml [--only PATTERN] [--dry-run]`.
+
+A grid file is a base `TrainConfig` plus axes; every run gets the same training budget (steps, patch,
+batch, data), so the variants differ only in their model knobs:
+
+    ablation: norm                       # name used in run folders and the table
+    budget: "..."                        # free text: what one run costs, for readers of the file
+    baseline: hin                        # the variant the others are compared with (informational)
+    seeds: [0, 1, 2]
+    tasks:                               # a task name, or {task, strength}
+      - {task: denoise, strength: {sigma: 25}}
+      - deblur
+    variants:                            # {name, variant (registry name, optional), model (HINetConfig overrides)}
+      - {name: hin, variant: small_hin}
+      - {name: none, variant: small_hin, model: {norm: none}}
+    base: {...}                          # a TrainConfig without run_name, out_dir, seed, task, strength
+
+Each run trains into `<results>/runs/<ablation>__<task>__<variant>__s<seed>/` (a finished run is
+skipped, a half-finished one resumes), is evaluated on the test set (`hinet.evaluate.evaluate_model` on
+`data.test_images()`, degradation seed 0) into its `eval.csv`, and its costs go to `sweep.json`
+(parameters, MACs at 256x256, latency of one 256x256 forward on this machine). `<results>/ablation.csv`
+is then rebuilt from every run folder, so it always matches the runs on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hinet.errors import ConfigError, HINetError
+
+ABLATION_COLUMNS = (
+    "run", "ablation", "variant", "task", "level", "seed", "norm", "norm_ratio", "hin_position_left",
+    "hin_position_right", "norm_in_decoder", "norm_affine", "wf", "depth", "steps", "train_seconds", "params",
+    "macs", "latency_ms", "device", "image", "psnr", "ssim",
+)
+GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed")
+RUN_INFO_FILE = "sweep.json"
+EVAL_FILE = "eval.csv"
+LATENCY_SIZE = 256
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    ablation: str
+    variant: str
+    task: str
+    strength: dict
+    seed: int
+    config: object  # TrainConfig
+    eval_seed: int = 0
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    def status(self) -> str:
+        """"done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"."""
+        from hinet.train import read_state
+
+        state = read_state(self.run_dir)
+        if state is None:
+            return "new"
+        if state["step"] < self.config.steps:
+            return "resume"
+        if (self.run_dir / EVAL_FILE).is_file() and (self.run_dir / RUN_INFO_FILE).is_file():
+            return "done"
+        return "evaluate"
+
+
+def format_level(strength: dict) -> str:
+    """`sigma=25` / `length=15,angle=30`: the level as the evaluation CSVs write it."""
+    return ",".join(f"{key}={value:g}" for key, value in strength.items())
+
+
+def _read_grid(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"grid file {path} does not exist")
+    try:
+        grid = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path} must hold a mapping with keys {', '.join(GRID_KEYS)}")
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; known: {', '.join(GRID_KEYS)}")
+    for key in ("ablation", "seeds", "tasks", "variants"):
+        if key not in grid:
+            raise ConfigError(f"{path} has no {key!r}")
+    return grid
+
+
+def plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> list[PlannedRun]:
+    """Every run of a grid file, with its resolved TrainConfig (raises ConfigError for a bad grid)."""
+    from hinet.data import validate_strength
+    from hinet.train import TrainConfig
+
+    path = Path(grid_path)
+    grid = _read_grid(path)
+    ablation = str(grid["ablation"])
+    base = dict(grid.get("base") or {})
+    for reserved in ("run_name", "out_dir", "seed", "task", "strength"):
+        if reserved in base:
+            raise ConfigError(f"{path}: base.{reserved} is set by the sweep; remove it from the base config")
+    seeds = grid["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
+        raise ConfigError(f"{path}: seeds must be a list of integers; got {seeds!r}")
+    variants = grid["variants"]
+    if not isinstance(variants, list) or not variants:
+        raise ConfigError(f"{path}: variants must be a non-empty list of {{name, variant, model}}")
+    names = [v.get("name") if isinstance(v, dict) else None for v in variants]
+    if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"{path}: every variant needs a unique name; got {names}")
+    if grid.get("baseline") is not None and grid["baseline"] not in names:
+        raise ConfigError(f"{path}: baseline {grid['baseline']!r} is not one of the variants ({', '.join(names)})")
+
+    runs = []
+    base_model = dict(base.get("model") or {})
+    for task_entry in grid["tasks"]:
+        if isinstance(task_entry, str):
+            task_entry = {"task": task_entry}
+        if not isinstance(task_entry, dict) or set(task_entry) - {"task", "strength"} or "task" not in task_entry:
+            raise ConfigError(f"{path}: a task must be a name or {{task, strength}}; got {task_entry!r}")
+        task = task_entry["task"]
+        strength = validate_strength(task, **(task_entry.get("strength") or {}))
+        for variant in variants:
+            unknown = sorted(set(variant) - {"name", "variant", "model"})
+            if unknown:
+                raise ConfigError(f"{path}: variant {variant['name']!r} has unknown key(s) {', '.join(unknown)}")
+            model = {"variant": variant.get("variant", base_model.get("variant", "small_hin")),
+                     "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})}}
+            for seed in seeds:
+                name = f"{ablation}__{task}__{variant['name']}__s{seed}"
+                values = dict(base, run_name=name, out_dir=str(Path(results_dir) / "runs"), seed=seed, task=task,
+                              strength=strength, model=model)
+                try:
+                    config = TrainConfig.from_dict(values)
+                except ConfigError as error:
+                    raise ConfigError(f"{path}, run {name}: {error}") from None
+                runs.append(PlannedRun(name, ablation, variant["name"], task, strength, seed, config,
+                                       int(grid.get("eval_seed", 0))))
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------------
+# Costs and evaluation of one run
+
+
+def measure_latency_ms(model, size: int = LATENCY_SIZE, repeats: int = 3) -> float:
+    """Median wall time of one forward at size x size on the inference fast path (after one warm-up)."""
+    import torch
+
+    from hinet.inference import FAST_PATH, eval_mode, run_model
+
+    x = torch.rand(1, model.config.in_chn, size, size, generator=torch.Generator().manual_seed(0))
+    times = []
+    with eval_mode(model):
+        run_model(model, x, FAST_PATH)
+        for _ in range(repeats):
+            started = time.perf_counter()
+            run_model(model, x, FAST_PATH)
+            times.append(time.perf_counter() - started)
+    return 1000.0 * sorted(times)[len(times) // 2]
+
+
+def evaluate_run(run: PlannedRun, images=None) -> None:
+    """Test-set scores (`eval.csv`) and costs (`sweep.json`) of a trained run, both written atomically."""
+    from hinet import data
+    from hinet.checkpoint import load_checkpoint
+    from hinet.complexity import count_macs, count_parameters
+    from hinet.evaluate import evaluate_model, write_csv
+    from hinet.metrics import default_protocol
+    from hinet.train import atomic_write_bytes, describe_device, read_state
+
+    model, metadata = load_checkpoint(run.run_dir / "model.safetensors")
+    images = data.test_images() if images is None else images
+    rows = evaluate_model(model, run.task, run.strength, images=images, seed=run.eval_seed)
+    temp = run.run_dir / f".{EVAL_FILE}.tmp"
+    write_csv(temp, rows, run.task, run.strength, run.eval_seed, default_protocol(run.task))
+    os.replace(temp, run.run_dir / EVAL_FILE)
+    state = read_state(run.run_dir)
+    config = model.config
+    info = {
+        "run": run.name, "ablation": run.ablation, "variant": run.variant, "task": run.task,
+        "level": format_level(run.strength), "seed": run.seed, "norm": config.norm,
+        "norm_ratio": config.ratio if config.norm != "none" else "", "hin_position_left": config.hin_position_left,
+        "hin_position_right": config.hin_position_right, "norm_in_decoder": config.norm_in_decoder,
+        "norm_affine": config.norm_affine, "wf": config.wf, "depth": config.depth, "steps": int(state["step"]),
+        "train_seconds": round(float(state["train_seconds"]), 2), "params": count_parameters(model),
+        "macs": int(count_macs(model, LATENCY_SIZE, LATENCY_SIZE)["flop_counter_macs"]),
+        "latency_ms": round(measure_latency_ms(model), 2), "device": describe_device("cpu"),
+        "train_device": metadata.get("device", ""),
+    }
+    atomic_write_bytes(run.run_dir / RUN_INFO_FILE, json.dumps(info, indent=1).encode())
+
+
+def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
+    """Write `<results>/ablation.csv` from every run folder that has both `sweep.json` and `eval.csv`:
+    one row per (run, test image), the model's rows only (no baselines, no means)."""
+    from hinet.evaluate import MODEL_METHOD
+    from hinet.train import atomic_write_bytes
+
+    results_dir = Path(results_dir)
+    rows = []
+    for info_path in sorted((results_dir / "runs").glob(f"*/{RUN_INFO_FILE}")):
+        eval_path = info_path.parent / EVAL_FILE
+        if not eval_path.is_file():
+            continue
+        info = json.loads(info_path.read_text())
+        with open(eval_path, newline="") as handle:
+            for score in csv.DictReader(handle):
+                if score["method"] == MODEL_METHOD and score["image"] != "mean":
+                    rows.append({**{k: info[k] for k in ABLATION_COLUMNS if k in info},
+                                 "image": score["image"], "psnr": score["psnr"], "ssim": score["ssim"]})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ABLATION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / "ablation.csv"
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Driver
+
+
+def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False,
+              images=None, echo=print) -> list[dict]:
+    """Train, evaluate and tabulate every selected run; returns one {run, status} per run, plus "error"
+    for a run that failed (it is left out of the table; the other runs go on)."""
+    from hinet.train import train
+
+    runs = [run for path in grid_paths for run in plan(path, results_dir)]
+    if only:
+        runs = [run for run in runs if fnmatch.fnmatchcase(run.name, only) or only in run.name]
+        if not runs:
+            raise ConfigError(f"--only {only!r} matches no run of {', '.join(map(str, grid_paths))}")
+    names = [run.name for run in runs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"two grids define the same run(s): {', '.join(duplicates)}")
+    report = []
+    for index, run in enumerate(runs, 1):
+        status = run.status()
+        report.append({"run": run.name, "status": status})
+        echo(f"[{index}/{len(runs)}] {run.name}: {status}")
+        if dry_run or status == "done":
+            continue
+        try:
+            if status in ("new", "resume"):
+                result = train(run.config)
+                val = "none" if result["val_psnr"] is None else f"{result['val_psnr']:.2f} dB"
+                echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, val PSNR {val}")
+            evaluate_run(run, images=images)
+        except HINetError as error:  # e.g. a diverged variant: record it and go on with the others
+            report[-1]["error"] = str(error)
+            echo(f"    FAILED: {error}")
+            continue
+        echo(f"    evaluated -> {run.run_dir / EVAL_FILE}")
+    if not dry_run:
+        path = rebuild_table(results_dir)
+        echo(f"wrote {path}")
+    failed = [r["run"] for r in report if "error" in r]
+    if failed:
+        echo(f"{len(failed)} run(s) failed and are not in the table: {', '.join(failed)}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hinet.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("grids", nargs="+", help="grid files, e.g. configs/ablation_norm.yaml")
+    parser.add_argument("--only", help="run only runs whose name matches this glob or contains this text")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    args = parser.parse_args(argv)
+    try:
+        report = run_sweep(args.grids, args.results, only=args.only, dry_run=args.dry_run)
+    except HINetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 1 if any("error" in r for r in report) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

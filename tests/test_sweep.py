@@ -1,0 +1,223 @@
+"""Ablation sweeps: grid planning, skip/resume/evaluate logic, the rebuilt ablation table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from hinet import data
+from hinet import train as train_module
+from hinet.errors import ConfigError
+from hinet.results_table import REQUIRED_COLUMNS, validate_ablation_table
+from hinet.sweep import ABLATION_COLUMNS, main, plan, rebuild_table, run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(tmp_path, monkeypatch):
+    monkeypatch.setenv("HINET_CACHE", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    # Two small synthetic "test images" instead of sporco's 768 x 512 ones keep evaluation fast.
+    rng = np.random.default_rng(0)
+    small = {"checker": np.kron(rng.random((4, 4, 3)), np.ones((16, 16, 1))).astype(np.float32),
+             "gradient": np.repeat(np.linspace(0, 1, 48, dtype=np.float32)[None, :, None], 40, 0).repeat(3, 2)}
+    monkeypatch.setattr(data, "test_images", lambda: dict(small))
+
+
+@pytest.fixture
+def grid_file(tmp_path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    from hinet.image import save_image
+
+    for name in ("astronaut", "coffee", "chelsea"):
+        save_image(folder / f"{name}.png", np.ascontiguousarray(data.skimage_images()[name][:64, :64]))
+    grid = {
+        "ablation": "mini",
+        "budget": "8 steps of a tiny model",
+        "baseline": "hin",
+        "seeds": [0],
+        "tasks": [{"task": "denoise", "strength": {"sigma": 25}}],
+        "variants": [{"name": "hin", "variant": "tiny_half_instance"},
+                     {"name": "none", "variant": "tiny_half_instance", "model": {"norm": "none"}}],
+        "base": {"data": {"skimage": False, "pywt": False, "dead_leaves": 6, "dead_leaves_size": 64,
+                          "scales": [1.0], "folder": str(folder), "patch": 32, "batch": 2, "val_images": 1,
+                          "val_size": 32},
+                 "steps": 8, "val_every": 4, "checkpoint_every": 4, "progress": False},
+    }
+    path = tmp_path / "ablation_mini.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_plan_names_runs_and_applies_variant_overrides(grid_file, tmp_path):
+    runs = plan(grid_file, tmp_path / "results")
+    assert [r.name for r in runs] == ["mini__denoise__hin__s0", "mini__denoise__none__s0"]
+    assert runs[0].config.model_config().norm == "half_instance"
+    assert runs[1].config.model_config().norm == "none"
+    assert runs[0].run_dir == tmp_path / "results/runs/mini__denoise__hin__s0"
+    assert all(r.config.steps == 8 and r.config.data.patch == 32 and r.status() == "new" for r in runs)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 3}, "unknown grid key"),
+    ({"variants": [{"name": "a"}, {"name": "a"}]}, "unique name"),
+    ({"seeds": [0.5]}, "seeds must be a list of integers"),
+    ({"baseline": "missing"}, "baseline 'missing'"),
+    ({"tasks": ["paint"]}, "unknown task"),
+])
+def test_bad_grids_are_config_errors(grid_file, tmp_path, change, message):
+    grid = yaml.safe_load(grid_file.read_text())
+    grid.update(change)
+    grid_file.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError, match=message):
+        plan(grid_file, tmp_path / "results")
+
+
+def test_base_config_errors_name_the_run(grid_file, tmp_path):
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["base"]["data"]["patchsize"] = 3
+    grid_file.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError, match=r"run mini__denoise__hin__s0: unknown config key data\.patchsize"):
+        plan(grid_file, tmp_path / "results")
+    grid["base"]["data"].pop("patchsize")
+    grid["base"]["seed"] = 3
+    grid_file.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError, match="base.seed is set by the sweep"):
+        plan(grid_file, tmp_path / "results")
+
+
+def test_sweep_trains_evaluates_skips_and_rebuilds_the_table(grid_file, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    report = run_sweep([grid_file], results, echo=lambda line: None)
+    assert [r["status"] for r in report] == ["new", "new"]
+    table = results / "ablation.csv"
+    with open(table, newline="") as handle:
+        header = next(csv.reader(handle))
+    assert tuple(header) == ABLATION_COLUMNS == REQUIRED_COLUMNS
+    rows = read_rows(table)
+    assert sorted((r["variant"], r["image"]) for r in rows) == [
+        ("hin", "checker"), ("hin", "gradient"), ("none", "checker"), ("none", "gradient")]
+    for row in rows:
+        assert row["ablation"] == "mini" and row["task"] == "denoise" and row["level"] == "sigma=25"
+        assert row["steps"] == "8" and row["wf"] == "8" and row["depth"] == "3" and row["seed"] == "0"
+        assert float(row["params"]) > 0 and float(row["macs"]) > 0 and float(row["latency_ms"]) > 0
+        assert row["device"].startswith("cpu: ") and 0 < float(row["ssim"]) <= 1 and 5 < float(row["psnr"]) < 60
+    by_variant = {r["variant"]: r for r in rows}
+    assert by_variant["hin"]["norm"] == "half_instance" and float(by_variant["hin"]["norm_ratio"]) == 0.5
+    assert by_variant["none"]["norm"] == "none" and by_variant["none"]["norm_ratio"] == ""
+    assert float(by_variant["hin"]["params"]) > float(by_variant["none"]["params"])  # the affine parameters
+    validate_ablation_table(pd.read_csv(table))
+
+    # The table's scores are the runs' own eval.csv model rows.
+    run_dir = results / "runs/mini__denoise__hin__s0"
+    evals = {r["image"]: r for r in read_rows(run_dir / "eval.csv") if r["method"] == "hinet"}
+    table_scores = {r["image"]: r["psnr"] for r in rows if r["variant"] == "hin"}
+    assert table_scores == {k: v["psnr"] for k, v in evals.items() if k != "mean"}
+
+    # Second sweep: everything is done, nothing trains.
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train_module, "train", no_training)
+    report = run_sweep([grid_file], results, echo=lambda line: None)
+    assert [r["status"] for r in report] == ["done", "done"]
+
+
+def test_half_finished_run_resumes_and_trained_run_is_only_evaluated(grid_file, tmp_path):
+    results = tmp_path / "results"
+    first, second = plan(grid_file, results)
+    seen = [0]
+    train_module.train(first.config, on_event=lambda e: seen.__setitem__(0, e["step"]),
+                       should_stop=lambda: seen[0] >= 3)
+    train_module.train(second.config)
+    assert (first.status(), second.status()) == ("resume", "evaluate")
+
+    lines = []
+    run_sweep([grid_file], results, echo=lines.append)
+    assert lines[0].endswith("mini__denoise__hin__s0: resume") and "trained to step 8" in lines[1]
+    assert any(line.endswith("mini__denoise__none__s0: evaluate") for line in lines)
+    evaluate_only = next(i for i, line in enumerate(lines) if line.endswith(": evaluate"))
+    assert not any("trained" in line for line in lines[evaluate_only:])
+    assert json.loads((first.run_dir / "train_state.json").read_text())["step"] == 8
+    assert len(read_rows(results / "ablation.csv")) == 4
+
+
+def test_a_failed_run_is_reported_and_the_others_go_on(grid_file, tmp_path, capsys, monkeypatch):
+    real_train = train_module.train
+
+    def diverging_for_none(cfg, **kwargs):
+        if "__none__" in cfg.run_name:
+            raise train_module.TrainingDiverged("training diverged at step 3 (simulated)")
+        return real_train(cfg, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", diverging_for_none)
+    assert main([str(grid_file), "--results", str(tmp_path / "results")]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED: training diverged at step 3" in out and "1 run(s) failed" in out
+    assert {r["variant"] for r in read_rows(tmp_path / "results/ablation.csv")} == {"hin"}
+
+
+def test_impossible_variant_is_caught_while_planning(grid_file, tmp_path):
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["variants"][1]["model"] = {"wf": 1, "norm_ratio": 0.25}  # normalizes no channel
+    grid_file.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError, match="run mini__denoise__none__s0: .*normalizes no channel"):
+        plan(grid_file, tmp_path / "results")
+
+
+def test_dry_run_and_only_filter(grid_file, tmp_path):
+    results = tmp_path / "results"
+    lines = []
+    report = run_sweep([grid_file], results, only="*__none__*", dry_run=True, echo=lines.append)
+    assert report == [{"run": "mini__denoise__none__s0", "status": "new"}]
+    assert not results.exists()
+    with pytest.raises(ConfigError, match="matches no run"):
+        run_sweep([grid_file], results, only="nothing-like-this", dry_run=True, echo=lines.append)
+
+
+def test_table_is_rebuilt_from_the_run_folders(grid_file, tmp_path):
+    results = tmp_path / "results"
+    run_sweep([grid_file], results, echo=lambda line: None)
+    import shutil
+
+    shutil.rmtree(results / "runs/mini__denoise__none__s0")
+    rebuild_table(results)
+    assert {r["variant"] for r in read_rows(results / "ablation.csv")} == {"hin"}
+
+
+def test_cli_exit_code(grid_file, tmp_path, capsys):
+    assert main([str(grid_file), "--results", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert "mini__denoise__hin__s0: new" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
+
+
+EXPECTED_RUNS = {"ablation_norm.yaml": 30, "ablation_placement.yaml": 12, "ablation_ratio.yaml": 12}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
+def test_shipped_grids_plan_with_equal_budgets(name, tmp_path):
+    runs = plan(REPO / "configs" / name, tmp_path / "results")
+    assert len(runs) == EXPECTED_RUNS[name]
+    budgets = {(r.config.steps, r.config.data.patch, r.config.data.batch, r.config.optimizer.lr,
+                json.dumps(r.config.data.__dict__, sort_keys=True)) for r in runs}
+    assert len(budgets) == 1, "every run of a grid must get the same training budget"
+    assert len({r.seed for r in runs}) == 3
+    configs = {r.variant: r.config.model_config() for r in runs}
+    assert len(set(configs.values())) == len(configs), "two variants build the same model"
+    assert "budget" in yaml.safe_load((REPO / "configs" / name).read_text())
