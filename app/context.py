@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import gradio as gr
 
 TAB_IDS = ("restore", "features", "learn", "ablation", "train")
+# Events that run a model pass concurrency_id=CPU_QUEUE: with the app's default limit of 1 they queue
+# behind each other instead of fighting over the CPU cores.
+CPU_QUEUE = "cpu"
 
 
 @dataclass

@@ -1,0 +1,266 @@
+"""The app's model store: every model a user can pick, and a thread-safe cache of loaded models.
+
+Sources, in the order the pickers list them:
+- "results": models we trained and ship (`results/models/<task>.safetensors`) and ablation runs
+  (`results/runs/<run>/model.safetensors`);
+- "runs": runs the user trained in the app (`$HINET_RUNS_DIR/<run>/model.safetensors`, default `./runs`);
+- "registry": the `small_*` registry variants with random weights, always labelled "untrained".
+
+A checkpoint that cannot be read is skipped and reported in the scan's warnings, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from hinet.checkpoint import load_checkpoint, read_metadata
+from hinet.errors import ConfigError, HINetError
+from hinet.model import HINet, HINetConfig, count_parameters
+from hinet.registry import get_config, list_variants
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = PROJECT_ROOT / "results"
+REGISTRY_PREFIX = "small_"
+SELECTABLE_PREFIX = "small_"  # every small variant can be asked for by id, whatever the listing prefix
+TEST_PREFIX = "tiny_"  # the tiny test variants too (cheap); the paper-size variants cannot
+DEFAULT_UNTRAINED = "small_hin"
+UNTRAINED_SEED = 0  # untrained weights are drawn from this seed, so every restore is reproducible
+CACHE_SIZE = 8  # loaded models kept in memory (a small model is ~6 MB)
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("HINET_RUNS_DIR", "runs"))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str  # unique: "registry/small_hin", "results/models/denoise", "results/runs/<run>", "runs/<run>"
+    label: str
+    config: HINetConfig
+    source: str  # "registry" | "results" | "runs"
+    path: Path | None
+    trained: bool
+    task: str | None  # the task it was trained for; None for untrained registry variants
+    test_psnr: float | None
+    params: int
+
+
+@lru_cache(maxsize=64)
+def _param_count(config: HINetConfig) -> int:
+    return count_parameters(HINet(config))
+
+
+def describe_config(config: HINetConfig) -> str:
+    """Norm, ratio and placement in a few words, e.g. "half_instance r0.50 enc 0-3"."""
+    if config.norm == "none":
+        return "no norm"
+    where = f"enc {config.hin_position_left}-{config.hin_position_right}"
+    if config.norm_in_decoder:
+        where += " +dec"
+    affine = "" if config.norm_affine else " no-affine"
+    return f"{config.norm} r{config.ratio:.2f} {where}{affine} wf{config.wf} d{config.depth}"
+
+
+def entry_label(name: str, config: HINetConfig, params: int, trained: bool, task: str | None,
+                test_psnr: float | None, source: str) -> str:
+    parts = [name, describe_config(config), f"{params / 1e6:.2f}M params"]
+    if not trained:
+        parts.append("untrained (random weights)")
+    else:
+        trained_for = f"trained for {task}" if task else "trained"
+        psnr = f", test {test_psnr:.2f} dB" if test_psnr is not None else ""
+        parts.append(f"{trained_for}{psnr} [{source}]")
+    return " · ".join(parts)
+
+
+def _decode_value(value):
+    # read_metadata decodes JSON values already; tolerate string numbers from hand-written metadata.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _as_bool(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def ablation_test_psnr(run: str) -> float | None:
+    """Mean test PSNR of an ablation run over its rows of results/ablation.csv (None if not there)."""
+    table_path = RESULTS_DIR / "ablation.csv"
+    try:
+        means = _ablation_means(str(table_path), table_path.stat().st_mtime_ns)
+    except OSError:
+        return None
+    return means.get(run)
+
+
+@lru_cache(maxsize=4)
+def _ablation_means(table_path: str, mtime_ns: int) -> dict[str, float]:
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(table_path, usecols=["run", "psnr"])
+    except (OSError, ValueError) as error:
+        log.warning("cannot read %s: %s", table_path, error)
+        return {}
+    return {str(run): float(psnr) for run, psnr in table.groupby("run")["psnr"].mean().items()}
+
+
+def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> ModelEntry:
+    metadata = read_metadata(path)
+    config_value = metadata.get("config")
+    if config_value is None:
+        raise ConfigError(f"{path} has no model config in its metadata")
+    config = HINetConfig.from_dict(config_value)
+    task = metadata.get("task")
+    test_psnr = _decode_value(metadata.get("test_psnr"))
+    test_psnr = float(test_psnr) if isinstance(test_psnr, (int, float)) else None
+    if test_psnr is None and source == "results" and path.name == "model.safetensors":
+        test_psnr = ablation_test_psnr(path.parent.name)
+    trained = _as_bool(metadata.get("trained", True))
+    params = _param_count(config)
+    return ModelEntry(
+        id=entry_id,
+        label=entry_label(name, config, params, trained, task, test_psnr, source),
+        config=config,
+        source=source,
+        path=path,
+        trained=trained,
+        task=str(task) if task else None,
+        test_psnr=test_psnr,
+        params=params,
+    )
+
+
+def _registry_entry(name: str) -> ModelEntry:
+    config = get_config(name)
+    params = _param_count(config)
+    return ModelEntry(
+        id=f"registry/{name}",
+        label=entry_label(name, config, params, False, None, None, "registry"),
+        config=config,
+        source="registry",
+        path=None,
+        trained=False,
+        task=None,
+        test_psnr=None,
+        params=params,
+    )
+
+
+def _checkpoint_paths() -> list[tuple[Path, str, str, str]]:
+    """(path, entry id, display name, source) of every checkpoint file on disk."""
+    found = []
+    for path in sorted((RESULTS_DIR / "models").glob("*.safetensors")):
+        found.append((path, f"results/models/{path.stem}", path.stem, "results"))
+    for path in sorted((RESULTS_DIR / "runs").glob("*/model.safetensors")):
+        found.append((path, f"results/runs/{path.parent.name}", path.parent.name, "results"))
+    for path in sorted(runs_dir().glob("*/model.safetensors")):
+        found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
+    return found
+
+
+def scan(task: str | None = None) -> tuple[list[ModelEntry], list[str]]:
+    """(entries, warnings): trained models for `task` (all tasks if None), then the untrained variants."""
+    entries, warnings = [], []
+    for path, entry_id, name, source in _checkpoint_paths():
+        try:
+            entry = _checkpoint_entry(path, entry_id, name, source)
+        except (HINetError, OSError, ValueError, TypeError, KeyError) as error:
+            message = f"skipped {path}: {error}"
+            log.warning(message)
+            warnings.append(message)
+            continue
+        if task is None or entry.task is None or entry.task == task:
+            entries.append(entry)
+    entries.extend(_registry_entry(name) for name in list_variants(REGISTRY_PREFIX))
+    return entries, warnings
+
+
+def list_entries(task: str | None = None) -> list[ModelEntry]:
+    return scan(task)[0]
+
+
+def default_entry(entries: list[ModelEntry], task: str | None) -> ModelEntry:
+    """The trained model for the task (shipped first, best test PSNR first), else small_hin untrained."""
+    trained = [e for e in entries if e.trained and (task is None or e.task == task)]
+    if trained:
+        rank = {"results": 0, "runs": 1}
+        return min(trained, key=lambda e: (rank.get(e.source, 2), not e.id.startswith("results/models/"),
+                                           -(e.test_psnr or float("-inf"))))
+    for entry in entries:
+        if entry.id == f"registry/{DEFAULT_UNTRAINED}":
+            return entry
+    if not entries:
+        raise ConfigError("no model is available")
+    return entries[0]
+
+
+def find_entry(entry_id: str) -> ModelEntry:
+    if entry_id.startswith("registry/"):
+        name = entry_id.split("/", 1)[1]
+        if name not in list_variants(REGISTRY_PREFIX) + list_variants(SELECTABLE_PREFIX) + list_variants(TEST_PREFIX):
+            raise ConfigError(f"unknown model {entry_id!r}")
+        return _registry_entry(name)
+    for path, found_id, name, source in _checkpoint_paths():
+        if found_id == entry_id:
+            return _checkpoint_entry(path, found_id, name, source)
+    raise ConfigError(f"model {entry_id!r} is not available any more; refresh the model list")
+
+
+_cache: OrderedDict[tuple, HINet] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _load(entry: ModelEntry) -> HINet:
+    if entry.path is None:
+        # Untrained weights from a fixed seed, without disturbing the caller's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(UNTRAINED_SEED)
+            model = HINet(entry.config)
+    else:
+        model, _ = load_checkpoint(entry.path)
+    return model.eval()
+
+
+def get_model(entry_id: str) -> HINet:
+    """The entry's model in eval mode, loaded once and shared (read-only) by every request."""
+    entry = find_entry(entry_id)
+    # A retrained run rewrites its file: the modification time keeps the cache honest.
+    try:
+        key = (entry_id, entry.path.stat().st_mtime_ns if entry.path else 0)
+    except OSError as error:
+        raise ConfigError(f"model {entry_id!r} cannot be read any more ({error}); refresh the model list") from None
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        model = _load(entry)
+        _cache[key] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+        return model
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+__all__ = ["ModelEntry", "list_entries", "scan", "get_model", "default_entry", "find_entry", "entry_label",
+           "describe_config", "clear_cache", "runs_dir"]

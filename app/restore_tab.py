@@ -1,0 +1,345 @@
+"""The "Restore & compare" tab: degrade a clean image (or upload a degraded one), restore it with up to
+four variants, compare them with a before/after slider, a synced zoom grid, difference maps and a
+metrics table, and download lossless outputs.
+
+Widgets only; the work is in `app/restore_logic.py` (views, orchestration) and `hinet/` (everything
+numerical). The heavy result lives in a per-user `gr.State`, so zoom and display changes never rerun a model.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import gradio as gr
+
+from app import models
+from app.context import CPU_QUEUE, AppContext
+from app.restore_logic import (
+    EXAMPLE_CROPS,
+    MAX_VARIANTS,
+    MIN_TILE,
+    TILE_STEP,
+    RestoreRequest,
+    RestoreResult,
+    crop_box,
+    describe_box,
+    describe_scale,
+    display_uint8,
+    example_path,
+    fit_for_screen,
+    metrics_table,
+    overview,
+    run_restore,
+    save_outputs,
+    screen_factor,
+    screen_size,
+    strength_for,
+    summary,
+    zoom_panels,
+)
+from hinet.data import STRENGTH_SPECS, TASKS
+from hinet.errors import HINetError
+from hinet.image import DEFAULT_MAX_PIXELS, load_image
+
+log = logging.getLogger(__name__)
+
+STATE_TTL_S = 3600
+WHOLE_IMAGE = "whole image"
+TILED = "tiles"
+
+
+def user_errors(fn):
+    """Show project errors as their plain message and anything unexpected as a short internal error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except HINetError as error:
+            raise gr.Error(str(error)) from None
+        except MemoryError:
+            log.exception("out of memory in %s", fn.__name__)
+            raise gr.Error("Out of memory: use tiles (a smaller tile size) or a smaller image.") from None
+        except Exception as error:  # noqa: BLE001 - the app must keep serving; the log keeps the traceback
+            log.exception("internal error in %s", fn.__name__)
+            raise gr.Error(f"Internal error: {type(error).__name__}: {error}") from None
+
+    return wrapper
+
+
+def _choices(task: str) -> tuple[list[tuple[str, str]], list[str], str]:
+    """(dropdown choices, default selection, warnings markdown) for a task."""
+    entries, warnings = models.scan(task)
+    default = models.default_entry(entries, task)
+    text = "\n".join(f"- ⚠️ {w}" for w in warnings)
+    return [(e.label, e.id) for e in entries], [default.id], text
+
+
+def _label_of(entry_id: str) -> str:
+    try:
+        entry = models.find_entry(entry_id)
+    except HINetError:
+        return entry_id
+    return entry.id.split("/", 1)[-1] + ("" if entry.trained else " (untrained)")
+
+
+def _image_source(image, example) -> str | None:
+    path = image if isinstance(image, str) else getattr(image, "name", None) if image is not None else None
+    if path:
+        return path
+    if example:
+        return str(example_path(example))
+    return None
+
+
+def _screen(pixels):
+    return fit_for_screen(display_uint8(pixels))[0]
+
+
+def _screen_png(picture, folder: str) -> str:
+    """Write a display picture (uint8, already fitted for the screen) and return its path.
+
+    Display files only (downloads go through hinet.image.save_image): PNG level 1 is lossless too and about
+    4x faster to write than Gradio's default level 6, which is most of a small restore's overhead.
+    """
+    from PIL import Image
+
+    path = Path(folder) / "screen" / f"{uuid.uuid4().hex}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(path, format="PNG", compress_level=1)
+    return str(path)
+
+
+def _slider(state: dict, slider_variant: str | None):
+    result: RestoreResult = state["result"]
+    chosen = result.output(slider_variant) if slider_variant else result.outputs[0]
+    saved, folder = state["saved"], state["download_dir"]
+    # Full-size pictures reuse the lossless download files instead of encoding them again.
+    full_size = screen_factor(result.height, result.width) == 1
+    before = saved["input"] if full_size and "input" in saved else _screen_png(_screen(result.input_pixels), folder)
+    after = saved[chosen.entry_id] if full_size else _screen_png(_screen(chosen.pixels), folder)
+    return (before, after)
+
+
+def _views(state: dict, center_x: float, center_y: float, zoom: float, show_difference: bool):
+    result: RestoreResult = state["result"]
+    folder = state["download_dir"]
+    box = crop_box(result.height, result.width, center_x, center_y, zoom)
+    panels, scale = zoom_panels(result, box, show_difference)
+    note = describe_box(box)
+    if scale is not None:
+        note += "  \n" + describe_scale(scale)
+    elif show_difference:
+        note += "  \nDifference maps need a ground truth: degrade a clean image, or upload the GT."
+    gallery = [(_screen_png(picture, folder), caption) for picture, caption in panels]
+    overview_path = _screen_png(fit_for_screen(overview(result, box))[0], folder)
+    # Gradio copies returned files into its cache, so the previous view's files can go.
+    for old in state.get("view_files", []):
+        Path(old).unlink(missing_ok=True)
+    state["view_files"] = [overview_path] + [path for path, _ in gallery]
+    return overview_path, gallery, note
+
+
+@user_errors
+def restore(
+    image: str | None,
+    example: str | None,
+    degrade_first: bool,
+    seed: float,
+    ground_truth: str | None,
+    task: str,
+    variants: list[str] | None,
+    slider_variant: str | None,
+    tiling: str,
+    tile_size: float,
+    overlap: float,
+    show_seams: bool,
+    center_x: float,
+    center_y: float,
+    zoom: float,
+    show_difference: bool,
+    previous: dict | None = None,
+    progress=gr.Progress(),
+    **strength_values,
+):
+    source = _image_source(image, example)
+    request = RestoreRequest(
+        task=task,
+        variant_ids=tuple(variants or ()),
+        image_path=source,
+        gt_path=None if degrade_first else ground_truth,
+        degrade_first=bool(degrade_first),
+        strength=strength_for(task, strength_values) if degrade_first else {},
+        seed=int(seed or 0),
+        tile=int(tile_size) if tiling == TILED else None,
+        overlap=int(overlap),
+        show_seams=bool(show_seams) and tiling == TILED,
+        max_pixels=DEFAULT_MAX_PIXELS,
+    )
+    result = run_restore(request, models.get_model, _label_of,
+                         progress=lambda fraction, text: progress(fraction, desc=text))
+    # One folder per user for downloads and display files, replaced by the next restore.
+    if previous and previous.get("download_dir"):
+        shutil.rmtree(previous["download_dir"], ignore_errors=True)
+    download_dir = tempfile.mkdtemp(prefix="hinet_restore_")
+    saved = save_outputs(result, Path(download_dir))
+    # The hidden "current model input" (read by other tabs) is re-sent only when the input changed.
+    input_key = (source, request.degrade_first, request.task, tuple(sorted(request.strength.items())), request.seed)
+    same_input = bool(previous) and previous.get("input_key") == input_key
+    state = {"result": result, "download_dir": download_dir, "saved": saved, "input_key": input_key}
+    overview_image, panels, note = _views(state, center_x, center_y, zoom, show_difference)
+    text = summary(result) + (f"  \n{note}" if note else "")
+    current = gr.skip() if same_input else _screen_png(_screen(result.input_pixels), download_dir)
+    return (state, _slider(state, slider_variant), overview_image, panels, metrics_table(result),
+            [str(p) for p in saved.values()], text, current)
+
+
+@user_errors
+def refresh_slider(state: dict | None, slider_variant: str | None):
+    if not state:
+        return gr.skip()
+    return _slider(state, slider_variant)
+
+
+@user_errors
+def preview_input(image: str | None, example: str | None):
+    source = _image_source(image, example)
+    if not source:
+        return None
+    loaded = load_image(source, max_pixels=DEFAULT_MAX_PIXELS)
+    return _screen(loaded.pixels)
+
+
+@user_errors
+def set_center(state: dict | None, evt: gr.SelectData):
+    """Clicking the overview moves the zoom window's centre there (the overview may be reduced)."""
+    if not state or evt.index is None:
+        return gr.skip(), gr.skip()
+    result: RestoreResult = state["result"]
+    factor = screen_factor(result.height, result.width)
+    x, y = evt.index[0], evt.index[1]
+    shown_w, shown_h = screen_size(result.width, factor), screen_size(result.height, factor)
+    # Rounded to the sliders' step.
+    return (round(min(1.0, max(0.0, (x + 0.5) / shown_w)), 2), round(min(1.0, max(0.0, (y + 0.5) / shown_h)), 2))
+
+
+@user_errors
+def on_task_change(task: str):
+    choices, default, warnings = _choices(task)
+    group_updates = [gr.update(visible=(name == task)) for name in TASKS]
+    return (gr.update(choices=choices, value=default), gr.update(choices=[("first chosen", "")] + choices, value=""),
+            warnings, *group_updates)
+
+
+def build_tab(ctx: AppContext) -> None:
+    first_task = TASKS[0]
+    choices, default, warnings = _choices(first_task)
+    state = gr.State(None, time_to_live=STATE_TTL_S)  # a 12 MP compare holds ~1 GB: free it when idle
+
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            gr.Markdown("### 1. Image")
+            image = gr.File(label="Upload an image (any size; 8/16-bit, gray, RGB or RGBA kept as is)",
+                            file_types=["image"], type="filepath")
+            example = gr.Radio(list(EXAMPLE_CROPS), label="…or pick a clean example", value=None)
+            preview = gr.Image(label="Input as read by the server", format="png", interactive=False, height=220,
+                               elem_id="restore-preview")
+            degrade_first = gr.Checkbox(value=True, label="The image is clean: degrade it with the task's own "
+                                        "degradation and keep the original as ground truth")
+            strength_inputs = {}
+            strength_groups = []
+            for task in TASKS:
+                with gr.Group(visible=(task == first_task)) as group:
+                    for name, (low, high, default_value, step, label) in STRENGTH_SPECS[task].items():
+                        strength_inputs[f"{task}_{name}"] = gr.Slider(low, high, value=default_value, step=step,
+                                                                      label=label)
+                strength_groups.append(group)
+            seed = gr.Number(value=0, precision=0, label="Degradation seed")
+            ground_truth = gr.File(label="Ground truth for an already degraded upload (optional, same size)",
+                                   file_types=["image"], type="filepath")
+
+            gr.Markdown("### 2. Models")
+            with gr.Row():
+                task_picker = gr.Dropdown(list(TASKS), value=first_task, label="Task", scale=4)
+                refresh = gr.Button("Rescan models", size="sm", scale=1)
+            variants = gr.Dropdown(choices, value=default, multiselect=True, max_choices=MAX_VARIANTS,
+                                   allow_custom_value=True,  # API callers may name any entry; models checks it
+                                   label=f"Variants to compare (1-{MAX_VARIANTS})")
+            slider_variant = gr.Dropdown([("first chosen", "")] + choices, value="", label="Slider shows",
+                                       allow_custom_value=True)
+            model_warnings = gr.Markdown(warnings)
+
+            with gr.Accordion("Tiling", open=False):
+                tiling = gr.Radio([WHOLE_IMAGE, TILED], value=WHOLE_IMAGE, label="Run on")
+                tile_size = gr.Slider(MIN_TILE, 1024, value=256, step=TILE_STEP, label="Tile size (pixels)")
+                overlap = gr.Slider(0, 128, value=32, step=8, label="Tile overlap (pixels)")
+                show_seams = gr.Checkbox(value=False, label="Show seams: zero overlap, no blending")
+            run = gr.Button("Restore", variant="primary")
+
+        with gr.Column(scale=3):
+            slider = gr.ImageSlider(label="Before / after", format="png", type="numpy", elem_id="restore-slider")
+            summary_text = gr.Markdown(label="Summary")
+            metrics = gr.Dataframe(label="Metrics (needs a ground truth for PSNR/SSIM)", interactive=False,
+                                   elem_id="restore-metrics")
+            with gr.Row():
+                center_x = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom centre x")
+                center_y = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom centre y")
+                zoom = gr.Slider(1, 32, value=4, step=0.5, label="Zoom")
+            show_difference = gr.Checkbox(value=False, label="Show difference maps |x − GT|")
+            grid = gr.Gallery(label="Synced zoom: input, each variant, ground truth", format="png", columns=3,
+                              object_fit="contain", height="auto")
+            overview_image = gr.Image(label="Input with tile grid and zoom window (click to move the zoom)",
+                                      format="png", interactive=False, elem_id="restore-overview")
+            downloads = gr.File(label="Downloads (lossless PNG, 16-bit when the input was)", file_count="multiple")
+            current_input = gr.Image(label="Current model input", format="png", type="numpy", visible=False)
+
+    ctx.restore_image = current_input
+    ctx.restore_task = task_picker
+    ctx.restore_variants = variants
+
+    for component in (image, example):
+        component.change(preview_input, [image, example], preview, api_visibility="private",
+                         concurrency_id=CPU_QUEUE)
+    example.select(lambda: (None, True), None, [image, degrade_first], api_visibility="private")
+    # An upload is usually already degraded; an example is clean. Either default can be changed by hand.
+    image.upload(lambda: (None, False), None, [example, degrade_first], api_visibility="private")
+    task_outputs = [variants, slider_variant, model_warnings, *strength_groups]
+    task_picker.change(on_task_change, task_picker, task_outputs, api_visibility="private")
+    # Runs finished in the train tab (or copied into results/) appear without restarting the app.
+    refresh.click(on_task_change, task_picker, task_outputs, api_visibility="private")
+
+    run.click(
+        restore,
+        inputs=[image, example, degrade_first, seed, ground_truth, task_picker, variants, slider_variant, tiling,
+                tile_size, overlap, show_seams, center_x, center_y, zoom, show_difference, state],
+        inputs_kwargs=strength_inputs,
+        outputs=[state, slider, overview_image, grid, metrics, downloads, summary_text, current_input],
+        api_name="restore",
+        concurrency_id=CPU_QUEUE,
+        concurrency_limit=1,
+    )
+    view_inputs = [state, center_x, center_y, zoom, show_difference]
+    view_outputs = [overview_image, grid, summary_text]
+    for control in (center_x, center_y, zoom, show_difference):
+        control.change(_views_event, view_inputs + [summary_text], view_outputs, api_visibility="private",
+                       trigger_mode="always_last")
+    slider_variant.change(refresh_slider, [state, slider_variant], slider, api_visibility="private")
+    overview_image.select(set_center, state, [center_x, center_y], api_visibility="private")
+
+
+@user_errors
+def _views_event(state, center_x, center_y, zoom, show_difference, current_text):
+    if not state:
+        return gr.skip(), gr.skip(), gr.skip()
+    overview_image, panels, note = _views(state, center_x, center_y, zoom, show_difference)
+    return overview_image, panels, summary(state["result"]) + (f"  \n{note}" if note else "")
+
+
+__all__ = ["build_tab", "restore", "user_errors", "CPU_QUEUE"]

@@ -1,0 +1,65 @@
+"""Ship a trained run as the app's default model for its task.
+
+    python scripts/ship_model.py runs/defaults/denoise --eval-csv results/eval/denoise.csv
+
+Copies the run's best checkpoint (selected on the validation split, never on the test set) to
+`results/models/<task>.safetensors` in fp16, adding the test-set PSNR/SSIM of the `hinet` rows of an
+evaluation CSV written by `python -m hinet.evaluate ... --out-csv`, so the app can show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+from hinet.checkpoint import load_checkpoint, save_checkpoint
+from hinet.errors import HINetError
+from hinet.evaluate import MODEL_METHOD
+
+
+def read_mean_row(eval_csv: Path) -> dict:
+    with open(eval_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["method"] == MODEL_METHOD and row["image"] == "mean":
+                return row
+    raise HINetError(f"{eval_csv} has no mean row for method {MODEL_METHOD!r}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--eval-csv", type=Path, required=True)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+    try:
+        source = args.run_dir / "best.safetensors"
+        if not source.exists():
+            source = args.run_dir / "model.safetensors"
+        model, metadata = load_checkpoint(source)
+        mean = read_mean_row(args.eval_csv)
+        task = metadata["task"]
+        metadata = {k: v for k, v in metadata.items() if k != "config"}
+        metadata.update(
+            test_psnr=round(float(mean["psnr"]), 3),
+            test_ssim=round(float(mean["ssim"]), 4),
+            test_strength=mean["strength"],
+            test_protocol=mean["protocol"],
+            test_images="sporco data folder (kodim23, monarch, sail, tulips, barbara)",
+            device=metadata.get("device") or f"cpu: {platform.processor() or platform.machine()}",
+            source_run=str(args.run_dir),
+        )
+        target = save_checkpoint(args.results / "models" / f"{task}.safetensors", model, metadata, dtype=torch.float16)
+    except (HINetError, OSError, KeyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB): test PSNR {metadata['test_psnr']} dB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

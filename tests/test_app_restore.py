@@ -1,0 +1,292 @@
+"""The restore tab's logic and the model store, without a server (tiny models, small images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app import models
+from app.restore_logic import (
+    CROP_COLOR,
+    TILE_COLOR,
+    RestoreRequest,
+    absolute_error,
+    crop_box,
+    difference_map,
+    difference_scale,
+    draw_boxes,
+    fit_for_screen,
+    metrics_table,
+    overview,
+    run_restore,
+    save_outputs,
+    strength_for,
+    zoom_crop,
+    zoom_panels,
+)
+from hinet.checkpoint import save_checkpoint
+from hinet.errors import ConfigError, ImageError
+from hinet.image import load_image, save_image
+from hinet.inference import tile_boxes
+from hinet.registry import create_model, get_config
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    return create_model("tiny_half_instance").eval()
+
+
+@pytest.fixture
+def clean_png(tmp_path):
+    rng = np.random.default_rng(0)
+    pixels = rng.random((40, 48, 3)).astype(np.float32)
+    return save_image(tmp_path / "clean.png", pixels)
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def test_crop_box_centres_and_keeps_its_size_at_the_edges():
+    assert crop_box(100, 200, 0.5, 0.5, 4) == (38, 75, 63, 125)
+    assert crop_box(100, 200, 0.0, 0.0, 4) == (0, 0, 25, 50)  # shifted inside, not shrunk
+    assert crop_box(100, 200, 1.0, 1.0, 4) == (75, 150, 100, 200)
+    assert crop_box(100, 200, 0.3, 0.7, 1) == (0, 0, 100, 200)
+    assert crop_box(3, 3, 0.5, 0.5, 100) == (1, 1, 2, 2)  # never smaller than one pixel
+
+
+def test_zoom_crop_repeats_pixels_by_an_integer_factor():
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    panel = zoom_crop(image, (1, 2, 3, 6), panel_size=16)  # 2 x 4 crop -> factor 4
+    assert panel.shape == (8, 16, 3)
+    assert np.array_equal(panel[::4, ::4], image[1:3, 2:6])
+    assert np.array_equal(panel[3, 7], image[1, 3])  # every enlarged block is one source pixel
+
+
+def test_difference_map_scale_and_colours():
+    gt = np.zeros((4, 4, 3), np.float32)
+    out = gt.copy()
+    out[0, 0] = 0.5
+    error = absolute_error(out, gt)
+    assert error[0, 0] == pytest.approx(0.5) and error[1, 1] == 0
+    heat = difference_map(error, scale=0.25)
+    assert heat.shape == (4, 4, 3) and heat.dtype == np.uint8
+    assert heat[1, 1].sum() < 10  # zero error is black in magma
+    assert heat[0, 0].sum() > 600  # at or over the scale: the brightest colour
+    assert difference_scale([np.zeros((3, 3))]) == pytest.approx(1 / 255)  # floor: one 8-bit level
+    with pytest.raises(ImageError):
+        absolute_error(out, gt[:2])
+
+
+def test_draw_boxes_outlines_only():
+    image = np.zeros((20, 30, 3), np.uint8)
+    drawn = draw_boxes(image, [(0, 0, 10, 15)], (255, 0, 0), thickness=1)
+    assert tuple(drawn[0, 7]) == (255, 0, 0) and tuple(drawn[9, 14]) == (255, 0, 0)
+    assert tuple(drawn[5, 7]) == (0, 0, 0)  # interior untouched
+    assert image.sum() == 0  # the input is not modified
+
+
+def test_fit_for_screen_reduces_only_large_pictures():
+    small = np.zeros((10, 10, 3), np.uint8)
+    assert fit_for_screen(small, 100)[1] == 1
+    reduced, factor = fit_for_screen(np.zeros((30, 40, 3), np.uint8), 100)
+    assert factor == 4 and reduced.shape == (8, 10, 3)  # PIL keeps partial blocks
+
+
+# ------------------------------------------------------------------------------------------ pipeline
+
+
+def test_degrade_then_restore_has_metrics_and_grid(clean_png, tiny_model):
+    request = RestoreRequest(task="denoise", variant_ids=("a", "b"), image_path=str(clean_png), degrade_first=True,
+                             strength={"sigma": 25}, seed=3)
+    calls = []
+    result = run_restore(request, lambda _: tiny_model, progress=lambda f, text: calls.append(f))
+    assert result.gt_pixels is not None and result.input_metrics["psnr"] < 25  # sigma 25 noise
+    assert not np.allclose(result.input_pixels, result.gt_pixels)
+    table = metrics_table(result)
+    assert list(table.columns) == ["variant", "PSNR (dB)", "SSIM", "seconds"]
+    assert list(table["variant"]) == ["input (no restoration)", "a", "b"]
+    assert table["PSNR (dB)"].notna().all() and (table["seconds"].iloc[1:] > 0).all()
+    assert calls and calls[-1] <= 1.0 and sorted(calls) == calls
+    # Same seed, same degraded input: the degradation is reproducible.
+    again = run_restore(request, lambda _: tiny_model)
+    assert np.array_equal(again.input_pixels, result.input_pixels)
+
+    box = crop_box(result.height, result.width, 0.5, 0.5, 4)
+    panels, scale = zoom_panels(result, box)
+    assert [c for _, c in panels] == ["input", "a", "b", "ground truth"] and scale is None
+    assert len({p.shape for p, _ in panels}) == 1
+    diff_panels, scale = zoom_panels(result, box, show_difference=True)
+    assert scale is not None and len(diff_panels) == 4
+
+
+def test_upload_without_gt_has_no_metrics_and_gt_size_is_checked(clean_png, tmp_path, tiny_model):
+    request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png))
+    result = run_restore(request, lambda _: tiny_model)
+    assert result.gt_pixels is None and result.outputs[0].metrics is None
+    assert list(metrics_table(result).columns) == ["variant", "seconds"]
+    panels, _ = zoom_panels(result, (0, 0, 8, 8), show_difference=True)  # no GT: plain panels
+    assert len(panels) == 2
+
+    with_gt = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png),
+                                         gt_path=str(clean_png)), lambda _: tiny_model)
+    assert with_gt.input_metrics["psnr"] == float("inf") or with_gt.input_metrics["psnr"] > 90
+
+    other = save_image(tmp_path / "other.png", np.zeros((10, 12, 3), np.float32))
+    with pytest.raises(ImageError, match="ground truth is 12 x 10"):
+        run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png),
+                                   gt_path=str(other)), lambda _: tiny_model)
+
+
+@pytest.mark.parametrize("ids, message", [((), "at least one"), (("a", "b", "c", "d", "e"), "at most 4")])
+def test_variant_count_is_checked(clean_png, tiny_model, ids, message):
+    with pytest.raises(ConfigError, match=message):
+        run_restore(RestoreRequest(task="denoise", variant_ids=ids, image_path=str(clean_png)), lambda _: tiny_model)
+
+
+def test_missing_and_corrupt_inputs_raise_image_errors(tmp_path, tiny_model):
+    with pytest.raises(ImageError, match="Upload an image"):
+        run_restore(RestoreRequest(task="denoise", variant_ids=("a",)), lambda _: tiny_model)
+    corrupt = tmp_path / "bad.png"
+    corrupt.write_bytes(b"\x89PNG not really")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    for path in (corrupt, empty):
+        with pytest.raises(ImageError):
+            run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path)), lambda _: tiny_model)
+
+
+def test_tiled_restore_draws_its_tile_grid(tmp_path, tiny_model):
+    path = save_image(tmp_path / "wide.png", np.random.default_rng(2).random((80, 96, 3)).astype(np.float32))
+    request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), tile=64, overlap=16)
+    result = run_restore(request, lambda _: tiny_model)
+    assert result.tiles == tile_boxes(80, 96, 64, 16) and len(result.tiles) == 4
+    seams = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), tile=64,
+                                       overlap=16, show_seams=True), lambda _: tiny_model)
+    assert seams.overlap == 0 and not np.allclose(seams.outputs[0].pixels, result.outputs[0].pixels)
+    box = (0, 0, 4, 4)
+    picture = overview(result, box)
+    y0, x0, y1, x1 = result.tiles[-1]
+    assert tuple(picture[y1 - 1, (x0 + x1) // 2]) == TILE_COLOR
+    assert tuple(picture[0, 1]) == CROP_COLOR
+
+
+def test_tile_size_must_be_a_multiple_of_the_step(clean_png, tiny_model):
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), tile=100),
+                    lambda _: tiny_model)
+
+
+def test_strength_for_picks_the_task_sliders():
+    values = {"denoise_sigma": 40, "deblur_length": 9, "deblur_angle": 10}
+    assert strength_for("denoise", values) == {"sigma": 40}
+    assert strength_for("deblur", values) == {"length": 9, "angle": 10}
+
+
+def test_downloads_keep_16_bit_and_alpha(tmp_path, tiny_model):
+    rng = np.random.default_rng(1)
+    rgba16 = (rng.random((24, 20, 4)) * 65535).astype(np.uint16)
+    source = save_image(tmp_path / "deep.png", rgba16)
+    result = run_restore(RestoreRequest(task="denoise", variant_ids=("registry/x",), image_path=str(source)),
+                         lambda _: tiny_model)
+    (path,) = save_outputs(result, tmp_path / "out").values()
+    back = load_image(path)
+    assert back.bit_depth == 16 and back.alpha is not None
+    assert np.allclose(back.alpha, rgba16[..., 3] / 65535.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------- model store
+
+
+def test_labels_say_untrained_and_trained_psnr():
+    config = get_config("tiny_half_instance")
+    untrained = models.entry_label("tiny_half_instance", config, 1234, False, None, None, "registry")
+    assert "untrained" in untrained and "half_instance r0.50" in untrained and "0.00M params" in untrained
+    trained = models.entry_label("denoise", config, 1_380_000, True, "denoise", 28.123, "results")
+    assert "untrained" not in trained and "test 28.12 dB" in trained and "1.38M" in trained
+
+
+def test_scan_lists_runs_skips_bad_files_and_prefers_trained(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
+    monkeypatch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.safetensors").write_bytes(b"not a checkpoint")
+    save_checkpoint(tmp_path / "mine" / "model.safetensors", tiny_model,
+                    metadata={"task": "deblur", "test_psnr": 27.5, "trained": True})
+
+    entries, warnings = models.scan("deblur")
+    ids = [e.id for e in entries]
+    assert "runs/mine" in ids and "registry/tiny_half_instance" in ids
+    assert any("broken" in w for w in warnings)
+    mine = next(e for e in entries if e.id == "runs/mine")
+    assert mine.trained and mine.task == "deblur" and mine.test_psnr == 27.5 and mine.source == "runs"
+    assert all(not e.trained and "untrained" in e.label for e in entries if e.source == "registry")
+    assert models.default_entry(entries, "deblur").id == "runs/mine"
+
+    denoise_entries, _ = models.scan("denoise")
+    assert "runs/mine" not in [e.id for e in denoise_entries]  # trained for another task
+    assert models.default_entry(denoise_entries, "denoise").id == "registry/tiny_half_instance"
+
+
+def test_get_model_is_cached_eval_and_reproducible(monkeypatch):
+    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
+    models.clear_cache()
+    first = models.get_model("registry/tiny_batch")
+    assert models.get_model("registry/tiny_batch") is first and not first.training
+    models.clear_cache()
+    second = models.get_model("registry/tiny_batch")
+    assert second is not first
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ConfigError):
+        models.get_model("registry/not_a_variant")
+    models.clear_cache()
+
+
+def test_user_errors_turn_exceptions_into_plain_gradio_errors():
+    import gradio as gr
+
+    from app.restore_tab import user_errors
+
+    @user_errors
+    def bad_image():
+        raise ImageError("image.png is empty (0 bytes)")
+
+    @user_errors
+    def bug():
+        raise KeyError("oops")
+
+    with pytest.raises(gr.Error) as info:
+        bad_image()
+    assert info.value.message == "image.png is empty (0 bytes)"
+    with pytest.raises(gr.Error) as info:
+        bug()
+    assert info.value.message.startswith("Internal error: KeyError")
+
+
+def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+    save_checkpoint(tmp_path / "models" / "denoise.safetensors", tiny_model,
+                    metadata={"task": "denoise", "trained": "true", "test_psnr": 28.25})
+    save_checkpoint(tmp_path / "runs" / "r1" / "model.safetensors", tiny_model, metadata={"task": "denoise"})
+    (tmp_path / "ablation.csv").write_text("run,image,psnr\nr1,a,27.0\nr1,b,28.0\nr2,a,30.0\n")
+    entries = {e.id: e for e in models.list_entries("denoise")}
+    shipped, run = entries["results/models/denoise"], entries["results/runs/r1"]
+    assert shipped.trained and shipped.test_psnr == 28.25 and "test 28.25 dB" in shipped.label
+    assert run.source == "results" and run.test_psnr == pytest.approx(27.5)
+    assert models.default_entry(list(entries.values()), "denoise").id == "results/models/denoise"
+
+
+def test_task_change_shows_that_tasks_sliders_and_a_default_model(monkeypatch, tmp_path):
+    from app.restore_tab import on_task_change
+    from hinet.data import TASKS
+
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
+    variants, slider_variant, warnings, *groups = on_task_change("deblur")
+    assert [g["visible"] for g in groups] == [t == "deblur" for t in TASKS]
+    assert variants["value"] == ["registry/small_hin"] and warnings == ""
+    assert all("untrained" in label for label, _ in variants["choices"])
