@@ -1,0 +1,161 @@
+"""Restore images from the command line: one file, or every image in a folder.
+
+    python -m hinet.restore noisy.png clean.png --task denoise
+    python -m hinet.restore photos/ restored/ --task deblur --tile 512
+    python -m hinet.restore in.png out.png --task denoise --checkpoint runs/my_run/model.safetensors
+    python -m hinet.restore in.png out.png --task denoise --variant small_hin   # untrained: a smoke test only
+
+Outputs are lossless PNG (16-bit when the input was 16-bit; gray stays gray; alpha is kept untouched).
+Without --checkpoint/--variant the task's shipped model `results/models/<task>.safetensors` is used.
+Exit code 0 when everything was written, 2 on any error (folders: the other files are still written and
+the failures are listed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from hinet.checkpoint import load_checkpoint
+from hinet.data import TASKS
+from hinet.errors import ConfigError, HINetError
+from hinet.image import load_image, save_image
+from hinet.inference import restore
+from hinet.registry import VARIANTS, create_model
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "results" / "models"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+EXIT_ERROR = 2
+
+
+def default_checkpoint(task: str) -> Path:
+    return DEFAULT_MODELS_DIR / f"{task}.safetensors"
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_model(task: str, checkpoint: str | None, variant: str | None):
+    """The model to run and a one-line description of it (raises HINetError with a plain message)."""
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise ConfigError(f"unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}")
+        print(
+            f"WARNING: --variant {variant} builds an UNTRAINED model with random weights. Its output is NOT a "
+            "restoration; use it only to test the pipeline. Pass --checkpoint or train a model for real results.",
+            file=sys.stderr,
+        )
+        return create_model(variant), f"untrained {variant}"
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(task)
+    if checkpoint is None and not path.is_file():
+        raise ConfigError(
+            f"no model for task {task!r}: {_display(path)} is missing. Train one with "
+            f"`python -m hinet.train --config configs/{task}_small.yaml` and copy the run's model.safetensors "
+            f"to {_display(path)}, or pass --checkpoint FILE (or --variant NAME for an untrained smoke test)"
+        )
+    model, metadata = load_checkpoint(path)
+    trained_for = metadata.get("task")
+    if trained_for is not None and trained_for != task:
+        print(f"warning: {path.name} was trained for {trained_for!r}, not {task!r}", file=sys.stderr)
+    return model, f"{path.name}"
+
+
+def _output_names(inputs: list[Path]) -> dict[Path, str]:
+    """<stem>.png per input; inputs sharing a stem (a.jpg, a.png) keep their suffix to stay distinct."""
+    stems: dict[str, int] = {}
+    for path in inputs:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    return {p: (f"{p.stem}.png" if stems[p.stem] == 1 else f"{p.name}.png") for p in inputs}
+
+
+def plan(source: Path, target: Path) -> list[tuple[Path, Path]]:
+    """(input, output) pairs for a file or a folder; never one that would overwrite its input."""
+    jobs = _pairs(source, target)
+    for src, dst in jobs:
+        if dst.resolve() == src.resolve():
+            raise ConfigError(f"writing {dst} would overwrite the input; choose another output")
+    return jobs
+
+
+def _pairs(source: Path, target: Path) -> list[tuple[Path, Path]]:
+    if not source.exists():
+        raise ConfigError(f"input not found: {source}")
+    if source.is_dir():
+        if target.exists() and not target.is_dir():
+            raise ConfigError(f"the input is a folder, so the output must be a folder; {target} is a file")
+        inputs = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not inputs:
+            raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {source}")
+        names = _output_names(inputs)
+        return [(p, target / names[p]) for p in inputs]
+    if target.is_dir():
+        return [(source, target / f"{source.stem}.png")]
+    if target.suffix.lower() != ".png":
+        raise ConfigError(f"the output must be a .png file or an existing folder; got {target}")
+    return [(source, target)]
+
+
+def restore_file(model, source: Path, target: Path, tile: int | None, overlap: int) -> None:
+    loaded = load_image(source)
+    pixels = restore(model, loaded.pixels, tile=tile, overlap=overlap)
+    save_image(target, pixels, like=loaded)
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, MemoryError) or "allocate" in str(error):
+        return "out of memory; pass --tile 256 (or smaller) to restore in tiles"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hinet.restore", description=__doc__.split("\n\n")[0])
+    parser.add_argument("input", type=Path, help="an image file or a folder of images")
+    parser.add_argument("output", type=Path, help="a .png file (or a folder) for a file input; a folder for a folder")
+    parser.add_argument("--task", required=True, choices=TASKS, help="selects the default model")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a .safetensors checkpoint (default: results/models/<task>.safetensors)")
+    source.add_argument("--variant", help="an UNTRAINED registry variant, for testing the pipeline only")
+    parser.add_argument("--tile", type=int, default=None, help="restore in tiles of N x N pixels (bounds memory)")
+    parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    args = parser.parse_args(argv)
+
+    try:
+        model, description = load_model(args.task, args.checkpoint, args.variant)
+        jobs = plan(args.input, args.output)
+        if args.tile is not None and args.tile < 1:
+            raise ConfigError(f"--tile must be a positive number of pixels; got {args.tile}")
+        if args.overlap < 0:
+            raise ConfigError(f"--overlap must be 0 or more; got {args.overlap}")
+    except HINetError as error:
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+
+    failures: list[tuple[Path, str]] = []
+    for src, dst in tqdm(jobs, desc=f"restoring ({description})", unit="image", disable=len(jobs) == 1):
+        try:
+            restore_file(model, src, dst, args.tile, args.overlap)
+        except (HINetError, OSError, RuntimeError, MemoryError) as error:
+            message = _one_line(error)
+            failures.append((src, message))
+            tqdm.write(f"error: {src.name}: {message}", file=sys.stderr)
+
+    if failures:
+        print(f"{len(failures)} of {len(jobs)} image(s) failed:", file=sys.stderr)
+        for src, message in failures:
+            print(f"  {src}: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    written = jobs[0][1] if len(jobs) == 1 else args.output
+    print(f"wrote {len(jobs)} image(s) to {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
