@@ -8,7 +8,6 @@ Wiring only: the model comes from the model store (`app.models`), the features f
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections import OrderedDict
 
@@ -75,15 +74,6 @@ def restore_tab_source(array) -> dict:
 # Capture (cached) and views
 
 
-def capture_isolated(model, image, **kwargs):
-    """`capture_features` on a private copy of a shared store model.
-
-    The store hands one model object to every request; forward hooks on it would also record the forward
-    passes other requests (e.g. the restore tab) run on it in other threads at the same moment.
-    """
-    return capture_features(copy.deepcopy(model), image, **kwargs)
-
-
 def captured_features(entry_id: str, source: dict, view_mode: str, cache: OrderedDict | None):
     """(CapturedFeatures, cache): from the session cache, or one forward pass of the model."""
     cache = OrderedDict() if cache is None else cache
@@ -93,7 +83,7 @@ def captured_features(entry_id: str, source: dict, view_mode: str, cache: Ordere
         return cache[key], cache
     model = get_model(entry_id)
     pixels = source["pixels"]
-    captured = capture_isolated(model, pixels, **views.view_arguments(view_mode, *pixels.shape[:2]))
+    captured = capture_features(model, pixels, **views.view_arguments(view_mode, *pixels.shape[:2]))
     cache[key] = captured
     while len(cache) > CACHE_ENTRIES:
         cache.popitem(last=False)

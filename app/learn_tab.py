@@ -8,7 +8,6 @@ and the captions say which). The state of the tab is a `LearnState`, shareable a
 
 from __future__ import annotations
 
-import copy
 from functools import lru_cache
 
 import gradio as gr
@@ -16,10 +15,11 @@ import numpy as np
 import torch
 
 from app import learn_views as views
-from app.features_tab import capture_isolated, on_page_load, user_errors
+from app.features_tab import on_page_load, user_errors
 from app.models import find_entry, get_model, list_entries
 from hinet.data import skimage_images
 from hinet.errors import ConfigError
+from hinet.features import capture_features
 
 IMAGE = "astronaut"
 CALIBRATION_IMAGES = ("coffee", "chelsea", "camera", "brick")  # BatchNorm's running statistics come from these
@@ -58,13 +58,12 @@ def _image(name: str) -> np.ndarray:
 def patch_set(entry_id: str) -> torch.Tensor:
     pixels = _image(IMAGE)
     boxes = views.grid_boxes(*pixels.shape[:2], GRID, GRID)
-    # a private copy: see features_tab.capture_isolated
-    return views.block_input_features(copy.deepcopy(get_model(entry_id)), pixels, boxes, PATCH_SIDE, BLOCK)
+    return views.block_input_features(get_model(entry_id), pixels, boxes, PATCH_SIDE, BLOCK)
 
 
 @lru_cache(maxsize=4)
 def calibration_set(entry_id: str) -> torch.Tensor:
-    model = copy.deepcopy(get_model(entry_id))  # a private copy: see features_tab.capture_isolated
+    model = get_model(entry_id)
     sets = []
     for name in CALIBRATION_IMAGES:
         pixels = _image(name)
@@ -87,7 +86,7 @@ def tile_pixels() -> np.ndarray:
 def crop_features(entry_id: str, dim: float = 1.0):
     """The first block's features for the tile crop (times `dim`), and the block's norm layer."""
     model = get_model(entry_id)
-    captured = capture_isolated(model, tile_pixels() * np.float32(dim), blocks=[BLOCK])
+    captured = capture_features(model, tile_pixels() * np.float32(dim), blocks=[BLOCK])
     return captured[BLOCK], model.conv_blocks()[BLOCK].norm
 
 

@@ -15,6 +15,7 @@ the norm used); `BlockFeatures.valid_hw` says which top-left region corresponds 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,9 +161,13 @@ def capture_features(
 
     captured: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}
     handles = []
+    # Models are shared between threads (the app's model store); record only this call's forward pass.
+    capturing_thread = threading.get_ident()
 
     def keep(name: str, key: str, pick_second: bool = False):
         def hook(module, inputs, output):
+            if threading.get_ident() != capturing_thread:
+                return
             captured[name][key] = (output[1] if pick_second else output)[0].detach().float().cpu()
 
         return hook
@@ -171,6 +176,8 @@ def capture_features(
         # relu_1's input is what the block really carried on after normalizing: its channels n: are
         # the ones that bypassed the norm (taken from the model, not copied from conv_1's output).
         def hook(module, inputs):
+            if threading.get_ident() != capturing_thread:
+                return
             captured[name]["identity"] = inputs[0][0, n:].detach().float().cpu().clone()
 
         return hook

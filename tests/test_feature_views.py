@@ -220,10 +220,10 @@ def test_capture_is_not_disturbed_by_other_threads_using_the_same_model(image):
     """The model store shares one model between requests; a capture must record only its own forward."""
     import threading
 
-    from app.features_tab import capture_isolated
+    from hinet.features import capture_features
 
     model = tiny_model("half_instance")
-    quiet = capture_isolated(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
+    quiet = capture_features(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
     other_image = torch.rand(1, 3, 32, 32)
     stop = threading.Event()
 
@@ -236,7 +236,7 @@ def test_capture_is_not_disturbed_by_other_threads_using_the_same_model(image):
     thread.start()
     try:
         for _ in range(3):
-            busy = capture_isolated(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
+            busy = capture_features(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
             torch.testing.assert_close(busy.pre_norm, quiet.pre_norm)
             torch.testing.assert_close(busy.normalized, quiet.normalized)
     finally:
