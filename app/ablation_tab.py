@@ -19,10 +19,11 @@ import pandas as pd
 from app import ablation_views as views
 from app import models
 from app.context import AppContext
+from app.errors import user_errors
 from app.restore_tab import _choices as restore_choices
-from app.restore_tab import user_errors
 from hinet import results_table as rt
 from hinet.errors import HINetError
+from hinet.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ SWEEP_COMMANDS = """    python -m hinet.sweep configs/ablation_norm.yaml       #
 COSTS = {"MACs": "macs", "latency": "latency_ms"}
 SPREADS = ("min-max", "std")
 EXPORT_DIR = Path(tempfile.gettempdir()) / "hinet_ablation_exports"
+EXPORT_KEEP = 200  # export files kept; Gradio copies a returned file into its cache, so old ones can go
 PENDING_OPEN_SECONDS = 10.0  # how long an "open in restore" waits for the restore tab to list the new task
 
 
@@ -104,9 +106,26 @@ def _export(frame: pd.DataFrame, markdown: str, stem: str) -> tuple[str, str]:
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
     csv_path = EXPORT_DIR / f"{safe}_{digest}.csv"
     md_path = EXPORT_DIR / f"{safe}_{digest}.md"
-    csv_path.write_text(csv_text)
-    md_path.write_text(markdown + "\n")
+    # Same name, same content: an existing file is never rewritten while another user may be downloading it.
+    for path, text in ((csv_path, csv_text), (md_path, markdown + "\n")):
+        if path.exists():
+            path.touch()  # a reused export counts as new, so pruning keeps it
+        else:
+            atomic_write_text(path, text)
+    _prune_exports()
     return str(csv_path), str(md_path)
+
+
+def _prune_exports() -> None:
+    """Keep the newest EXPORT_KEEP files: every new selection adds two, and the folder is shared by all users."""
+    dated = []
+    for path in [*EXPORT_DIR.glob("*.csv"), *EXPORT_DIR.glob("*.md")]:  # not the writers' temporary files
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except FileNotFoundError:  # pruned by another request meanwhile
+            continue
+    for _, path in sorted(dated)[:-EXPORT_KEEP]:
+        path.unlink(missing_ok=True)
 
 
 def _run_entries(rows: pd.DataFrame) -> list[tuple[str, str]]:
@@ -187,7 +206,7 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
         if (run_dir / "config.yaml").is_file():
             try:
                 cfg = load_config(run_dir / "config.yaml")
-                task, model = cfg.task, models.describe_config(cfg.model_config())
+                task, model = cfg.task, cfg.model_config().describe()
                 steps = cfg.steps
             except HINetError as error:
                 model = f"unreadable config ({error})"

@@ -8,16 +8,16 @@ Wiring only: the model comes from the model store (`app.models`), the features f
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 
 import gradio as gr
 
 from app import feature_views as views
 from app.architecture import architecture_figure, block_choices, block_layout, default_block
+from app.errors import user_errors
 from app.models import default_entry, find_entry, get_model, list_entries
 from hinet.data import skimage_images
-from hinet.errors import ConfigError, HINetError, ImageError
+from hinet.errors import ConfigError, ImageError
 from hinet.features import capture_features
 from hinet.image import load_image
 
@@ -27,19 +27,6 @@ DEFAULT_K = 4
 MAX_K = 8
 STATE_SECONDS = 900
 CACHE_ENTRIES = 2  # captured (variant, image, view) sets per session (A and B of a comparison); ~70 MB each
-
-
-def user_errors(fn):
-    """Show the project's errors as a plain message in the app instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except HINetError as error:
-            raise gr.Error(str(error)) from None
-
-    return wrapper
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -181,7 +168,9 @@ def build_tab(ctx) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             variant = gr.Dropdown(choices, value=default_id, label="Variant")
-            upload = gr.Image(type="filepath", label="Your image (optional)", format="png", height=200)
+            # A file box, not gr.Image: gr.Image decodes the upload itself and answers an unreadable file with
+            # a bare server error; load_image reads every upload and says plainly what is wrong.
+            upload = gr.File(label="Your image (optional)", file_types=["image"], type="filepath")
             with gr.Row():
                 example = gr.Dropdown(list(EXAMPLES), value=DEFAULT_EXAMPLE, label="Example image")
                 example_button = gr.Button("Use example")

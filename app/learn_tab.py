@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from app import learn_views as views
-from app.features_tab import on_page_load, user_errors
-from app.models import find_entry, get_model, list_entries
+from app.errors import user_errors
+from app.features_tab import on_page_load
+from app.models import find_entry, get_model, list_entries, weights_version
 from hinet.data import skimage_images
 from hinet.errors import ConfigError
 from hinet.features import capture_features
@@ -54,15 +55,26 @@ def _image(name: str) -> np.ndarray:
     return skimage_images()[name]
 
 
-@lru_cache(maxsize=4)
+# The caches are keyed by (entry id, weights version): a replaced checkpoint must not serve stale features.
+
+
 def patch_set(entry_id: str) -> torch.Tensor:
+    return _patch_set(entry_id, weights_version(entry_id))
+
+
+@lru_cache(maxsize=4)
+def _patch_set(entry_id: str, version: int) -> torch.Tensor:
     pixels = _image(IMAGE)
     boxes = views.grid_boxes(*pixels.shape[:2], GRID, GRID)
     return views.block_input_features(get_model(entry_id), pixels, boxes, PATCH_SIDE, BLOCK)
 
 
-@lru_cache(maxsize=4)
 def calibration_set(entry_id: str) -> torch.Tensor:
+    return _calibration_set(entry_id, weights_version(entry_id))
+
+
+@lru_cache(maxsize=4)
+def _calibration_set(entry_id: str, version: int) -> torch.Tensor:
     model = get_model(entry_id)
     sets = []
     for name in CALIBRATION_IMAGES:
@@ -72,8 +84,12 @@ def calibration_set(entry_id: str) -> torch.Tensor:
     return torch.cat(sets)
 
 
-@lru_cache(maxsize=4)
 def batch_result(entry_id: str) -> views.BatchResult:
+    return _batch_result(entry_id, weights_version(entry_id))
+
+
+@lru_cache(maxsize=4)
+def _batch_result(entry_id: str, version: int) -> views.BatchResult:
     return views.batch_dependence(patch_set(entry_id), list(range(1, GRID * GRID + 1)))
 
 
@@ -82,9 +98,13 @@ def tile_pixels() -> np.ndarray:
     return np.ascontiguousarray(_image(IMAGE)[y0:y1, x0:x1])
 
 
-@lru_cache(maxsize=8)
 def crop_features(entry_id: str, dim: float = 1.0):
     """The first block's features for the tile crop (times `dim`), and the block's norm layer."""
+    return _crop_features(entry_id, weights_version(entry_id), dim)
+
+
+@lru_cache(maxsize=8)
+def _crop_features(entry_id: str, version: int, dim: float):
     model = get_model(entry_id)
     captured = capture_features(model, tile_pixels() * np.float32(dim), blocks=[BLOCK])
     return captured[BLOCK], model.conv_blocks()[BLOCK].norm

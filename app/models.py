@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from hinet.checkpoint import load_checkpoint, read_metadata
+from hinet.checkpoint import OFFICIAL_SUFFIXES, load_any_checkpoint, read_metadata
 from hinet.errors import ConfigError, HINetError
 from hinet.model import HINet, HINetConfig, count_parameters
 from hinet.registry import get_config, list_variants
@@ -60,20 +60,9 @@ def _param_count(config: HINetConfig) -> int:
     return count_parameters(HINet(config))
 
 
-def describe_config(config: HINetConfig) -> str:
-    """Norm, ratio and placement in a few words, e.g. "half_instance r0.50 enc 0-3"."""
-    if config.norm == "none":
-        return "no norm"
-    where = f"enc {config.hin_position_left}-{config.hin_position_right}"
-    if config.norm_in_decoder:
-        where += " +dec"
-    affine = "" if config.norm_affine else " no-affine"
-    return f"{config.norm} r{config.ratio:.2f} {where}{affine} wf{config.wf} d{config.depth}"
-
-
 def entry_label(name: str, config: HINetConfig, params: int, trained: bool, task: str | None,
                 test_psnr: float | None, source: str) -> str:
-    parts = [name, describe_config(config), f"{params / 1e6:.2f}M params"]
+    parts = [name, config.describe(), f"{params / 1e6:.2f}M params"]
     if not trained:
         parts.append("untrained (random weights)")
     else:
@@ -121,8 +110,20 @@ def _ablation_means(table_path: str, mtime_ns: int) -> dict[str, float]:
     return {str(run): float(psnr) for run, psnr in table.groupby("run")["psnr"].mean().items()}
 
 
+@lru_cache(maxsize=16)
+def _official_metadata(path: str, mtime_ns: int) -> dict:
+    # An official .pth has no metadata: its config is inferred from the weights, so listing it loads it.
+    return load_any_checkpoint(path)[1]
+
+
+def _metadata(path: Path) -> dict:
+    if path.suffix.lower() in OFFICIAL_SUFFIXES:
+        return _official_metadata(str(path), path.stat().st_mtime_ns)
+    return read_metadata(path)
+
+
 def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> ModelEntry:
-    metadata = read_metadata(path)
+    metadata = _metadata(path)
     config_value = metadata.get("config")
     if config_value is None:
         raise ConfigError(f"{path} has no model config in its metadata")
@@ -132,7 +133,8 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
     test_psnr = float(test_psnr) if isinstance(test_psnr, (int, float)) else None
     if test_psnr is None and source == "results" and path.name == "model.safetensors":
         test_psnr = ablation_test_psnr(path.parent.name)
-    trained = _as_bool(metadata.get("trained", True))
+    # Only a checkpoint that says so is labelled trained: a file without the key may hold initial weights.
+    trained = _as_bool(metadata.get("trained", False))
     params = _param_count(config)
     return ModelEntry(
         id=entry_id,
@@ -166,13 +168,21 @@ def _registry_entry(name: str) -> ModelEntry:
 def _checkpoint_paths() -> list[tuple[Path, str, str, str]]:
     """(path, entry id, display name, source) of every checkpoint file on disk."""
     found = []
-    for path in sorted((RESULTS_DIR / "models").glob("*.safetensors")):
+    for path in _weight_files(RESULTS_DIR / "models"):
         found.append((path, f"results/models/{path.stem}", path.stem, "results"))
     for path in sorted((RESULTS_DIR / "runs").glob("*/model.safetensors")):
         found.append((path, f"results/runs/{path.parent.name}", path.parent.name, "results"))
     for path in sorted(runs_dir().glob("*/model.safetensors")):
         found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
+    for path in _weight_files(runs_dir(), official_only=True):
+        found.append((path, f"runs/{path.name}", f"my file {path.name}", "runs"))
     return found
+
+
+def _weight_files(folder: Path, official_only: bool = False) -> list[Path]:
+    """Checkpoint files directly in `folder`: ours (.safetensors) and official HINet weights (.pth, .pt)."""
+    suffixes = OFFICIAL_SUFFIXES if official_only else (".safetensors", *OFFICIAL_SUFFIXES)
+    return sorted(p for p in folder.glob("*") if p.suffix.lower() in suffixes and p.is_file())
 
 
 def scan(task: str | None = None) -> tuple[list[ModelEntry], list[str]]:
@@ -214,7 +224,7 @@ def default_entry(entries: list[ModelEntry], task: str | None) -> ModelEntry:
 def find_entry(entry_id: str) -> ModelEntry:
     if entry_id.startswith("registry/"):
         name = entry_id.split("/", 1)[1]
-        if name not in list_variants(REGISTRY_PREFIX) + list_variants(SELECTABLE_PREFIX) + list_variants(TEST_PREFIX):
+        if not (name in list_variants() and name.startswith((REGISTRY_PREFIX, SELECTABLE_PREFIX, TEST_PREFIX))):
             raise ConfigError(f"unknown model {entry_id!r}")
         return _registry_entry(name)
     for path, found_id, name, source in _checkpoint_paths():
@@ -234,18 +244,27 @@ def _load(entry: ModelEntry) -> HINet:
             torch.manual_seed(UNTRAINED_SEED)
             model = HINet(entry.config)
     else:
-        model, _ = load_checkpoint(entry.path)
+        model, _ = load_any_checkpoint(entry.path)
     return model.eval()
+
+
+def weights_version(entry_id: str) -> int:
+    """The entry's checkpoint modification time (0 for untrained weights): part of every cache key of
+    things computed from a model, because a retrained run or a replaced file rewrites the checkpoint."""
+    return _version(find_entry(entry_id))
+
+
+def _version(entry: ModelEntry) -> int:
+    try:
+        return entry.path.stat().st_mtime_ns if entry.path else 0
+    except OSError as error:
+        raise ConfigError(f"model {entry.id!r} cannot be read any more ({error}); refresh the model list") from None
 
 
 def get_model(entry_id: str) -> HINet:
     """The entry's model in eval mode, loaded once and shared (read-only) by every request."""
     entry = find_entry(entry_id)
-    # A retrained run rewrites its file: the modification time keeps the cache honest.
-    try:
-        key = (entry_id, entry.path.stat().st_mtime_ns if entry.path else 0)
-    except OSError as error:
-        raise ConfigError(f"model {entry_id!r} cannot be read any more ({error}); refresh the model list") from None
+    key = (entry_id, _version(entry))
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -263,4 +282,4 @@ def clear_cache() -> None:
 
 
 __all__ = ["ModelEntry", "list_entries", "scan", "get_model", "default_entry", "find_entry", "entry_label",
-           "describe_config", "clear_cache", "runs_dir"]
+           "clear_cache", "runs_dir", "weights_version"]

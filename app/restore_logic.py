@@ -8,7 +8,6 @@ tile grid overlay, the metrics table). All model maths, padding, metrics and deg
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ MIN_TILE = 64
 # The protocol of every table under results/ (HINET.md): RGB, outputs rounded to uint8, no border crop.
 RESULTS_PROTOCOL = Protocol(channel="rgb", round_to_uint8=True, border=0)
 DIFFERENCE_COLORMAP = "magma"
-ZOOM_PANEL_SIZE = 256
-SCREEN_MAX_PIXELS = 4_000_000  # larger pictures are reduced for the browser (never the downloads)  # a zoom crop is enlarged by an integer factor up to about this many pixels
+ZOOM_PANEL_SIZE = 256  # a zoom crop is enlarged by an integer factor up to about this many pixels a side
+SCREEN_MAX_PIXELS = 4_000_000  # larger pictures are reduced for the browser (never the downloads)
 
 TILE_COLOR = (0, 200, 255)
 CROP_COLOR = (255, 60, 60)
@@ -90,7 +89,8 @@ class RestoreResult:
         for out in self.outputs:
             if out.entry_id == entry_id:
                 return out
-        return self.outputs[0]
+        raise ConfigError(f"{entry_id!r} is not among the variants of this restore; pick one of "
+                          f"{', '.join(out.entry_id for out in self.outputs)}, or restore again.")
 
 
 def check_variant_ids(variant_ids: Sequence[str] | None) -> tuple[str, ...]:
@@ -404,12 +404,6 @@ def summary(result: RestoreResult) -> str:
     return "  \n".join(lines)
 
 
-__all__ = ["MAX_VARIANTS", "RESULTS_PROTOCOL", "RestoreRequest", "RestoreResult", "VariantOutput", "run_restore",
-           "metrics_table", "save_outputs", "crop_box", "zoom_crop", "zoom_panels", "difference_map",
-           "difference_scale", "absolute_error", "describe_scale", "describe_box", "draw_boxes", "overview", "summary",
-           "check_variant_ids", "check_tile", "TILE_STEP", "MIN_TILE", "screen_factor", "screen_size", "fit_for_screen", "example_path", "EXAMPLE_CROPS", "check_task", "strength_for", "load_inputs", "display_uint8"]
-
-
 # ----------------------------------------------------------------------------------------------------
 # Example images: crops of skimage.data images, written once as PNG files so they go through the same
 # file path as an upload.
@@ -433,8 +427,14 @@ def example_path(name: str) -> Path:
 
         function, (y0, x0, y1, x1) = EXAMPLE_CROPS[name]
         crop = np.ascontiguousarray(getattr(skimage.data, function)()[y0:y1, x0:x1, :3])
-        # Write to a temporary name first: two sessions may create the same example at once.
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.png")
-        save_image(tmp, crop)
-        os.replace(tmp, path)
+        # save_image writes atomically: two requests (threads) may create the same example at once.
+        save_image(path, crop)
     return path
+
+
+__all__ = ["MAX_VARIANTS", "RESULTS_PROTOCOL", "RestoreRequest", "RestoreResult", "VariantOutput", "run_restore",
+           "metrics_table", "save_outputs", "crop_box", "zoom_crop", "zoom_panels", "difference_map",
+           "difference_scale", "absolute_error", "describe_scale", "describe_box", "draw_boxes", "overview",
+           "summary", "check_variant_ids", "check_tile", "TILE_STEP", "MIN_TILE", "screen_factor", "screen_size",
+           "fit_for_screen", "example_path", "EXAMPLE_CROPS", "check_task", "strength_for", "load_inputs",
+           "display_uint8"]

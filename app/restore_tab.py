@@ -8,7 +8,6 @@ numerical). The heavy result lives in a per-user `gr.State`, so zoom and display
 
 from __future__ import annotations
 
-import functools
 import logging
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ import gradio as gr
 
 from app import models
 from app.context import CPU_QUEUE, AppContext
+from app.errors import user_errors
 from app.restore_logic import (
     EXAMPLE_CROPS,
     MAX_VARIANTS,
@@ -53,25 +53,10 @@ WHOLE_IMAGE = "whole image"
 TILED = "tiles"
 
 
-def user_errors(fn):
-    """Show project errors as their plain message and anything unexpected as a short internal error."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except HINetError as error:
-            raise gr.Error(str(error)) from None
-        except MemoryError:
-            log.exception("out of memory in %s", fn.__name__)
-            raise gr.Error("Out of memory: use tiles (a smaller tile size) or a smaller image.") from None
-        except Exception as error:  # noqa: BLE001 - the app must keep serving; the log keeps the traceback
-            log.exception("internal error in %s", fn.__name__)
-            raise gr.Error(f"Internal error: {type(error).__name__}: {error}") from None
-
-    return wrapper
+def delete_download_dir(state: dict | None) -> None:
+    """Remove a restore's folder of downloads and display files (its gr.State expired or the page closed)."""
+    if state and state.get("download_dir"):
+        shutil.rmtree(state["download_dir"], ignore_errors=True)
 
 
 def _choices(task: str) -> tuple[list[tuple[str, str]], list[str], str]:
@@ -186,8 +171,7 @@ def restore(
     result = run_restore(request, models.get_model, _label_of,
                          progress=lambda fraction, text: progress(fraction, desc=text))
     # One folder per user for downloads and display files, replaced by the next restore.
-    if previous and previous.get("download_dir"):
-        shutil.rmtree(previous["download_dir"], ignore_errors=True)
+    delete_download_dir(previous)
     download_dir = tempfile.mkdtemp(prefix="hinet_restore_")
     saved = save_outputs(result, Path(download_dir))
     # The hidden "current model input" (read by other tabs) is re-sent only when the input changed.
@@ -241,7 +225,8 @@ def on_task_change(task: str):
 def build_tab(ctx: AppContext) -> None:
     first_task = TASKS[0]
     choices, default, warnings = _choices(first_task)
-    state = gr.State(None, time_to_live=STATE_TTL_S)  # a 12 MP compare holds ~1 GB: free it when idle
+    # A 12 MP compare holds ~1 GB: free it when idle, and its files with it.
+    state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=delete_download_dir)
 
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -328,18 +313,18 @@ def build_tab(ctx: AppContext) -> None:
     view_inputs = [state, center_x, center_y, zoom, show_difference]
     view_outputs = [overview_image, grid, summary_text]
     for control in (center_x, center_y, zoom, show_difference):
-        control.change(_views_event, view_inputs + [summary_text], view_outputs, api_visibility="private",
+        control.change(_views_event, view_inputs, view_outputs, api_visibility="private",
                        trigger_mode="always_last")
     slider_variant.change(refresh_slider, [state, slider_variant], slider, api_visibility="private")
     overview_image.select(set_center, state, [center_x, center_y], api_visibility="private")
 
 
 @user_errors
-def _views_event(state, center_x, center_y, zoom, show_difference, current_text):
+def _views_event(state, center_x, center_y, zoom, show_difference):
     if not state:
         return gr.skip(), gr.skip(), gr.skip()
     overview_image, panels, note = _views(state, center_x, center_y, zoom, show_difference)
     return overview_image, panels, summary(state["result"]) + (f"  \n{note}" if note else "")
 
 
-__all__ = ["build_tab", "restore", "user_errors", "CPU_QUEUE"]
+__all__ = ["build_tab", "restore", "CPU_QUEUE"]

@@ -22,6 +22,7 @@ import pandas as pd
 from app import ablation_views as views
 from app import models
 from app.context import AppContext
+from app.errors import user_errors
 from hinet.data import TASKS
 from hinet.errors import ConfigError, HINetError
 from hinet.model import NORM_NAMES
@@ -80,6 +81,23 @@ def run_name(norm: str, ratio: float, wf: int, depth: int, seed: int, task: str)
     return re.sub(r"[^A-Za-z0-9._-]", "-", f"{task}_{norm}_r{ratio:g}_wf{wf}d{depth}_s{seed}_{stamp}")
 
 
+def _number(name: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number; got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name} must be a finite number; got {value!r}")
+    return number
+
+
+def _whole_number(name: str, value) -> int:
+    number = _number(name, value)
+    if number != int(number):
+        raise ConfigError(f"{name} must be a whole number; got {value!r}")
+    return int(number)
+
+
 def make_config(task: str, norm: str, ratio: float, left: int, right: int, decoder_norm: bool, affine: bool,
                 wf: int, depth: int, steps: int, seed: int, runs_dir: Path | None = None, name: str | None = None):
     """The `TrainConfig` of an app run; raises `ConfigError` with a plain message for impossible choices."""
@@ -87,7 +105,10 @@ def make_config(task: str, norm: str, ratio: float, left: int, right: int, decod
 
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
-    steps, seed, wf, depth, left, right = (int(v) for v in (steps, seed, wf, depth, left, right))
+    steps, seed, wf, depth, left, right = (_whole_number(name, value) for name, value in (
+        ("steps", steps), ("seed", seed), ("wf", wf), ("depth", depth), ("first normalized level", left),
+        ("last normalized level", right)))
+    ratio = _number("normalized fraction", ratio)
     if not 1 <= steps <= MAX_STEPS:
         raise ConfigError(f"steps must be between 1 and {MAX_STEPS} in the app (got {steps}); "
                           "longer runs belong on the command line: python -m hinet.train --set steps=N")
@@ -95,10 +116,10 @@ def make_config(task: str, norm: str, ratio: float, left: int, right: int, decod
         raise ConfigError(f"the normalized levels must satisfy 0 <= first ({left}) <= last ({right}) <= depth - 1 "
                           f"({depth - 1})")
     runs_dir = Path(runs_dir) if runs_dir is not None else models.runs_dir()
-    name = name or run_name(norm, float(ratio), wf, depth, seed, task)
+    name = name or run_name(norm, ratio, wf, depth, seed, task)
     while (runs_dir / name).exists():  # a new run never resumes or overwrites an older one
         name += "-new"
-    model = dict(wf=wf, depth=depth, norm=norm, norm_ratio=float(ratio), hin_position_left=left,
+    model = dict(wf=wf, depth=depth, norm=norm, norm_ratio=ratio, hin_position_left=left,
                  hin_position_right=right, norm_in_decoder=bool(decoder_norm), norm_affine=bool(affine))
     patch = max(UI_DATA["patch"], 2 ** (depth - 1))
     patch -= patch % 2 ** (depth - 1)
@@ -175,13 +196,11 @@ def _finished_note(cfg, result: dict) -> str:
     return "\n\n".join(lines)
 
 
+@user_errors
 def start_training(task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed,
                    request: gr.Request = None, progress=gr.Progress()):
     """Stream (figure, status) while a run trains; refuses with gr.Error when the slot is taken."""
-    try:
-        cfg = make_config(task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed)
-    except HINetError as error:
-        raise gr.Error(str(error)) from None
+    cfg = make_config(task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed)
     if not SLOT.lock.acquire(blocking=False):
         raise gr.Error(SLOT.busy_message())
     SLOT.stop.clear()

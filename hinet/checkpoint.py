@@ -13,9 +13,7 @@ them with `torch.load(weights_only=True)`, which refuses anything but tensors an
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hinet.errors import CheckpointError, ConfigError
+from hinet.io import atomic_write
 from hinet.model import HINet, HINetConfig
 
 CONFIG_KEY = "config"
@@ -63,22 +62,8 @@ def save_checkpoint(path, model: HINet, metadata: dict | None = None, dtype: tor
     _check_finite(tensors, f"the model to save as {path.name}")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        _chmod_like_a_new_file(temp_name)  # mkstemp creates 0600; a checkpoint should be readable like any file
-        save_file(tensors, temp_name, metadata=header)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=header))
     return path
-
-
-def _chmod_like_a_new_file(name: str) -> None:
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
 
 
 def read_metadata(path) -> dict:
@@ -125,6 +110,22 @@ def load_checkpoint(path) -> tuple[HINet, dict]:
     model = HINet(config)
     load_state_dict_checked(model, state_dict, source=path.name)
     return model.eval(), metadata
+
+
+OFFICIAL_SUFFIXES = (".pth", ".pt")
+
+
+def load_any_checkpoint(path) -> tuple[HINet, dict]:
+    """Our safetensors checkpoint or an official `.pth`/`.pt` file; returns (model in eval mode, metadata).
+
+    An official file carries no metadata, so its config is inferred from the weights and the metadata
+    says so: {"config": dict, "task": None, "trained": "true", "source": "official .pth"}.
+    """
+    if Path(path).suffix.lower() in OFFICIAL_SUFFIXES:
+        model = load_official_checkpoint(path)
+        metadata = {CONFIG_KEY: model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth"}
+        return model, metadata
+    return load_checkpoint(path)
 
 
 def _existing_file(path) -> Path:
@@ -281,7 +282,7 @@ def load_state_dict_checked(model: HINet, state_dict: dict, source: str = "the c
         if key in state_dict and tuple(state_dict[key].shape) != tuple(expected[key].shape)
     ]
     if missing or unexpected or misshaped:
-        parts = [f"{source} does not fit this model ({_describe_config(model.config)})."]
+        parts = [f"{source} does not fit this model ({model.config.describe()})."]
         parts += _diagnose(model, state_dict)
         parts += _listing("missing from " + source, missing)
         parts += _listing("unexpected in " + source, unexpected)
@@ -328,17 +329,6 @@ def _describe_levels(levels: list[int]) -> str:
     if levels == list(range(levels[0], levels[-1] + 1)):
         return f"levels {levels[0]}-{levels[-1]}"
     return "levels " + ", ".join(map(str, levels))
-
-
-def _describe_config(config: HINetConfig) -> str:
-    if config.norm == "none":
-        placement = "norm='none'"
-    else:
-        placement = (
-            f"norm={config.norm!r} ratio {config.ratio:g} at encoder levels "
-            f"{config.hin_position_left}-{config.hin_position_right}"
-        )
-    return f"wf={config.wf}, depth={config.depth}, {placement}"
 
 
 def _diagnose(model: HINet, state_dict: dict) -> list[str]:
@@ -448,6 +438,7 @@ def _changed_fields(config: HINetConfig) -> dict:
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
+    "load_any_checkpoint",
     "read_metadata",
     "load_official_checkpoint",
     "load_state_dict_checked",

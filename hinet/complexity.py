@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hinet.errors import ConfigError
+from hinet.inference import model_device
 from hinet.model import HINet, count_parameters
 
 
@@ -43,7 +44,7 @@ def _counting_copy(model: nn.Module) -> tuple[nn.Module, torch.device]:
         with torch.device("meta"):
             twin = HINet(model.config)
         return twin.eval(), torch.device("meta")
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    device = model_device(model)
     return model, device
 
 

@@ -29,13 +29,13 @@ import importlib.util
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from hinet.errors import ConfigError, ImageError
+from hinet.io import atomic_write
 
 TASKS = ("denoise", "deblur", "jpeg", "derain")
 
@@ -121,6 +121,11 @@ def validate_strength(task: str, **strength) -> dict[str, float]:
             raise ConfigError(f"{task} {name} = {value:g} is out of range; {label} must be in [{low:g}, {high:g}]")
         resolved[name] = int(round(value)) if (task, name) in _INTEGER_STRENGTHS else value
     return resolved
+
+
+def format_level(strength: Mapping[str, float]) -> str:
+    """`sigma=25` / `length=15,angle=30`: the level as the evaluation CSVs write it (`parse_level` reads it)."""
+    return ",".join(f"{key}={value:g}" for key, value in strength.items())
 
 
 def parse_level(task: str, text: str) -> dict[str, float]:
@@ -412,12 +417,15 @@ def dead_leaves(n: int, size: int = 256, seed: int = 0, cache: bool = True) -> n
     if cache and n:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-                np.savez(tmp, images=images)
-            os.replace(tmp.name, path)
+            atomic_write(path, lambda temp: _save_npz(temp, images=images))
         except OSError:
             pass  # an unwritable cache only costs regeneration time
     return images.astype(np.float32) / 255.0
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    with open(path, "wb") as handle:  # a file object, because np.savez appends ".npz" to a name lacking it
+        np.savez(handle, **arrays)
 
 
 def _image_files(directory: Path) -> list[Path]:
@@ -550,6 +558,8 @@ def random_crop(images, size, rng: Rng = None):
     if any(a.shape[:2] != (h, w) for a in arrays):
         raise ImageError(f"random_crop images differ in size: {[a.shape[:2] for a in arrays]}")
     rng = _as_rng(rng)
+    # Not image.pad_to_multiple: that reflects without repeating the edge and takes one min_size for both
+    # sides, while crops need symmetric padding to a separate height and width.
     while h < ch or w < cw:
         pad_h, pad_w = min(max(0, ch - h), h), min(max(0, cw - w), w)
         arrays = [np.pad(a, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (a.ndim - 2), mode="symmetric") for a in arrays]

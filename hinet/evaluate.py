@@ -201,25 +201,31 @@ def format_table(summary: list[dict]) -> str:
 
 def write_csv(path, rows: list[dict], task: str, strength: Mapping[str, float] | None, seed: int,
               protocol: Protocol) -> Path:
-    """Write `rows` plus one mean row per method ("image" = "mean") as CSV (`CSV_COLUMNS`)."""
+    """Write `rows` plus one mean row per method ("image" = "mean") as CSV (`CSV_COLUMNS`), atomically."""
+    from hinet.io import atomic_write
+
     strength = data.validate_strength(task, **(strength or {}))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    level = ",".join(f"{k}={v:g}" for k, v in strength.items())
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows + summarize(rows):
-            writer.writerow({**row, "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}",
-                             "seconds": f"{row['seconds']:.4f}", "task": task, "strength": level, "seed": seed,
-                             "protocol": protocol.describe()})
+    level = data.format_level(strength)
+
+    def write(temp: Path) -> None:
+        with open(temp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows + summarize(rows):
+                writer.writerow({**row, "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}",
+                                 "seconds": f"{row['seconds']:.4f}", "task": task, "strength": level, "seed": seed,
+                                 "protocol": protocol.describe()})
+
+    atomic_write(path, write)
     return path
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hinet.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a hinet .safetensors checkpoint (hinet.checkpoint format)")
+    parser.add_argument("checkpoint", help="a hinet .safetensors checkpoint or an official HINet .pth")
     parser.add_argument("--task", choices=data.TASKS, help="default: the checkpoint's 'task' metadata")
     parser.add_argument("--level", default=None,
                         help="strength: a number (sigma / length / quality / density) or key=value,... "
@@ -240,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    from hinet.checkpoint import load_checkpoint
+    from hinet.checkpoint import load_any_checkpoint
 
-    model, metadata = load_checkpoint(args.checkpoint)
+    model, metadata = load_any_checkpoint(args.checkpoint)
     task = args.task or metadata.get("task")
     if task not in data.TASKS:
         raise ConfigError(f"give --task ({', '.join(data.TASKS)}): the checkpoint does not name its task")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from hinet.errors import ConfigError, ImageError
 from hinet.image import image_to_tensor, pad_to_multiple
-from hinet.inference import eval_mode, min_input_size
+from hinet.inference import eval_mode, min_input_size, model_device
 from hinet.model import HINet, UNetConvBlock
 
 
@@ -190,7 +190,7 @@ def capture_features(
                 handles.append(block.norm.register_forward_hook(keep(name, "normalized")))
             handles.append(block.relu_1.register_forward_pre_hook(keep_bypassed(name, block.normalized_channels)))
             handles.append(block.register_forward_hook(keep(name, "output", pick_second=block.downsample_enabled)))
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        device = model_device(model)
         with eval_mode(model), torch.inference_mode():
             model(padded.to(device))
     finally:

@@ -25,6 +25,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from hinet.errors import ImageError
+from hinet.io import atomic_write, atomic_write_bytes
 
 DEFAULT_MAX_PIXELS = 40_000_000
 
@@ -359,7 +360,8 @@ def to_output_array(pixels, like: LoadedImage | None = None) -> np.ndarray:
 
 
 def save_image(path, pixels, like: LoadedImage | None = None) -> Path:
-    """Write a lossless PNG: float pixels go through `to_output_array`; uint8/uint16 arrays are written as is."""
+    """Write a lossless PNG atomically: float pixels go through `to_output_array`; uint8/uint16 arrays are
+    written as is."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ImageError(f"save_image writes lossless PNG files; give a .png file name, not {path.name!r}")
@@ -372,10 +374,10 @@ def save_image(path, pixels, like: LoadedImage | None = None) -> Path:
         raise ImageError(f"cannot write an image of shape {array.shape} as PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.dtype == np.uint16:
-        path.write_bytes(_encode_png16(array))
+        atomic_write_bytes(path, _encode_png16(array))
     else:
         # Pillow infers L, LA, RGB or RGBA from the uint8 array's shape.
-        Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")
+        atomic_write(path, lambda temp: Image.fromarray(np.ascontiguousarray(array)).save(temp, format="PNG"))
     return path
 
 

@@ -58,7 +58,8 @@ def _cpu_has_native_bf16() -> bool:
 FAST_PATH = FAST_PATH_BF16 if _cpu_has_native_bf16() else FAST_PATH_FP32
 
 
-def _model_device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
@@ -227,7 +228,7 @@ def restore(
         raise ConfigError(f"restore needs a hinet.model.HINet; got {type(model).__name__}")
     x, from_numpy = _to_model_tensor(image, model.config.in_chn)
     input_device, input_dtype = x.device, x.dtype
-    device = _model_device(model)
+    device = model_device(model)
     path = FAST_PATH if fast else PLAIN_PATH
     n, c, h, w = x.shape
 
@@ -269,5 +270,5 @@ def _restore_tiled(model, x, tile, overlap, blend, path, device, progress) -> to
     return total.div_(weight_sum)
 
 
-__all__ = ["restore", "tile_boxes", "run_model", "min_input_size", "eval_mode", "ForwardPath",
+__all__ = ["restore", "tile_boxes", "run_model", "min_input_size", "eval_mode", "model_device", "ForwardPath",
            "PLAIN_PATH", "FAST_PATH", "FAST_PATH_FP32", "FAST_PATH_BF16"]

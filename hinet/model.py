@@ -95,6 +95,21 @@ class HINetConfig:
     def decoder_level_is_normalized(self, level: int) -> bool:
         return self.norm_in_decoder and self.encoder_level_is_normalized(level)
 
+    def describe(self) -> str:
+        """Norm, ratio, placement and size in a few words, e.g. "norm half_instance r0.50, levels 0-3, wf16 d4"."""
+        size = f"wf{self.wf} d{self.depth}"
+        if self.norm == "none":
+            return f"no norm, {size}"
+        ratio = self.ratio
+        ratio_text = f"{ratio:.2f}" if round(ratio, 2) == ratio else f"{ratio:g}"
+        left, right = self.hin_position_left, self.hin_position_right
+        parts = [f"norm {self.norm} r{ratio_text}", f"level {left}" if left == right else f"levels {left}-{right}"]
+        if self.norm_in_decoder:
+            parts.append("decoder norm")
+        if not self.norm_affine:
+            parts.append("no affine")
+        return ", ".join(parts + [size])
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from hinet.checkpoint import load_checkpoint
+from hinet.checkpoint import load_any_checkpoint
 from hinet.data import TASKS
 from hinet.errors import ConfigError, HINetError
 from hinet.image import load_image, save_image
@@ -61,7 +61,7 @@ def load_model(task: str, checkpoint: str | None, variant: str | None):
             f"`python -m hinet.train --config configs/{task}_small.yaml` and copy the run's model.safetensors "
             f"to {_display(path)}, or pass --checkpoint FILE (or --variant NAME for an untrained smoke test)"
         )
-    model, metadata = load_checkpoint(path)
+    model, metadata = load_any_checkpoint(path)
     trained_for = metadata.get("task")
     if trained_for is not None and trained_for != task:
         print(f"warning: {path.name} was trained for {trained_for!r}, not {task!r}", file=sys.stderr)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="a .png file (or a folder) for a file input; a folder for a folder")
     parser.add_argument("--task", required=True, choices=TASKS, help="selects the default model")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="a .safetensors checkpoint (default: results/models/<task>.safetensors)")
+    source.add_argument("--checkpoint", help="a .safetensors checkpoint or an official .pth (default: results/models/<task>.safetensors)")
     source.add_argument("--variant", help="an UNTRAINED registry variant, for testing the pipeline only")
     parser.add_argument("--tile", type=int, default=None, help="restore in tiles of N x N pixels (bounds memory)")
     parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 
+from hinet.data import format_level
 from hinet.errors import ConfigError, HINetError
 
 ABLATION_COLUMNS = (
@@ -77,11 +78,6 @@ class PlannedRun:
         if (self.run_dir / EVAL_FILE).is_file() and (self.run_dir / RUN_INFO_FILE).is_file():
             return "done"
         return "evaluate"
-
-
-def format_level(strength: dict) -> str:
-    """`sigma=25` / `length=15,angle=30`: the level as the evaluation CSVs write it."""
-    return ",".join(f"{key}={value:g}" for key, value in strength.items())
 
 
 def _read_grid(path: Path) -> dict:
@@ -182,14 +178,13 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
     from hinet.complexity import count_macs, count_parameters
     from hinet.evaluate import evaluate_model, write_csv
     from hinet.metrics import default_protocol
-    from hinet.train import atomic_write_bytes, describe_device, read_state
+    from hinet.io import atomic_write_bytes
+    from hinet.train import describe_device, read_state
 
     model, metadata = load_checkpoint(run.run_dir / "model.safetensors")
     images = data.test_images() if images is None else images
     rows = evaluate_model(model, run.task, run.strength, images=images, seed=run.eval_seed)
-    temp = run.run_dir / f".{EVAL_FILE}.tmp"
-    write_csv(temp, rows, run.task, run.strength, run.eval_seed, default_protocol(run.task))
-    os.replace(temp, run.run_dir / EVAL_FILE)
+    write_csv(run.run_dir / EVAL_FILE, rows, run.task, run.strength, run.eval_seed, default_protocol(run.task))
     state = read_state(run.run_dir)
     config = model.config
     info = {
@@ -210,7 +205,7 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
     """Write `<results>/ablation.csv` from every run folder that has both `sweep.json` and `eval.csv`:
     one row per (run, test image), the model's rows only (no baselines, no means)."""
     from hinet.evaluate import MODEL_METHOD
-    from hinet.train import atomic_write_bytes
+    from hinet.io import atomic_write_bytes
 
     results_dir = Path(results_dir)
     rows = []

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import types
 import typing
@@ -42,7 +41,8 @@ import numpy as np
 import torch
 import yaml
 
-from hinet.errors import ConfigError, HINetError
+from hinet.errors import CheckpointError, ConfigError, HINetError
+from hinet.io import atomic_write_bytes
 from hinet.model import HINet, HINetConfig
 
 # ----------------------------------------------------------------------------------------------------
@@ -475,16 +475,14 @@ def _prepare_data(cfg: TrainConfig, multiple: int) -> _TrainingData:
 def _validate(model: HINet, val_pairs, device: torch.device, protocol) -> dict:
     """Mean PSNR/SSIM of the model's final output over the validation pairs (project protocol)."""
     from hinet.image import image_to_tensor, tensor_to_image
+    from hinet.inference import PLAIN_PATH, eval_mode, run_model
     from hinet.metrics import evaluate_pair
 
-    was_training = model.training
-    model.eval()
     scores = []
-    with torch.no_grad():
+    with eval_mode(model):
         for lq, gt in val_pairs:
-            output = model(image_to_tensor(lq).to(device))[-1]
-            scores.append(evaluate_pair(tensor_to_image(output.float().cpu()), gt, protocol))
-    model.train(was_training)
+            output = run_model(model, image_to_tensor(lq).to(device), PLAIN_PATH)
+            scores.append(evaluate_pair(tensor_to_image(output.cpu()), gt, protocol))
     return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr", "ssim")}
 
 
@@ -505,25 +503,6 @@ STATE_JSON_FILE = "train_state.json"
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.yaml"
 _STAGING_DIR = ".staging"
-
-
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`: readers see the old
-    file or the new one, never a partial one; on error (e.g. a full disk) the old file is untouched."""
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _optimizer_to_state(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -593,20 +572,25 @@ def _load_run_state(run_dir: Path, model: HINet, optimizer, scheduler) -> dict:
 
     from hinet.checkpoint import load_checkpoint, load_state_dict_checked
 
+    saved = _read_state_json(run_dir / STATE_JSON_FILE, _STATE_KEYS + ("optimizer", "scheduler"))
     try:
-        saved = json.loads((run_dir / STATE_JSON_FILE).read_text())
         tensors = safetensors.torch.load_file(str(run_dir / STATE_TENSORS_FILE))
     except (OSError, ValueError) as error:
-        raise HINetError(f"cannot resume {run_dir}: its training state is damaged ({error}); delete "
-                         f"{STATE_JSON_FILE} and {STATE_TENSORS_FILE} to start over from scratch") from None
+        raise CheckpointError(f"cannot resume {run_dir}: its training state is damaged ({error}); delete "
+                              f"{STATE_JSON_FILE} and {STATE_TENSORS_FILE} to start over from scratch") from None
     loaded, metadata = load_checkpoint(run_dir / MODEL_FILE)
     if int(metadata.get("steps", -1)) != int(saved["step"]):
-        raise HINetError(f"cannot resume {run_dir}: {MODEL_FILE} is from step {metadata.get('steps')} but "
-                         f"{STATE_JSON_FILE} from step {saved['step']} (interrupted while saving); delete the "
-                         "run folder to start over")
+        raise CheckpointError(f"cannot resume {run_dir}: {MODEL_FILE} is from step {metadata.get('steps')} but "
+                              f"{STATE_JSON_FILE} from step {saved['step']} (interrupted while saving); delete the "
+                              "run folder to start over")
     load_state_dict_checked(model, loaded.state_dict())
-    _optimizer_from_state(optimizer, tensors, saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
+    try:
+        _optimizer_from_state(optimizer, tensors, saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CheckpointError(f"cannot resume {run_dir}: the optimizer or scheduler state in {STATE_JSON_FILE} / "
+                              f"{STATE_TENSORS_FILE} is damaged or from another model ({type(error).__name__}: "
+                              f"{error}); delete both files to start over from scratch") from None
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -617,12 +601,36 @@ def has_state(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / STATE_JSON_FILE).is_file()
 
 
+_STATE_KEYS = ("step", "train_seconds")  # what every reader of train_state.json relies on
+
+
+def _read_state_json(path: Path, required: tuple[str, ...] = _STATE_KEYS) -> dict:
+    """`train_state.json` as a dict; a damaged file raises CheckpointError naming it."""
+    advice = f"delete it and {STATE_TENSORS_FILE} (or the whole run folder) to start the run over"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{path} is damaged (not readable JSON: {error}); {advice}") from None
+    if not isinstance(saved, dict):
+        raise CheckpointError(f"{path} is damaged (holds a {type(saved).__name__}, not a JSON object); {advice}")
+    missing = [key for key in required if key not in saved]
+    if missing:
+        raise CheckpointError(f"{path} is damaged (missing {', '.join(missing)}); {advice}")
+    try:
+        int(saved["step"]), float(saved["train_seconds"])
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} is damaged (step or train_seconds is not a number); {advice}") from None
+    return saved
+
+
 def read_state(run_dir: str | os.PathLike) -> dict | None:
-    """The scalar training state of a run folder (step, train_seconds, best validation), or None."""
+    """The scalar training state of a run folder (step, train_seconds, best validation), or None.
+
+    A damaged `train_state.json` raises CheckpointError naming the file."""
     path = Path(run_dir) / STATE_JSON_FILE
     if not path.is_file():
         return None
-    saved = json.loads(path.read_text())
+    saved = _read_state_json(path)
     return {k: v for k, v in saved.items() if k not in ("optimizer", "scheduler")}
 
 
@@ -685,6 +693,11 @@ def train(cfg: TrainConfig, on_event=None, should_stop=None) -> dict:
     `on_event(dict)` receives `{"kind": "step"|"val"|"done", "step", "loss", "lr", "val_psnr",
     "val_ssim", "wall"}` (rank 0 only). `should_stop()` is polled every step; when it returns true a
     checkpoint is saved and the summary (with `"stopped": True`) is returned.
+
+    Process-wide torch settings change for the duration of the call: `torch.set_num_threads(cfg.threads)`
+    (when set) and `torch.use_deterministic_algorithms(True, warn_only=True)`. Both are restored when it
+    returns or raises, but while it runs they also apply to every other thread of the process, e.g. an
+    app's inference requests running beside an in-process training run.
     """
     cfg.validate()
     device = resolve_device(cfg.device)

@@ -1,6 +1,7 @@
 """The ablation explorer's figures and render function on a synthetic table (no server)."""
 
 import json
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -128,3 +129,21 @@ def test_user_runs_lists_runs_dir(results, tmp_path):
     note, table, figure, choice = ablation_tab.render_user_runs()
     assert table["run"].tolist() == ["my_first"] and table["best val PSNR (dB)"].item() == 24.5
     assert choice["choices"] == []  # no weights yet
+
+
+def test_exports_are_written_once_and_the_folder_is_pruned(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from app import ablation_tab
+
+    monkeypatch.setattr(ablation_tab, "EXPORT_DIR", tmp_path)
+    monkeypatch.setattr(ablation_tab, "EXPORT_KEEP", 4)
+    frame = pd.DataFrame({"variant": ["hin"], "psnr": [28.5]})
+    csv_path, md_path = ablation_tab._export(frame, "table", "ablation_denoise")
+    inode = Path(csv_path).stat().st_ino
+    again = ablation_tab._export(frame, "table", "ablation_denoise")
+    assert again == (csv_path, md_path) and Path(csv_path).stat().st_ino == inode  # reused, not rewritten
+    assert Path(md_path).read_text() == "table\n"
+    for i in range(3):
+        ablation_tab._export(frame, f"table {i}", "ablation_denoise")
+    assert len(list(tmp_path.iterdir())) == 4  # the newest files only, and no temporary files

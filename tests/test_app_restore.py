@@ -209,6 +209,7 @@ def test_labels_say_untrained_and_trained_psnr():
 
 def test_scan_lists_runs_skips_bad_files_and_prefers_trained(tmp_path, monkeypatch, tiny_model):
     monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path / "no_results")  # shipped or sweeping runs would win
     monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
     monkeypatch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
     (tmp_path / "broken").mkdir()
@@ -246,9 +247,11 @@ def test_get_model_is_cached_eval_and_reproducible(monkeypatch):
 
 
 def test_user_errors_turn_exceptions_into_plain_gradio_errors():
+    import inspect
+
     import gradio as gr
 
-    from app.restore_tab import user_errors
+    from app.errors import user_errors
 
     @user_errors
     def bad_image():
@@ -264,6 +267,18 @@ def test_user_errors_turn_exceptions_into_plain_gradio_errors():
     with pytest.raises(gr.Error) as info:
         bug()
     assert info.value.message.startswith("Internal error: KeyError")
+
+    @user_errors
+    def streaming():
+        yield 1
+        raise ConfigError("steps must be a number; got None")
+
+    assert inspect.isgeneratorfunction(streaming)  # Gradio streams only generator functions
+    stream = streaming()
+    assert next(stream) == 1
+    with pytest.raises(gr.Error) as info:
+        next(stream)
+    assert info.value.message == "steps must be a number; got None"
 
 
 def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_path, monkeypatch, tiny_model):
@@ -290,3 +305,87 @@ def test_task_change_shows_that_tasks_sliders_and_a_default_model(monkeypatch, t
     assert [g["visible"] for g in groups] == [t == "deblur" for t in TASKS]
     assert variants["value"] == ["registry/small_hin"] and warnings == ""
     assert all("untrained" in label for label, _ in variants["choices"])
+
+
+def test_checkpoints_without_a_trained_flag_are_labelled_untrained(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+    save_checkpoint(tmp_path / "models" / "unlabelled.safetensors", tiny_model, metadata={"task": "denoise"})
+    entry = models.find_entry("results/models/unlabelled")
+    assert not entry.trained and "untrained" in entry.label
+    assert models.default_entry(models.list_entries("denoise"), "denoise").source == "registry"
+
+
+def test_official_pth_in_results_or_runs_is_listed_and_loads(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "runs_dir"))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "runs_dir").mkdir()
+    torch.save({"params": tiny_model.state_dict()}, tmp_path / "models" / "official.pth")
+    torch.save(tiny_model.state_dict(), tmp_path / "runs_dir" / "mine.pth")
+    ids = [e.id for e in models.list_entries("deblur")]
+    assert "results/models/official" in ids and "runs/mine.pth" in ids
+    models.clear_cache()
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = tiny_model(image)[-1]
+        for entry_id in ("results/models/official", "runs/mine.pth"):
+            assert models.find_entry(entry_id).trained  # load_any_checkpoint says official weights are trained
+            assert torch.equal(models.get_model(entry_id)(image)[-1], expected)
+    models.clear_cache()
+
+
+def test_slider_output_of_an_unknown_variant_is_a_config_error(clean_png):
+    request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), degrade_first=True)
+    result = run_restore(request, lambda _: create_model("tiny_half_instance").eval())
+    assert result.output("a") is result.outputs[0]
+    with pytest.raises(ConfigError, match="not among the variants"):
+        result.output("registry/other")
+
+
+def test_a_restores_folder_is_deleted_when_its_state_expires(tmp_path, monkeypatch):
+    import gradio as gr
+
+    from app.context import AppContext
+    from app.restore_tab import STATE_TTL_S, build_tab, delete_download_dir
+
+    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
+    monkeypatch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
+    with gr.Blocks() as demo:
+        with gr.Tabs() as tabs, gr.Tab("Restore"):
+            build_tab(AppContext(tabs=tabs))
+    states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
+    assert [(s.time_to_live, s.delete_callback) for s in states] == [(STATE_TTL_S, delete_download_dir)]
+
+    folder = tmp_path / "hinet_restore_x"
+    (folder / "screen").mkdir(parents=True)
+    (folder / "screen" / "a.png").write_bytes(b"png")
+    delete_download_dir({"download_dir": str(folder)})
+    assert not folder.exists()
+    delete_download_dir(None)  # a session that never restored
+
+
+def test_example_images_are_written_atomically_by_concurrent_threads(tmp_path, monkeypatch):
+    import threading
+
+    from app import restore_logic
+
+    monkeypatch.setenv("HINET_CACHE", str(tmp_path))
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def make():
+        barrier.wait()
+        try:
+            restore_logic.example_path("chelsea")
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert load_image(str(tmp_path / "app_examples" / "chelsea.png")).pixels.shape == (256, 256, 3)
+    assert [p.name for p in (tmp_path / "app_examples").iterdir()] == ["chelsea.png"]  # no temporary files left

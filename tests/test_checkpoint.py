@@ -345,3 +345,59 @@ def test_matching_state_dict_loads():
     model = create_model("tiny_group")
     load_state_dict_checked(model, trained.state_dict())
     assert_same_weights(model, trained)
+
+
+# ----------------------------------------------------------------------------------------------------
+# load_any_checkpoint: one entry point for both formats
+
+
+def test_load_any_checkpoint_reads_an_official_pth_and_infers_its_config(tmp_path):
+    from hinet.checkpoint import load_any_checkpoint
+
+    model = randomized(create_model("tiny_half_instance"))
+    path = tmp_path / "official.pth"
+    torch.save({"params": model.state_dict()}, path)
+    loaded, metadata = load_any_checkpoint(path)
+    assert_same_weights(model, loaded)
+    assert not loaded.training
+    assert metadata == {"config": model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth"}
+
+
+def test_load_any_checkpoint_reads_our_safetensors_with_its_metadata(tmp_path):
+    from hinet.checkpoint import load_any_checkpoint
+
+    model = randomized(create_model("tiny_half_instance"))
+    path = save_checkpoint(tmp_path / "ours.safetensors", model, metadata={"task": "denoise"})
+    loaded, metadata = load_any_checkpoint(path)
+    assert_same_weights(model, loaded)
+    assert metadata["task"] == "denoise" and metadata["config"] == model.config.to_dict()
+
+
+def test_load_any_checkpoint_refuses_a_damaged_pth(tmp_path):
+    from hinet.checkpoint import load_any_checkpoint
+
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"not a pytorch file")
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        load_any_checkpoint(path)
+
+
+def test_mismatch_message_describes_the_model_config(tmp_path):
+    model = create_model("tiny_half_instance")
+    other = create_model("tiny_instance")
+    with pytest.raises(CheckpointError) as caught:
+        load_state_dict_checked(other, model.state_dict())
+    assert f"does not fit this model ({other.config.describe()})" in str(caught.value)
+
+
+def test_saved_checkpoint_has_normal_permissions_and_no_temp_left(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        import hinet.io
+        hinet.io._umask = None
+        path = save_checkpoint(tmp_path / "m.safetensors", create_model("tiny_half_instance"))
+    finally:
+        os.umask(previous)
+        hinet.io._umask = None
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

@@ -288,3 +288,16 @@ def test_test_images_from_sporco():
     assert {"kodim23", "monarch", "sail", "tulips"} <= set(images)
     assert images["kodim23"].shape in {(512, 768, 3), (768, 512, 3)}
     assert all(v.dtype == np.float32 for v in images.values())
+
+
+def test_dead_leaves_cache_is_written_atomically_with_no_temp_left(tmp_path, monkeypatch):
+    monkeypatch.setenv("HINET_CACHE", str(tmp_path))
+    data.dead_leaves(2, 16, seed=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["dead_leaves_n2_s16_seed1.npz"]
+
+
+@pytest.mark.parametrize("task, text", [("denoise", "sigma=25"), ("deblur", "length=15,angle=30")])
+def test_format_level_round_trips_through_parse_level(task, text):
+    strength = data.parse_level(task, text)
+    assert data.parse_level(task, data.format_level(strength)) == strength
+    assert data.format_level({"sigma": 25.0}) == "sigma=25"

@@ -125,3 +125,20 @@ def test_cli_errors(tmp_path, tiny_model, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(checkpoint), "--task", "dehaze"])
     assert exit_info.value.code == 2
+
+
+def test_cli_reads_an_official_pth_with_task_given(tmp_path, tiny_model, capsys):
+    image_dir = tmp_path / "images"
+    save_image(image_dir / "crop.png", small_images()["coffee"])
+    checkpoint = tmp_path / "official.pth"
+    torch.save({"params": tiny_model.state_dict()}, checkpoint)
+    out_csv = tmp_path / "eval.csv"
+    assert main([str(checkpoint), "--task", "denoise", "--level", "15", "--images", str(image_dir),
+                 "--out-csv", str(out_csv)]) == 0
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert ("crop.png", "hinet") in {(r["image"], r["method"]) for r in rows}
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    # an official file names no task, so --task is required
+    assert main([str(checkpoint), "--images", str(image_dir)]) == 2
+    assert "give --task" in capsys.readouterr().err

@@ -216,29 +216,55 @@ def test_fast_figures_are_valid_plotly(hin_features):
         go.Figure(fig.to_dict())  # raises ValueError on any invalid property
 
 
-def test_capture_is_not_disturbed_by_other_threads_using_the_same_model(image):
-    """The model store shares one model between requests; a capture must record only its own forward."""
+def _capture_with_a_foreign_forward_during_it(model, image):
+    """Capture once while another thread runs the same model: the foreign forward is started from a hook on
+    the whole model, so it runs after this capture's own blocks have been recorded but before its hooks are
+    removed. Without a per-thread check its features would overwrite this capture's."""
     import threading
 
-    from hinet.features import capture_features
+    capturing_thread = threading.get_ident()
+    start_foreign, foreign_done = threading.Event(), threading.Event()
+
+    def foreign_forward():
+        start_foreign.wait(timeout=30)
+        with torch.no_grad():  # another image of the same size: only the values can tell the captures apart
+            model(torch.from_numpy(np.ascontiguousarray(image[::-1, ::-1])).permute(2, 0, 1)[None])
+        foreign_done.set()
+
+    def after_forward(module, inputs, output):
+        if threading.get_ident() == capturing_thread and not start_foreign.is_set():
+            start_foreign.set()
+            assert foreign_done.wait(timeout=30), "the other thread's forward did not finish"
+
+    thread = threading.Thread(target=foreign_forward)
+    thread.start()
+    handle = model.register_forward_hook(after_forward)
+    try:
+        return capture_features(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
+    finally:
+        handle.remove()
+        start_foreign.set()
+        thread.join()
+
+
+def test_capture_is_not_disturbed_by_other_threads_using_the_same_model(image):
+    """The model store shares one model between requests; a capture must record only its own forward."""
+    model = tiny_model("half_instance")
+    quiet = capture_features(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
+    busy = _capture_with_a_foreign_forward_during_it(model, image)
+    for name in ("pre_norm", "normalized", "identity", "output"):
+        torch.testing.assert_close(getattr(busy, name), getattr(quiet, name))
+
+
+def test_the_thread_test_fails_without_the_thread_check(image, monkeypatch):
+    """Proof that the test above can fail: with every thread looking like the capturing one (the check
+    disabled), the foreign forward's features replace the capture's."""
+    import types
+
+    import hinet.features
 
     model = tiny_model("half_instance")
     quiet = capture_features(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
-    other_image = torch.rand(1, 3, 32, 32)
-    stop = threading.Event()
-
-    def keep_running_the_model():
-        with torch.no_grad():
-            while not stop.is_set():
-                model(other_image)
-
-    thread = threading.Thread(target=keep_running_the_model)
-    thread.start()
-    try:
-        for _ in range(3):
-            busy = capture_features(model, image, blocks=["down_path_1.0"])["down_path_1.0"]
-            torch.testing.assert_close(busy.pre_norm, quiet.pre_norm)
-            torch.testing.assert_close(busy.normalized, quiet.normalized)
-    finally:
-        stop.set()
-        thread.join()
+    monkeypatch.setattr(hinet.features, "threading", types.SimpleNamespace(get_ident=lambda: 0))
+    busy = _capture_with_a_foreign_forward_during_it(model, image)
+    assert not torch.allclose(busy.pre_norm, quiet.pre_norm)

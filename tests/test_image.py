@@ -386,3 +386,21 @@ def test_pad_rejects_bad_arguments():
         pad_to_multiple(np.zeros((4, 4, 3)), 0)
     with pytest.raises(ImageError):
         pad_to_multiple(np.zeros((0, 4, 3)), 8)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_save_image_failure_keeps_the_old_png_and_leaves_no_temp(tmp_path, monkeypatch, dtype):
+    import errno
+    import os
+
+    path = save_image(tmp_path / "out.png", np.zeros((4, 5, 3), dtype))
+    before = path.read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match="No space left"):
+        save_image(path, np.full((4, 5, 3), 7, dtype))
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]

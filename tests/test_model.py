@@ -324,3 +324,14 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
 def test_unknown_variant_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown variant"):
         get_config("hinet_imaginary")
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(wf=16, depth=4, hin_position_left=0, hin_position_right=3), "norm half_instance r0.50, levels 0-3, wf16 d4"),
+    (dict(norm="none", wf=8, depth=3), "no norm, wf8 d3"),
+    (dict(norm="instance", hin_position_left=2, hin_position_right=2, norm_in_decoder=True, norm_affine=False,
+          wf=8, depth=3), "norm instance r1.00, level 2, decoder norm, no affine, wf8 d3"),
+    (dict(norm_ratio=0.125, wf=16, depth=3, hin_position_right=2), "norm half_instance r0.125, levels 0-2, wf16 d3"),
+])
+def test_config_describe(overrides, expected):
+    assert HINetConfig(**overrides).describe() == expected

@@ -144,3 +144,15 @@ def test_bad_output_name_exit_2(tmp_path, model_dir, capsys):
     write_rgb(src)
     assert restore_cli.main([str(src), str(tmp_path / "o.jpg"), "--task", "denoise"]) == 2
     assert ".png" in capsys.readouterr().err
+
+
+def test_official_pth_checkpoint_is_accepted(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("tiny_half_instance").eval()
+    checkpoint = tmp_path / "official.pth"
+    torch.save({"params": model.state_dict()}, checkpoint)
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    write_rgb(src)
+    assert restore_cli.main([str(src), str(dst), "--task", "denoise", "--checkpoint", str(checkpoint)]) == 0
+    expected = np.rint(restore(model, load_image(src).pixels) * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(dst)), expected)

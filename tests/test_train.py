@@ -425,3 +425,50 @@ def test_tiny_model_learns_to_denoise(tmp_path):
     print(f"input {result['input_val_psnr']:.2f} dB -> best {result['best_val_psnr']:.2f} dB "
           f"(+{gain:.2f}) in {result['train_seconds']:.0f} s")
     assert gain >= 3.0
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{not json", "not readable JSON"),
+    ('{"train_seconds": 1.0}', "missing step"),
+    ("[1, 2]", "holds a list, not a JSON object"),
+    ('{"step": "four", "train_seconds": 1.0}', "step or train_seconds is not a number"),
+])
+def test_damaged_train_state_json_raises_a_plain_error_naming_the_file(tmp_path, image_folder, content, problem):
+    from hinet.errors import CheckpointError
+    from hinet.train import read_state
+
+    run = tmp_path / "runs/run"
+    run.mkdir(parents=True)
+    (run / "train_state.json").write_text(content)
+    with pytest.raises(CheckpointError, match=f"train_state.json is damaged \\({problem}"):
+        read_state(run)
+    # resuming reads the same file first, before any data is prepared or weights are loaded
+    with pytest.raises(CheckpointError, match=r"runs/run/train_state.json is damaged \("):
+        train(tiny_config(tmp_path, image_folder))
+
+
+def test_resume_with_state_json_lacking_the_optimizer_names_the_file(tmp_path, image_folder):
+    from hinet.errors import CheckpointError
+
+    run = tmp_path / "runs/run"
+    run.mkdir(parents=True)
+    (run / "train_state.json").write_text('{"step": 4, "train_seconds": 1.0}')
+    with pytest.raises(CheckpointError, match="train_state.json is damaged \\(missing optimizer, scheduler\\)"):
+        train(tiny_config(tmp_path, image_folder))
+
+
+def test_validation_restores_train_mode_even_when_the_forward_fails():
+    from hinet.metrics import Protocol
+    from hinet.registry import create_model
+
+    model = create_model("tiny_half_instance").train()
+
+    def broken_forward(x):
+        assert not model.training  # validation runs in eval mode
+        raise RuntimeError("forward failed")
+
+    model.forward = broken_forward
+    pair = (np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(RuntimeError, match="forward failed"):
+        train_module._validate(model, [pair], torch.device("cpu"), Protocol())
+    assert model.training
