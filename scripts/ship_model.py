@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 
-from hinet.checkpoint import load_checkpoint, save_checkpoint
-from hinet.errors import HINetError
-from hinet.evaluate import MODEL_METHOD
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any directory
+
+from hinet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from hinet.errors import HINetError  # noqa: E402
+from hinet.evaluate import MODEL_METHOD  # noqa: E402
 
 
 def read_mean_row(eval_csv: Path) -> dict:
