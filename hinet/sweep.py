@@ -281,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run only runs whose name matches this glob or contains this text")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="only rebuild RESULTS/ablation.csv from the runs evaluated so far; train nothing")
     args = parser.parse_args(argv)
+    if args.table_only:
+        print(f"wrote {rebuild_table(args.results)}")
+        return 0
     try:
         report = run_sweep(args.grids, args.results, only=args.only, dry_run=args.dry_run)
     except HINetError as error:
