@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import struct
 import zlib
 
@@ -11,36 +10,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app_harness import serve_tiny_app
+
 pytestmark = pytest.mark.app
 
 TINY = "registry/tiny_half_instance"
 TINY_BN = "registry/tiny_batch"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from gradio_client import Client
 
-    from app import build_demo, launch_kwargs, models
-
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HINET_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
-    patch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    patch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
-    demo = build_demo()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                            quiet=True, **launch_kwargs())
-    try:
+    with serve_tiny_app(tmp_path_factory.mktemp("runs")) as url:
         yield Client(url, verbose=False)
-    finally:
-        demo.close()
-        patch.undo()
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,11 @@ is refused while a run holds the slot; Cancel stops a run cleanly and keeps its 
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
+
+from app_harness import serve_tiny_app
 
 pytestmark = [pytest.mark.app, pytest.mark.slow]
 
@@ -16,30 +17,11 @@ TINY_DATA = dict(skimage=True, pywt=False, dead_leaves=8, dead_leaves_size=64, p
 TINY_MODEL = ("denoise", "half_instance", 0.5, 0, 2, False, True, 8, 3)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from app import build_demo, launch_kwargs, models, train_tab
-
     runs_dir = tmp_path_factory.mktemp("runs")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HINET_RUNS_DIR", str(runs_dir))
-    patch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    patch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
-    patch.setattr(train_tab, "UI_DATA", TINY_DATA)
-    demo = build_demo()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                            quiet=True, **launch_kwargs())
-    try:
+    with serve_tiny_app(runs_dir, **{"train_tab.UI_DATA": TINY_DATA}) as url:
         yield url, runs_dir
-    finally:
-        demo.close()
-        patch.undo()
 
 
 def _client(url):

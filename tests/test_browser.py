@@ -2,48 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 
+from app_harness import launch_chromium, require_chromium, serve_tiny_app
+
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get update && apt-get install -y chromium`")
-    from app import build_demo, launch_kwargs, models
-
-    patch = pytest.MonkeyPatch()
-    patch.setenv("HINET_RUNS_DIR", str(tmp_path_factory.mktemp("runs")))
-    patch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    patch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
-    demo = build_demo()
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
-                            quiet=True, **launch_kwargs())
-    try:
+    require_chromium()
+    with serve_tiny_app(tmp_path_factory.mktemp("runs")) as url:
         yield url
-    finally:
-        demo.close()
-        patch.undo()
 
 
 def test_pick_example_restore_and_see_slider_and_metrics(app_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.goto(app_url)
@@ -52,7 +29,7 @@ def test_pick_example_restore_and_see_slider_and_metrics(app_url, tmp_path):
             expect(page.locator("#restore-preview img").first).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Restore").click()
             metrics = page.locator("#restore-metrics")
-            expect(metrics.get_by_text("input (no restoration)")).to_be_visible(timeout=60_000)
+            expect(metrics.get_by_text("input (no restoration)").filter(visible=True).first).to_be_visible(timeout=60_000)
             expect(metrics.get_by_text("PSNR (dB)").first).to_be_visible()
             expect(page.locator("#restore-slider img")).to_have_count(2, timeout=10_000)
             # Clicking near the overview's top-left corner moves the synced zoom there.

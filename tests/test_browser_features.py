@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
+
+from app_harness import free_port, launch_chromium, require_chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 # A plotly figure that rendered has an svg with its axes/bars/cubes in it (or a WebGL canvas for 3D).
 PLOT_CONTENT = """el => {
     const svgParts = el.querySelectorAll('svg.main-svg *').length;
@@ -18,16 +16,9 @@ PLOT_CONTENT = """el => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is missing: install it with `apt-get update && apt-get install -y chromium`")
+    require_chromium()
     import gradio as gr
 
     from app import features_tab, learn_tab
@@ -41,7 +32,7 @@ def app_url():
             with gr.Tab("Learn normalization", id="learn"):
                 learn_tab.build_tab(ctx)
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     try:
         yield url
     finally:
@@ -63,8 +54,7 @@ def test_both_tabs_render_their_plots(app_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 2000})
             page.goto(app_url + "?view=norm%3Dbn%26exp%3Dbatch%26bs%3D3")
