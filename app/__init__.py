@@ -37,7 +37,7 @@ def build_demo() -> gr.Blocks:
             "Models marked *untrained* have random weights: they show the pipeline, not HINet's quality."
         )
         with gr.Tabs() as tabs:
-            ctx = AppContext(tabs=tabs)
+            ctx = AppContext(tabs=tabs, blocks=demo)
             for tab_id in TAB_IDS:
                 with gr.Tab(TITLES[tab_id], id=tab_id):
                     builders[tab_id](ctx)

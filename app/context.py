@@ -15,6 +15,7 @@ CPU_QUEUE = "cpu"
 @dataclass
 class AppContext:
     tabs: gr.Tabs  # switch tabs with gr.Tabs(selected=<tab id>)
+    blocks: gr.Blocks | None = None  # the app being built: tabs register page-load events on it
     restore_image: gr.Image | None = None  # the restore tab's input image (numpy)
     restore_task: gr.Dropdown | None = None  # the restore tab's task picker
     restore_variants: gr.Dropdown | None = None  # the restore tab's variant picker (multiselect of entry ids)

@@ -14,6 +14,7 @@ import gradio as gr
 
 from app import feature_views as views
 from app.architecture import architecture_figure, block_choices, block_layout, default_block
+from app.context import AppContext
 from app.errors import user_errors
 from app.models import default_entry, find_entry, get_model, list_entries
 from hinet.data import skimage_images
@@ -136,14 +137,10 @@ def render_compare(entry_a: str, entry_b: str, source: dict | None, view_mode: s
 # The tab
 
 
-def on_page_load(fn, inputs, outputs) -> None:
-    """Run `fn` when a page opens, so the tab shows its default view without a click.
-
-    `build_tab` runs inside the app's `gr.Blocks`; Gradio keeps the Blocks being built in its context.
-    """
-    root = gr.context.Context.root_block
-    if root is not None:
-        root.load(fn, inputs, outputs, api_visibility="private")
+def on_page_load(ctx: AppContext, fn, inputs, outputs) -> None:
+    """Run `fn` when a page opens, so the tab shows its default view without a click."""
+    if ctx.blocks is not None:
+        ctx.blocks.load(fn, inputs, outputs, api_visibility="private")
 
 
 def _variant_choices() -> tuple[list[tuple[str, str]], str, str]:
@@ -153,7 +150,7 @@ def _variant_choices() -> tuple[list[tuple[str, str]], str, str]:
     return [(e.label, e.id) for e in entries], default.id, other
 
 
-def build_tab(ctx) -> None:
+def build_tab(ctx: AppContext) -> None:
     choices, default_id, other_id = _variant_choices()
     config = find_entry(default_id).config
     first_block = default_block(config)
@@ -238,7 +235,7 @@ def build_tab(ctx) -> None:
                              api_name="features_restore_image").then(
             show, view_inputs, view_outputs, api_visibility="private")
 
-    on_page_load(show, view_inputs, view_outputs)
+    on_page_load(ctx, show, view_inputs, view_outputs)
 
     @user_errors
     def compare(entry_a, entry_b, mode, block_name, k_value, source, cache):

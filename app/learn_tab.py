@@ -292,4 +292,4 @@ def build_tab(ctx) -> None:
         control.release(**show_event, api_visibility="private")
     load_button.click(load, load_text, controls + outputs, api_name="learn_load")
     load_text.submit(load, load_text, controls + outputs, api_visibility="private")
-    on_page_load(load_from_url, None, controls + outputs)
+    on_page_load(ctx, load_from_url, None, controls + outputs)

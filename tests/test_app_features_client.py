@@ -33,7 +33,7 @@ def client(tmp_path_factory):
         with gr.Tabs() as tabs:
             with gr.Tab("restore", id="restore"):
                 restore_image = gr.Image(restore_pixels, type="numpy", label="restore input")
-            ctx = AppContext(tabs=tabs, restore_image=restore_image)
+            ctx = AppContext(tabs=tabs, blocks=demo, restore_image=restore_image)
             with gr.Tab("features", id="features"):
                 features_tab.build_tab(ctx)
             with gr.Tab("learn", id="learn"):

@@ -26,7 +26,7 @@ def app_url():
 
     with gr.Blocks() as demo:
         with gr.Tabs() as tabs:
-            ctx = AppContext(tabs=tabs)
+            ctx = AppContext(tabs=tabs, blocks=demo)
             with gr.Tab("Inside HIN blocks", id="features"):
                 features_tab.build_tab(ctx)
             with gr.Tab("Learn normalization", id="learn"):
