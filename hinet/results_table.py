@@ -528,12 +528,17 @@ def _describe(variant: str, reference: str, delta: float, low: float, high: floa
 
 
 def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str]) -> list[str]:
-    """Variants that equal `reference` on every knob outside `free`."""
-    fixed = [k for k in KNOB_COLUMNS if k not in free]
+    """Variants that equal `reference` on every knob outside `free` and differ in at least one inside it
+    (a variant equal on every knob is the reference model under another name, e.g. from another grid)."""
     ref = configs.loc[reference]
+
+    def same(v, k):
+        return _same(_none(configs.loc[v, k]), _none(ref[k]))
+
     return [
         v for v in configs.index
-        if v != reference and all(_same(_none(configs.loc[v, k]), _none(ref[k])) for k in fixed)
+        if all(same(v, k) for k in KNOB_COLUMNS if k not in free)
+        and not all(same(v, k) for k in KNOB_COLUMNS)
     ]
 
 
@@ -563,6 +568,8 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
     for variant in norm_variants:
         norm = configs.loc[variant, "norm"]
         ratio = configs_with_ratio.loc[variant, "ratio"]
+        if norm == "half_instance" and math.isclose(ratio, 1.0):
+            norm = "instance"  # half instance norm applied to every channel is instance norm
         if norm in ("batch", "layer", "instance", "none") and (norm == "none" or math.isclose(ratio, 1.0)):
             by_norm.setdefault(norm, variant)
     checks = []

@@ -196,6 +196,20 @@ def test_paper_claims_are_computed_from_the_numbers():
     assert rt.check_paper_claims(no_bn)[1].verdict == "not tested"
 
 
+def test_claims_ignore_a_renamed_copy_of_the_baseline_and_read_ratio_one_as_instance_norm():
+    """Another grid's copy of the HIN model (same knobs) is not a placement variant, and HIN applied to
+    every channel (ratio 1.0) is instance norm."""
+    table = synthetic_table()
+    copy = table[(table["variant"] == "small_hin") & (table["ablation"] == "norm")].assign(
+        variant="r0.5", ablation="ratio", run=lambda t: "ratio_" + t["run"])
+    full = table[table["variant"] == "small_instance"].assign(
+        variant="r1.0", ablation="ratio", norm="half_instance", norm_ratio=1.0, run=lambda t: "ratio_" + t["run"])
+    only_ratio_instance = pd.concat([table[table["variant"] != "small_instance"], copy, full])
+    checks = rt.check_paper_claims(rt.validate_ablation_table(only_ratio_instance))
+    assert "r0.5" not in checks[3].evidence and checks[3].verdict == "reproduces"
+    assert checks[2].verdict == "reproduces" and "r1.0" in checks[2].evidence
+
+
 def test_markdown_summary_and_protocol():
     table = rt.select(rt.validate_ablation_table(synthetic_table()), ablation="norm")
     summary = rt.summarize(table, "small_hin")
