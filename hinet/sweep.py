@@ -35,8 +35,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from hinet.data import format_level
 from hinet.errors import ConfigError, HINetError
 
@@ -81,14 +79,9 @@ class PlannedRun:
 
 
 def _read_grid(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"grid file {path} does not exist")
-    try:
-        grid = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(grid, dict):
-        raise ConfigError(f"{path} must hold a mapping with keys {', '.join(GRID_KEYS)}")
+    from hinet.train import read_yaml_mapping
+
+    grid = read_yaml_mapping(path, "grid file", f"grid keys ({', '.join(GRID_KEYS)})")
     unknown = sorted(set(grid) - set(GRID_KEYS))
     if unknown:
         raise ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; known: {', '.join(GRID_KEYS)}")

@@ -277,19 +277,24 @@ def apply_overrides(values: dict, assignments: list[str]) -> dict:
     return values
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str, contents: str) -> dict:
+    """The mapping in a YAML file (empty file = {}); a missing file, bad YAML or a non-mapping is a
+    ConfigError. `what` names the file ("config file"), `contents` what the mapping holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of {contents}")
+    return values
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read a YAML TrainConfig (or the defaults when `path` is None) and apply `--set` overrides."""
-    values: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path} is not valid YAML: {error}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path} must hold a mapping of config keys")
+    values = {} if path is None else read_yaml_mapping(path, "config file", "config keys")
     return TrainConfig.from_dict(apply_overrides(values, list(overrides)))
 
 
