@@ -145,7 +145,10 @@ def on_page_load(ctx: AppContext, fn, inputs, outputs) -> None:
 
 def _variant_choices() -> tuple[list[tuple[str, str]], str, str]:
     entries = list_entries()
-    default = default_entry(entries, None)
+    # The tab is about HIN blocks, so it opens on a trained HIN model even where a task's default uses
+    # another norm; variant B is then the first model with a different norm.
+    hin = [e for e in entries if e.config.norm == "half_instance"]
+    default = default_entry(hin or entries, None)
     other = next((e.id for e in entries if e.config.norm != default.config.norm), default.id)
     return [(e.label, e.id) for e in entries], default.id, other
 

@@ -207,12 +207,13 @@ def list_entries(task: str | None = None) -> list[ModelEntry]:
 
 
 def default_entry(entries: list[ModelEntry], task: str | None) -> ModelEntry:
-    """The trained model for the task (shipped first, best test PSNR first), else small_hin untrained."""
+    """The trained model for the task (shipped first, the task's default file `results/models/<task>` before
+    its comparison variants, then best test PSNR), else small_hin untrained."""
     trained = [e for e in entries if e.trained and (task is None or e.task == task)]
     if trained:
         rank = {"results": 0, "runs": 1}
         return min(trained, key=lambda e: (rank.get(e.source, 2), not e.id.startswith("results/models/"),
-                                           -(e.test_psnr or float("-inf"))))
+                                           e.id != f"results/models/{e.task}", -(e.test_psnr or float("-inf"))))
     for entry in entries:
         if entry.id == f"registry/{DEFAULT_UNTRAINED}":
             return entry

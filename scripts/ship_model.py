@@ -5,7 +5,8 @@
     python scripts/ship_model.py runs/defaults/denoise --eval-csv results/eval/denoise.csv
 
 Copies the run's best checkpoint (selected on the validation split, never on the test set) to
-`results/models/<task>.safetensors` in fp16. With `--eval-csv` (an evaluation of that shipped file) it also
+`results/models/<task>.safetensors` in fp16 (`--name denoise_hin` ships it beside the default instead:
+the app and the restore command use `<task>.safetensors`, and list every other file as a variant). With `--eval-csv` (an evaluation of that shipped file) it also
 records the test-set PSNR/SSIM of the `hinet` rows, so the app can show them. fp16 rounding is
 deterministic, so the file evaluated and the file re-written hold the same weights.
 """
@@ -39,6 +40,8 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--eval-csv", type=Path, help="an evaluation of the shipped file, to record its scores")
     parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--name", help="file name under results/models, without .safetensors; must start "
+                                       "with the task (default: the task, i.e. the task's default model)")
     args = parser.parse_args(argv)
     try:
         source = args.run_dir / "best.safetensors"
@@ -57,7 +60,10 @@ def main(argv=None) -> int:
                 test_protocol=mean["protocol"],
                 test_images="sporco data folder (kodim23, monarch, sail, tulips, barbara)",
             )
-        target = save_checkpoint(args.results / "models" / f"{task}.safetensors", model, metadata, dtype=torch.float16)
+        name = args.name or task
+        if not (name == task or name.startswith(f"{task}_")):
+            raise HINetError(f"--name {name!r} must be {task!r} or start with '{task}_' (the run's task)")
+        target = save_checkpoint(args.results / "models" / f"{name}.safetensors", model, metadata, dtype=torch.float16)
     except (HINetError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

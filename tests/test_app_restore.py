@@ -287,6 +287,9 @@ def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_pat
     save_checkpoint(tmp_path / "models" / "denoise.safetensors", tiny_model,
                     metadata={"task": "denoise", "trained": "true", "test_psnr": 28.25})
     save_checkpoint(tmp_path / "runs" / "r1" / "model.safetensors", tiny_model, metadata={"task": "denoise"})
+    # a comparison variant with a better score still does not replace the task's default file
+    save_checkpoint(tmp_path / "models" / "denoise_hin.safetensors", tiny_model,
+                    metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0})
     (tmp_path / "ablation.csv").write_text("run,image,psnr\nr1,a,27.0\nr1,b,28.0\nr2,a,30.0\n")
     entries = {e.id: e for e in models.list_entries("denoise")}
     shipped, run = entries["results/models/denoise"], entries["results/runs/r1"]

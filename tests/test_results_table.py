@@ -256,3 +256,39 @@ def test_make_results_readme_script(tmp_path):
     )
     assert completed.returncode != 0 and "lacks the columns" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_ship_model_names_and_models_section_show_default_and_variant(tmp_path):
+    """A run shipped under --name sits beside the task's default; the generated section names both, with
+    each file's norm, and judges each against the task's bar. A --name of another task is refused."""
+    from hinet import create_model
+    from hinet.checkpoint import read_metadata, save_checkpoint
+
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    (results / "eval").mkdir(parents=True)
+    for run, variant in (("bn", "tiny_batch"), ("hin", "tiny_half_instance")):
+        save_checkpoint(runs / run / "model.safetensors", create_model(variant),
+                        metadata={"task": "jpeg", "trained": "true", "steps": 5, "train_seconds": 60.0,
+                                  "device": "cpu: test", "run": run})
+    script = str(ROOT / "scripts" / "ship_model.py")
+
+    def ship(*args):
+        return subprocess.run([sys.executable, script, *args, "--results", str(results)],
+                              capture_output=True, text=True, timeout=120)
+
+    assert ship(str(runs / "bn")).returncode == 0
+    assert ship(str(runs / "hin"), "--name", "jpeg_hin").returncode == 0
+    refused = ship(str(runs / "hin"), "--name", "denoise_hin")
+    assert refused.returncode == 2 and "must be 'jpeg' or start with 'jpeg_'" in refused.stderr
+    assert sorted(p.name for p in (results / "models").iterdir()) == ["jpeg.safetensors", "jpeg_hin.safetensors"]
+    assert read_metadata(results / "models" / "jpeg_hin.safetensors")["config"]["norm"] == "half_instance"
+    for name, ours in (("jpeg", 27.5), ("jpeg_hin", 26.8)):
+        (results / "eval" / f"{name}.csv").write_text(
+            "image,method,psnr,ssim,seconds,task,strength,seed,protocol\n"
+            f"mean,input,26.26,0.75,0.0,jpeg,quality=10,0,RGB\nmean,hinet,{ours},0.77,1.0,jpeg,quality=10,0,RGB\n")
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_results_readme.py"), "--results", str(results)],
+                   capture_output=True, text=True, timeout=120)  # no ablation.csv here: only the models section
+    text = (results / "README.md").read_text()
+    default, variant = text.split("### jpeg (jpeg, the default)")[1], text.split("### jpeg_hin (jpeg, a comparison variant)")[1]
+    assert "norm `batch`" in default.split("###")[0] and "Bar: PSNR >= input + 1 dB: reached" in default.split("###")[0]
+    assert "norm `half_instance`" in variant and "not reached: 0.46 dB short" in variant

@@ -18,10 +18,19 @@ def test_a_default_denoiser_is_shipped():
     assert (MODELS / "denoise.safetensors").is_file(), "results/models/denoise.safetensors is missing"
 
 
+def test_every_task_with_shipped_weights_has_its_default_file():
+    """`python -m hinet.restore --task T` and the app load results/models/T.safetensors; a comparison
+    variant (T_suffix) must not be shipped without it."""
+    tasks = {read_metadata(path)["task"] for path in SHIPPED}
+    missing = sorted(task for task in tasks if not (MODELS / f"{task}.safetensors").is_file())
+    assert not missing, f"comparison variants shipped without a default model for: {missing}"
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_weights_load_and_describe_themselves(path):
     metadata = read_metadata(path)
-    assert metadata["task"] == path.stem and path.stem in TASKS
+    task = metadata["task"]
+    assert task in TASKS and (path.stem == task or path.stem.startswith(f"{task}_"))
     assert metadata["trained"] == "true" and int(metadata["steps"]) > 0
     assert metadata["device"]
     model, full = load_checkpoint(path)
