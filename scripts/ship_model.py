@@ -7,8 +7,9 @@
 Copies the run's best checkpoint (selected on the validation split, never on the test set) to
 `results/models/<task>.safetensors` in fp16; `--name denoise_hin` ships it beside the default instead (the
 restore command uses `<task>.safetensors`; the app opens on it and lists every other file as a variant).
-With `--eval-csv` (an evaluation of that shipped file) it also records the test-set PSNR/SSIM of the `hinet` rows, so the app can show them. fp16 rounding is
-deterministic, so the file evaluated and the file re-written hold the same weights.
+With `--eval-csv` (an evaluation of that shipped file) it also records the test-set PSNR/SSIM of the
+`hinet` rows, so the app can show them. fp16 rounding is deterministic, so the file evaluated and the file
+re-written hold the same weights.
 """
 
 from __future__ import annotations
