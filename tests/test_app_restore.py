@@ -392,3 +392,19 @@ def test_example_images_are_written_atomically_by_concurrent_threads(tmp_path, m
     assert errors == []
     assert load_image(str(tmp_path / "app_examples" / "chelsea.png")).pixels.shape == (256, 256, 3)
     assert [p.name for p in (tmp_path / "app_examples").iterdir()] == ["chelsea.png"]  # no temporary files left
+
+
+def test_feature_tab_opens_on_a_trained_hin_model_when_the_task_default_uses_batch_norm(monkeypatch, tmp_path):
+    from app import models
+    from app.features_tab import _variant_choices
+    from hinet import create_model
+    from hinet.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+    for name, variant in (("denoise", "tiny_batch"), ("denoise_hin", "tiny_half_instance")):
+        save_checkpoint(tmp_path / "models" / f"{name}.safetensors", create_model(variant),
+                        metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0})
+    assert models.default_entry(models.list_entries("denoise"), "denoise").id == "results/models/denoise"
+    _, default_id, other_id = _variant_choices()
+    assert (default_id, other_id) == ("results/models/denoise_hin", "results/models/denoise")

@@ -476,8 +476,6 @@ def test_validation_restores_train_mode_even_when_the_forward_fails():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_falls_back_to_fp32_only_on_a_cpu_that_would_emulate_it(monkeypatch, capsys, native):
-    import hinet.train as train_module
-
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
     assert train_module._use_bf16(True, cpu) is native
