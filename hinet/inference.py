@@ -44,7 +44,8 @@ FAST_PATH_BF16 = ForwardPath("inference_mode + bf16 autocast", bf16_autocast=Tru
 
 def cpu_has_native_bf16() -> bool:
     # Without AVX512-BF16 or AMX, oneDNN emulates bf16 in software: on an AVX2-only EPYC a small_hin
-    # training step went from 0.35 s (fp32) to 6.1 s (bf16 autocast), so such CPUs stay in fp32.
+    # training step went from 0.36 s (fp32) to 5.93 s (bf16 autocast) in `python -m hinet.bench --train`,
+    # so such CPUs stay in fp32.
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)

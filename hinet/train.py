@@ -724,7 +724,7 @@ def train(cfg: TrainConfig, on_event=None, should_stop=None) -> dict:
 
 
 def _use_bf16(requested: bool, device: torch.device, warn: bool = True) -> bool:
-    """bf16 autocast as asked, except on a CPU that would emulate it (about 17x slower, see
+    """bf16 autocast as asked, except on a CPU that would emulate it (about 16x slower, see
     `hinet.inference.cpu_has_native_bf16`): there the run trains in fp32 and says so."""
     if not requested or device.type != "cpu" or cpu_has_native_bf16():
         return requested
