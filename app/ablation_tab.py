@@ -71,29 +71,6 @@ def load_table(csv_path: Path) -> tuple[pd.DataFrame | None, str]:
         return None, f"**The ablation table cannot be used:** {error}\n\nRegenerate it with:\n\n{SWEEP_COMMANDS}"
 
 
-def _level_sort_key(level: str):
-    try:
-        return (0, float(level), level)
-    except ValueError:
-        return (1, 0.0, level)
-
-
-def scope(table: pd.DataFrame, task=None, level=None, ablation=None) -> dict:
-    """The choices each filter offers and a valid selection, keeping the given values where they exist."""
-    tasks = list(dict.fromkeys(table["task"]))
-    task = task if task in tasks else tasks[0]
-    rows = table[table["task"] == task]
-    levels = sorted(dict.fromkeys(rows["level"]), key=_level_sort_key)
-    level = level if level in levels else levels[0]
-    rows = rows[rows["level"] == level]
-    ablations = list(dict.fromkeys(rows["ablation"]))
-    ablation = ablation if ablation in ablations else ablations[0]
-    rows = rows[rows["ablation"] == ablation]
-    return dict(tasks=tasks, task=task, levels=levels, level=level, ablations=ablations, ablation=ablation,
-                variants=rt.variant_order(rows), seeds=sorted(int(s) for s in set(rows["seed"])),
-                baseline=rt.default_baseline(rows))
-
-
 # ----------------------------------------------------------------------------------------------------
 # Rendering
 
@@ -139,15 +116,15 @@ def _run_entries(rows: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def render(csv_path, task, level, ablation, variants, seeds, baseline, cost="MACs", spread="min-max",
-           only_differing=True):
-    """Every output of the explorer for one selection:
-    (status, table, knob diff, csv file, md file, protocol, 4 figures, open-in-restore dropdown)."""
+           only_differing=True, protocol=None):
+    """Every output of the explorer for one selection, all of one test-time protocol (`protocol`, or the
+    one `views.pick_protocol` falls back to):
+    (status, table, knob diff, csv file, md file, how-measured text, 4 figures, open-in-restore dropdown)."""
     table, message = load_table(csv_path)
     blank = views.empty_figure("No data")
     if table is None:
         return (message, None, None, None, None, "", blank, blank, blank, blank, gr.update(choices=[], value=None))
-    rows = rt.select(table, task=task, level=level, ablation=ablation,
-                     variants=variants or None, seeds=seeds or None)
+    rows, protocol = views.selected_rows(table, task, level, ablation, protocol, variants, seeds)
     if not variants or not seeds or rows.empty:
         note = "Select at least one variant and one seed."
         return (note, None, None, None, None, "", blank, blank, blank, blank, gr.update(choices=[], value=None))
@@ -156,13 +133,14 @@ def render(csv_path, task, level, ablation, variants, seeds, baseline, cost="MAC
     summary = rt.summarize(rows, baseline)
     shown = rt.display_table(summary, baseline)
     markdown = rt.markdown_summary(summary, baseline)
-    csv_file, md_file = _export(shown, f"**{task}, level {level}, ablation {ablation}**\n\n" + markdown,
-                                f"ablation_{task}_{level}_{ablation}")
+    csv_file, md_file = _export(
+        shown, f"**{task}, level {level}, ablation {ablation}, protocol {protocol}**\n\n" + markdown,
+        f"ablation_{task}_{level}_{ablation}_{protocol}")
     run_variants = dict(zip(rows["run"], rows["variant"]))
     curves = rt.validation_curves(rt.read_run_logs(ablation_runs_dir(), run_variants), run_variants)
     missing_seeds = summary.loc[summary["n_seeds"] < len(seeds), "variant"].tolist()
-    status = (f"{len(summary)} variants · {len(seeds)} seeds · {rows['image'].nunique()} test images · "
-              f"baseline **{baseline}**")
+    status = (f"protocol **{protocol}** · {len(summary)} variants · {len(seeds)} seeds · "
+              f"{rows['image'].nunique()} test images · baseline **{baseline}**")
     if missing_seeds:
         status += f" · fewer seeds than selected for: {', '.join(missing_seeds)}"
     entries = _run_entries(rows)
@@ -172,11 +150,11 @@ def render(csv_path, task, level, ablation, variants, seeds, baseline, cost="MAC
         rt.config_differences(rows, baseline, only_differing=only_differing),
         csv_file,
         md_file,
-        "**Protocol**\n\n" + rt.protocol_text(rows),
+        "**How these numbers were measured**\n\n" + rt.protocol_text(rows),
         views.psnr_by_variant_figure(summary, rt.seed_means(rows), baseline),
         views.validation_curve_figure(curves, spread=spread),
         views.pareto_figure(summary, COSTS.get(cost, "macs")),
-        views.delta_heatmap_figure(rt.per_image_delta(rows, baseline), baseline),
+        views.delta_heatmap_figure(rt.per_image_delta(rows, baseline), baseline, protocol),
         gr.update(choices=entries, value=entries[0][1] if entries else None),
     )
 
@@ -295,17 +273,18 @@ def apply_pending(pending, current_variants, current_task):
 def build_tab(ctx: AppContext) -> None:
     gr.Markdown(
         "### Ablations\nEach variant differs from the HIN baseline in one knob and was trained with several "
-        "seeds. **Δ** is paired by (seed, image) with a 95% bootstrap interval: an interval that excludes 0 "
-        "is a difference the seeds agree on."
+        "seeds. **Δ** is paired by (seed, image) within one test-time protocol; its 95% interval is a "
+        "hierarchical bootstrap (seeds, then images within each seed), so an interval that excludes 0 is a "
+        "difference the seeds agree on. **Δ per seed** shows each seed's own difference."
     )
     table, message = load_table(ablation_csv())
-    first = scope(table) if table is not None else None
+    first = views.scope(table) if table is not None else None
     if first:
         initial = render(str(ablation_csv()), first["task"], first["level"], first["ablation"], first["variants"],
-                         first["seeds"], first["baseline"])
+                         first["seeds"], first["baseline"], protocol=first["protocol"])
     else:
         initial = (message, None, None, None, None, "", None, None, None, None, gr.update(choices=[], value=None))
-    (status_value, table_value, diff_value, csv_value, md_value, protocol_value, psnr_value, curve_value,
+    (status_value, table_value, diff_value, csv_value, md_value, measurement_value, psnr_value, curve_value,
      pareto_value, heatmap_value, open_value) = initial
     user_note_value, user_table_value, user_plot_value, user_choice_value = render_user_runs()
     csv_path = gr.State(str(ablation_csv()))
@@ -318,6 +297,8 @@ def build_tab(ctx: AppContext) -> None:
         baseline = gr.Dropdown(first["variants"] if first else [], value=first and first["baseline"],
                                label="Baseline (Δ is measured against it)")
         reload_button = gr.Button("Reload results", scale=0)
+    protocol = gr.Radio(first["protocols"] if first else [], value=first and first["protocol"],
+                        label=views.PROTOCOL_LABEL, info=views.PROTOCOL_INFO)
     with gr.Row():
         variants = gr.Dropdown(first["variants"] if first else [], value=first and first["variants"],
                                multiselect=True, label="Variants")
@@ -332,7 +313,7 @@ def build_tab(ctx: AppContext) -> None:
         only_differing = gr.Checkbox(value=True, label="Show only the knobs that differ from the baseline")
         diff_table = gr.Dataframe(diff_value, interactive=False,
                                   label="Knobs per variant (blank = same as the baseline)")
-    protocol = gr.Markdown(protocol_value)
+    measurement = gr.Markdown(measurement_value)
     with gr.Row():
         psnr_plot = gr.Plot(psnr_value, label="PSNR by variant")
         curve_plot = gr.Plot(curve_value, label="Validation PSNR vs step")
@@ -357,26 +338,30 @@ def build_tab(ctx: AppContext) -> None:
         user_open_button = gr.Button("Open in Restore", scale=0)
         user_refresh = gr.Button("Refresh my runs", scale=0)
 
-    outputs = [status, summary_table, diff_table, csv_file, md_file, protocol, psnr_plot, curve_plot, pareto_plot,
-               heatmap_plot, open_choice]
-    render_inputs = [csv_path, task, level, ablation, variants, seeds, baseline, cost, spread, only_differing]
+    outputs = [status, summary_table, diff_table, csv_file, md_file, measurement, psnr_plot, curve_plot,
+               pareto_plot, heatmap_plot, open_choice]
+    render_inputs = [csv_path, task, level, ablation, variants, seeds, baseline, cost, spread, only_differing,
+                     protocol]
     user_outputs = [user_note, user_table, user_plot, user_choice]
 
     @user_errors
-    def rescope(path, task_value, level_value, ablation_value):
+    def rescope(path, task_value, level_value, ablation_value, protocol_value):
         loaded, note = load_table(path)
         if loaded is None:
             empty = gr.update(choices=[], value=None)
-            return empty, empty, empty, gr.update(choices=[], value=[]), gr.update(choices=[], value=[]), empty
-        chosen = scope(loaded, task_value, level_value, ablation_value)
+            return (empty, empty, empty, empty, gr.update(choices=[], value=[]), gr.update(choices=[], value=[]),
+                    empty)
+        chosen = views.scope(loaded, task_value, level_value, ablation_value, protocol_value)
         return (gr.update(choices=chosen["tasks"], value=chosen["task"]),
                 gr.update(choices=chosen["levels"], value=chosen["level"]),
                 gr.update(choices=chosen["ablations"], value=chosen["ablation"]),
+                gr.update(choices=chosen["protocols"], value=chosen["protocol"]),
                 gr.update(choices=chosen["variants"], value=chosen["variants"]),
                 gr.update(choices=chosen["seeds"], value=chosen["seeds"]),
                 gr.update(choices=chosen["variants"], value=chosen["baseline"]))
 
-    scope_outputs = [task, level, ablation, variants, seeds, baseline]
+    scope_inputs = [csv_path, task, level, ablation, protocol]
+    scope_outputs = [task, level, ablation, protocol, variants, seeds, baseline]
     render_event = user_errors(render)
 
     def reload_results(path):
@@ -384,10 +369,10 @@ def build_tab(ctx: AppContext) -> None:
         return path
 
     reload_button.click(reload_results, csv_path, csv_path, api_visibility="private").then(
-        rescope, [csv_path, task, level, ablation], scope_outputs, api_visibility="private").then(
+        rescope, scope_inputs, scope_outputs, api_visibility="private").then(
         render_event, render_inputs, outputs, api_name="ablation_table")
-    for control in (task, level, ablation):
-        control.input(rescope, [csv_path, task, level, ablation], scope_outputs, api_visibility="private").then(
+    for control in (task, level, ablation, protocol):  # a protocol may lack some runs: its variants and seeds
+        control.input(rescope, scope_inputs, scope_outputs, api_visibility="private").then(
             render_event, render_inputs, outputs, api_visibility="private")
     for control in (variants, seeds, baseline, cost, spread, only_differing):
         control.input(render_event, render_inputs, outputs, api_visibility="private", trigger_mode="always_last")
@@ -409,4 +394,4 @@ def build_tab(ctx: AppContext) -> None:
             button.interactive = False
 
 
-__all__ = ["build_tab", "render", "scope", "load_table", "user_runs", "render_user_runs", "open_in_restore"]
+__all__ = ["build_tab", "render", "load_table", "user_runs", "render_user_runs", "open_in_restore"]

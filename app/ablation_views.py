@@ -1,6 +1,8 @@
-"""Plotly figures of the ablation explorer and the train tab, built from `hinet.results_table` frames.
+"""The ablation explorer's selection logic and Plotly figures (also the train tab's), built from
+`hinet.results_table` frames.
 
-Pure functions of data frames (no Gradio), so tests check their traces directly.
+Pure functions of data frames (no Gradio), so tests check the choices and the traces directly; the tab
+(`app/ablation_tab.py`) only wires them to widgets.
 """
 
 from __future__ import annotations
@@ -12,11 +14,73 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from hinet.results_table import pareto_front
+from hinet import results_table as rt
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
            "#17becf")
 HEIGHT = 380
+
+
+# ----------------------------------------------------------------------------------------------------
+# Selection
+
+PROTOCOL_LABEL = "Test-time protocol"
+PROTOCOL_INFO = rt.PROTOCOL_MEANING[0].upper() + rt.PROTOCOL_MEANING[1:]  # the radio's one-line explanation
+
+
+def _level_sort_key(level: str):
+    try:
+        return (0, float(level), level)
+    except ValueError:
+        return (1, 0.0, level)
+
+
+def pick_protocol(rows: pd.DataFrame, wanted: str | None = None) -> str | None:
+    """`wanted` when `rows` have it, else the protocol a view opens on ("whole" when present)."""
+    return wanted if wanted in rt.protocols(rows) else rt.preferred_protocol(rows)
+
+
+def scope(table: pd.DataFrame, task=None, level=None, ablation=None, protocol=None) -> dict:
+    """The choices each filter offers and a valid selection, keeping the given values where they exist.
+
+    Protocols are those the chosen ablation has; variants and seeds are those of the chosen protocol, since
+    a run may not have been evaluated under every protocol.
+    """
+    tasks = list(dict.fromkeys(table["task"]))
+    task = task if task in tasks else tasks[0]
+    rows = table[table["task"] == task]
+    levels = sorted(dict.fromkeys(rows["level"]), key=_level_sort_key)
+    level = level if level in levels else levels[0]
+    rows = rows[rows["level"] == level]
+    ablations = list(dict.fromkeys(rows["ablation"]))
+    ablation = ablation if ablation in ablations else ablations[0]
+    rows = rows[rows["ablation"] == ablation]
+    protocols = rt.protocols(rows)
+    protocol = pick_protocol(rows, protocol)
+    rows = rt.select(rows, protocol=protocol)
+    return dict(tasks=tasks, task=task, levels=levels, level=level, ablations=ablations, ablation=ablation,
+                protocols=protocols, protocol=protocol, variants=rt.variant_order(rows),
+                seeds=sorted(int(s) for s in set(rows["seed"])), baseline=rt.default_baseline(rows))
+
+
+def selected_rows(table: pd.DataFrame, task, level, ablation, protocol, variants, seeds) -> tuple[pd.DataFrame, str | None]:
+    """(rows of the selection, their protocol): one protocol only, so every statistic drawn from them is
+    of one kind of test-time statistics; an unknown or missing protocol falls back as in `pick_protocol`."""
+    rows = rt.select(table, task=task, level=level, ablation=ablation, variants=variants or None,
+                     seeds=seeds or None)
+    protocol = pick_protocol(rows, protocol)
+    return rt.select(rows, protocol=protocol), protocol
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _protocol_note(summary: pd.DataFrame) -> str:
+    """" · protocol whole" for a summary that names its protocol (titles say which statistics they show)."""
+    if "protocol" in summary.columns and summary["protocol"].nunique() == 1:
+        return f" · protocol {summary['protocol'].iloc[0]}"
+    return ""
 
 
 def _color(index: int) -> str:
@@ -64,7 +128,7 @@ def psnr_by_variant_figure(summary: pd.DataFrame, per_seed: pd.DataFrame, baseli
         mean = float(summary.loc[summary["variant"] == baseline, "psnr_mean"].iloc[0])
         figure.add_hline(y=mean, line=dict(dash="dot", color="#999999"), annotation_text=f"{baseline} mean")
     figure.update_xaxes(categoryorder="array", categoryarray=order)
-    return _layout(figure, "Test PSNR by variant", "variant", "PSNR (dB), image-averaged")
+    return _layout(figure, f"Test PSNR by variant{_protocol_note(summary)}", "variant", "PSNR (dB), image-averaged")
 
 
 def validation_curve_figure(curves: pd.DataFrame, spread: str = "min-max") -> go.Figure:
@@ -108,7 +172,7 @@ def pareto_figure(summary: pd.DataFrame, cost: str = "macs") -> go.Figure:
     if not valid.any():
         return empty_figure(f"No {COST_LABELS.get(cost, cost)} in the table")
     on_front = np.zeros_like(valid)
-    on_front[valid] = pareto_front(x[valid], y[valid])
+    on_front[valid] = rt.pareto_front(x[valid], y[valid])
     figure = go.Figure()
     figure.add_trace(go.Scatter(
         x=x[valid], y=y[valid], mode="markers+text", name="variants", text=summary["variant"][valid],
@@ -118,11 +182,12 @@ def pareto_figure(summary: pd.DataFrame, cost: str = "macs") -> go.Figure:
     front = np.argsort(x[on_front])
     figure.add_trace(go.Scatter(x=x[on_front][front], y=y[on_front][front], mode="lines", name="Pareto front",
                                 line=dict(color="#d62728", dash="dash", shape="hv")))
-    return _layout(figure, f"PSNR vs {COST_LABELS.get(cost, cost)}", COST_LABELS.get(cost, cost), "PSNR (dB)")
+    return _layout(figure, f"PSNR vs {COST_LABELS.get(cost, cost)}{_protocol_note(summary)}", COST_LABELS.get(cost, cost),
+                   "PSNR (dB)")
 
 
-def delta_heatmap_figure(per_image: pd.DataFrame, baseline: str) -> go.Figure:
-    """Paired Δ PSNR to the baseline (mean over seeds) for each test image and variant."""
+def delta_heatmap_figure(per_image: pd.DataFrame, baseline: str, protocol: str | None = None) -> go.Figure:
+    """Paired Δ PSNR to the baseline (mean over seeds) for each test image and variant (of one protocol)."""
     if per_image.empty or per_image.shape[1] == 0:
         return empty_figure("Select at least one variant besides the baseline")
     values = per_image.to_numpy(dtype=float)
@@ -133,7 +198,8 @@ def delta_heatmap_figure(per_image: pd.DataFrame, baseline: str) -> go.Figure:
         colorscale="RdBu", text=text, texttemplate="%{text}", colorbar=dict(title="Δ dB"),
         hovertemplate="%{y} · %{x}: %{z:+.3f} dB<extra></extra>",
     ))
-    return _layout(figure, f"Per-image Δ PSNR vs {baseline} (blue: better)", "variant", "test image")
+    note = f" · protocol {protocol}" if protocol else ""
+    return _layout(figure, f"Per-image Δ PSNR vs {baseline} (blue: better){note}", "variant", "test image")
 
 
 def training_figure(log: pd.DataFrame, title: str = "Training") -> go.Figure:
@@ -152,5 +218,5 @@ def training_figure(log: pd.DataFrame, title: str = "Training") -> go.Figure:
     return figure
 
 
-__all__ = ["empty_figure", "psnr_by_variant_figure", "validation_curve_figure", "pareto_figure",
+__all__ = ["PROTOCOL_LABEL", "PROTOCOL_INFO", "pick_protocol", "scope", "selected_rows", "empty_figure", "psnr_by_variant_figure", "validation_curve_figure", "pareto_figure",
            "delta_heatmap_figure", "training_figure"]

@@ -147,11 +147,14 @@ def run_tile(state: views.LearnState):
     entry_id = entry_for("half_instance")
     result = views.tile_seams(get_model(entry_id), tile_pixels(), state.tile)
     caption = (
-        "Instance statistics are computed over whatever the model sees. Left: a 192 x 192 crop of the astronaut "
-        f"restored in one pass; middle: restored in {state.tile} x {state.tile} tiles without overlap or blending; "
-        "right: their "
-        f"difference (brighter = larger, max {result.max_difference:.3g}, mean {result.mean_difference:.3g}), "
-        f"whose edges follow the tile borders: the seams. {weights_note(entry_id)}"
+        "Instance statistics are computed over whatever the model sees. From left: a 192 x 192 crop of the "
+        f"astronaut restored in one pass; in {state.tile} x {state.tile} tiles without overlap or blending; in one "
+        f"pass with local statistics (each pixel normalized over a window 1.5 x {state.tile} px, scaled to each "
+        "level, as TLC does); then |tiled − whole| (max "
+        f"{result.max_difference:.3g}, mean {result.mean_difference:.3g}), whose edges follow the tile borders: "
+        f"the seams; and |local − whole| (max {result.local_max_difference:.3g}, mean "
+        f"{result.local_mean_difference:.3g}): local statistics change the output smoothly, without seams. Both "
+        f"maps share one colour scale. {weights_note(entry_id)}"
     )
     return None, views.tile_picture(result), caption
 
@@ -244,7 +247,7 @@ def build_tab(ctx) -> None:
         ratio = gr.Slider(0, 1, value=default.ratio, step=0.125, label="Normalized ratio (ratio experiment)")
     caption = gr.Markdown()
     figure = gr.Plot(label="Experiment", elem_id="learn-figure")
-    picture = gr.Image(label="Whole | tiled | difference", format="png", type="numpy", interactive=False,
+    picture = gr.Image(label="Whole | tiled | local statistics | |tiled − whole| | |local − whole|", format="png", type="numpy", interactive=False,
                        visible=False)
     with gr.Row():
         share = gr.Textbox(label="Share this view (paste it below, or add ?view=<string> to the page URL)",

@@ -246,23 +246,42 @@ class TileResult:
     difference: np.ndarray  # H x W, mean over colour of |tiled - whole|
     max_difference: float
     mean_difference: float
+    local: np.ndarray | None = None  # one pass with statistics over a sliding window 1.5x the tile (TLC)
+    local_difference: np.ndarray | None = None  # H x W, mean over colour of |local - whole|
+
+    @property
+    def local_max_difference(self) -> float:
+        return float(self.local_difference.max()) if self.local_difference is not None else 0.0
+
+    @property
+    def local_mean_difference(self) -> float:
+        return float(self.local_difference.mean()) if self.local_difference is not None else 0.0
 
 
 def tile_seams(model, pixels: np.ndarray, tile: int) -> TileResult:
+    """Whole-image vs hard tiles vs local statistics, with `tile` standing for the training patch: the
+    local window is 1.5x it, scaled to each level, exactly as `restore(stats="local")` does it."""
     whole = restore(model, pixels)
     tiled = restore(model, pixels, tile=tile, overlap=0, blend=False)
+    local = restore(model, pixels, stats="local", train_patch=tile)
     difference = np.abs(tiled - whole).mean(axis=2)
-    return TileResult(whole, tiled, difference, float(difference.max()), float(difference.mean()))
+    return TileResult(whole, tiled, difference, float(difference.max()), float(difference.mean()),
+                      local, np.abs(local - whole).mean(axis=2))
 
 
 def tile_picture(result: TileResult) -> np.ndarray:
-    """[whole | tiled | |difference| (magma, scaled to its max)] as one uint8 picture."""
-    scale = result.max_difference if result.max_difference > 0 else 1.0
-    heat = (colormaps["magma"](result.difference / scale)[..., :3] * 255).astype(np.uint8)
-    images = [(np.clip(result.whole, 0, 1) * 255).astype(np.uint8),
-              (np.clip(result.tiled, 0, 1) * 255).astype(np.uint8), heat]
+    """[whole | tiled | local | |tiled - whole| | |local - whole|] as one uint8 picture; both difference
+    maps share one magma scale (the larger maximum), so their brightness compares."""
+    differences = [result.difference] + ([result.local_difference] if result.local_difference is not None else [])
+    scale = max(float(d.max()) for d in differences) or 1.0
+    heats = [(colormaps["magma"](d / scale)[..., :3] * 255).astype(np.uint8) for d in differences]
+    restored = [result.whole, result.tiled] + ([result.local] if result.local is not None else [])
+    images = [(np.clip(r, 0, 1) * 255).astype(np.uint8) for r in restored] + heats
     gap = np.full((result.whole.shape[0], 6, 3), 255, np.uint8)
-    return np.concatenate([images[0], gap, images[1], gap, images[2]], axis=1)
+    parts = [images[0]]
+    for image in images[1:]:
+        parts += [gap, image]
+    return np.concatenate(parts, axis=1)
 
 
 # ----------------------------------------------------------------------------------------------------

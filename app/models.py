@@ -23,6 +23,7 @@ import torch
 
 from hinet.checkpoint import OFFICIAL_SUFFIXES, load_any_checkpoint, read_metadata
 from hinet.errors import ConfigError, HINetError
+from hinet.inference import training_patch
 from hinet.model import HINet, HINetConfig, count_parameters
 from hinet.registry import get_config, list_variants
 
@@ -53,6 +54,7 @@ class ModelEntry:
     task: str | None  # the task it was trained for; None for untrained registry variants
     test_psnr: float | None
     params: int
+    train_patch: int | None = None  # side of the training crops (metadata); None = not recorded / untrained
 
 
 @lru_cache(maxsize=64)
@@ -103,8 +105,11 @@ def _ablation_means(table_path: str, mtime_ns: int) -> dict[str, float]:
     import pandas as pd
 
     try:
-        table = pd.read_csv(table_path, usecols=["run", "psnr"])
-    except (OSError, ValueError) as error:
+        table = pd.read_csv(table_path)
+        if "protocol" in table.columns:  # the label quotes the one-pass score, not a mean over protocols
+            table = table[table["protocol"] == "whole"]
+        table = table[["run", "psnr"]]
+    except (OSError, ValueError, KeyError) as error:
         log.warning("cannot read %s: %s", table_path, error)
         return {}
     return {str(run): float(psnr) for run, psnr in table.groupby("run")["psnr"].mean().items()}
@@ -136,6 +141,7 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
     # Only a checkpoint that says so is labelled trained: a file without the key may hold initial weights.
     trained = _as_bool(metadata.get("trained", False))
     params = _param_count(config)
+    patch = _decode_value(metadata.get("train_patch"))
     return ModelEntry(
         id=entry_id,
         label=entry_label(name, config, params, trained, task, test_psnr, source),
@@ -146,7 +152,15 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
         task=str(task) if task else None,
         test_psnr=test_psnr,
         params=params,
+        train_patch=int(patch) if isinstance(patch, (int, float)) and patch >= 1 else None,
     )
+
+
+def train_patch_of(entry_id: str) -> tuple[int, str | None]:
+    """(training patch, note) for test-time tiling and local statistics: the recorded patch, or the
+    project's assumption with a note saying it was assumed (`hinet.inference.training_patch`)."""
+    entry = find_entry(entry_id)
+    return training_patch({"train_patch": entry.train_patch} if entry.train_patch else {})
 
 
 def _registry_entry(name: str) -> ModelEntry:
@@ -283,4 +297,4 @@ def clear_cache() -> None:
 
 
 __all__ = ["ModelEntry", "list_entries", "scan", "get_model", "default_entry", "find_entry", "entry_label",
-           "clear_cache", "runs_dir", "weights_version"]
+           "clear_cache", "runs_dir", "weights_version", "train_patch_of"]

@@ -19,7 +19,7 @@ import pandas as pd
 from hinet.data import DEFAULT_LEVELS, TASKS, degrade
 from hinet.errors import ConfigError, ImageError
 from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_output_array
-from hinet.inference import restore, tile_boxes
+from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tiled_stats_options, tile_boxes
 from hinet.metrics import Protocol, evaluate_pair
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive, as hinet.inference.tile_boxes
@@ -50,8 +50,11 @@ class RestoreRequest:
     degrade_first: bool = False  # treat the image as clean: it becomes the GT, its degraded copy the input
     strength: dict = field(default_factory=dict)  # kwargs of hinet.data.degrade for this task
     seed: int = 0
-    tile: int | None = None  # None = whole image at once
+    tile: int | None = None  # None = whole image at once (or the stats protocol's own tiles)
     overlap: int = 32
+    # How the norms' statistics are computed at test time (hinet.inference.STATS_PROTOCOLS): "whole",
+    # "tiled" (tiles of each model's training patch) or "local" (a sliding window, TLC). Ignored with `tile`.
+    stats: str = "whole"
     show_seams: bool = False  # tiles with zero overlap and no blending, to show tile seams
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -63,6 +66,7 @@ class VariantOutput:
     pixels: np.ndarray  # H x W x 3 float32 in [0, 1]
     seconds: float
     metrics: dict | None  # {"psnr", "ssim"} when a ground truth exists
+    stats_text: str = ""  # how its statistics were computed, e.g. "local: ... window; training patch 64 px"
 
 
 @dataclass
@@ -100,6 +104,12 @@ def check_variant_ids(variant_ids: Sequence[str] | None) -> tuple[str, ...]:
     if len(ids) > MAX_VARIANTS:
         raise ConfigError(f"Choose at most {MAX_VARIANTS} variants to compare; {len(ids)} are selected.")
     return ids
+
+
+def check_stats(stats: str) -> str:
+    if stats not in STATS_PROTOCOLS:
+        raise ConfigError(f"Unknown test-time statistics {stats!r}; choose one of {', '.join(STATS_PROTOCOLS)}.")
+    return stats
 
 
 def check_task(task: str) -> str:
@@ -153,9 +163,16 @@ def run_restore(
     get_model: Callable[[str], object],
     label_of: Callable[[str], str] = str,
     progress: Callable[[float, str], None] | None = None,
+    train_patch_of: Callable[[str], tuple[int, str | None]] | None = None,
 ) -> RestoreResult:
-    """Degrade (optionally), restore with every chosen variant, time each, score each against the GT."""
+    """Degrade (optionally), restore with every chosen variant, time each, score each against the GT.
+
+    `train_patch_of(entry_id)` gives a model's (training patch, note when assumed) for stats "tiled"
+    and "local"; None assumes `hinet.inference.training_patch`'s default for every model."""
+    from hinet.inference import training_patch
+
     check_task(request.task)
+    stats = check_stats(request.stats) if request.tile is None else "whole"
     variant_ids = check_variant_ids(request.variant_ids)
     check_tile(request.tile)
     started = time.perf_counter()
@@ -176,10 +193,17 @@ def run_restore(
         if progress is not None:
             progress(index / len(variant_ids), f"{label}: running")
         t0 = time.perf_counter()
-        pixels = restore(model, input_pixels, tile=request.tile, overlap=overlap, blend=blend, progress=tile_done)
+        patch, note = (train_patch_of or (lambda _: training_patch({})))(entry_id)
+        if stats == "tiled" and not tiles:  # draw the first model's training-patch grid
+            tiles = tile_boxes(*input_pixels.shape[:2], *tiled_stats_options(patch))
+        pixels = restore(model, input_pixels, tile=request.tile, overlap=overlap if request.tile else None,
+                         blend=blend, progress=tile_done, stats=stats, train_patch=patch)
         seconds = time.perf_counter() - t0
         metrics = evaluate_pair(pixels, gt, RESULTS_PROTOCOL) if gt is not None else None
-        outputs.append(VariantOutput(entry_id, label, pixels, seconds, metrics))
+        stats_text = describe_stats(stats, patch, tile=request.tile, overlap=overlap if request.tile else None)
+        if note and stats != "whole":
+            stats_text += f" ({note})"
+        outputs.append(VariantOutput(entry_id, label, pixels, seconds, metrics, stats_text))
 
     input_metrics = evaluate_pair(input_pixels, gt, RESULTS_PROTOCOL) if gt is not None else None
     return RestoreResult(
@@ -394,11 +418,14 @@ def summary(result: RestoreResult) -> str:
                      "the clean image is the ground truth.")
     elif result.gt_pixels is None:
         lines.append("No ground truth, so no PSNR/SSIM.")
-    if result.tiles:
+    if req.tile:
         mode = "zero overlap, no blending (seams visible)" if req.show_seams else f"overlap {result.overlap} px, blended"
         lines.append(f"Tiled: {len(result.tiles)} tiles of up to {req.tile} px, {mode}.")
+    elif req.stats == "whole":
+        lines.append("Whole image in one pass (normalization statistics over the whole image).")
     else:
-        lines.append("Whole image in one pass.")
+        lines.append("Test-time statistics per model: " + "; ".join(
+            f"{out.label}: {out.stats_text}" for out in result.outputs) + ".")
     if result.gt_pixels is not None:
         lines.append("Metrics: RGB PSNR/SSIM on outputs rounded to 8 bits, no border crop (the protocol of results/).")
     return "  \n".join(lines)

@@ -50,7 +50,17 @@ log = logging.getLogger(__name__)
 
 STATE_TTL_S = 3600
 WHOLE_IMAGE = "whole image"
-TILED = "tiles"
+TILED = "tiles"  # custom tile size and overlap
+TRAIN_TILES = "training-patch tiles"
+LOCAL = "local statistics"
+# "Run on" choices -> the stats protocol of hinet.inference (custom tiles run "whole" inside each tile).
+RUN_ON_STATS = {WHOLE_IMAGE: "whole", TRAIN_TILES: "tiled", LOCAL: "local", TILED: "whole"}
+RUN_ON_CHOICES = [
+    ("Whole image, one pass (statistics over the whole image)", WHOLE_IMAGE),
+    ("Tiles of each model's training patch (statistics per tile, blended)", TRAIN_TILES),
+    ("Local statistics: a sliding window 1.5x the training patch (TLC), one pass", LOCAL),
+    ("Custom tiles (size and overlap below)", TILED),
+]
 
 
 def delete_download_dir(state: dict | None) -> None:
@@ -165,11 +175,13 @@ def restore(
         seed=int(seed or 0),
         tile=int(tile_size) if tiling == TILED else None,
         overlap=int(overlap),
+        stats=RUN_ON_STATS.get(tiling, tiling),
         show_seams=bool(show_seams) and tiling == TILED,
         max_pixels=DEFAULT_MAX_PIXELS,
     )
     result = run_restore(request, models.get_model, _label_of,
-                         progress=lambda fraction, text: progress(fraction, desc=text))
+                         progress=lambda fraction, text: progress(fraction, desc=text),
+                         train_patch_of=models.train_patch_of)
     # One folder per user for downloads and display files, replaced by the next restore.
     delete_download_dir(previous)
     download_dir = tempfile.mkdtemp(prefix="hinet_restore_")
@@ -261,8 +273,11 @@ def build_tab(ctx: AppContext) -> None:
                                        allow_custom_value=True)
             model_warnings = gr.Markdown(warnings)
 
-            with gr.Accordion("Tiling", open=False):
-                tiling = gr.Radio([WHOLE_IMAGE, TILED], value=WHOLE_IMAGE, label="Run on")
+            with gr.Accordion("Test-time statistics and tiling", open=False):
+                gr.Markdown("Instance-type norms (HIN, IN, LN) average over the input they are given. Models "
+                            "trained on small crops can do better when the statistics at test time cover a "
+                            "similar area: per tile, or over a sliding window. Batch norm is unaffected.")
+                tiling = gr.Radio(RUN_ON_CHOICES, value=WHOLE_IMAGE, label="How statistics are computed at test time")
                 tile_size = gr.Slider(MIN_TILE, 1024, value=256, step=TILE_STEP, label="Tile size (pixels)")
                 overlap = gr.Slider(0, 128, value=32, step=8, label="Tile overlap (pixels)")
                 show_seams = gr.Checkbox(value=False, label="Show seams: zero overlap, no blending")

@@ -115,15 +115,20 @@ def load_checkpoint(path) -> tuple[HINet, dict]:
 OFFICIAL_SUFFIXES = (".pth", ".pt")
 
 
+OFFICIAL_TRAIN_PATCH = 256  # the paper's training crops (arXiv 2105.06086, Sec. 4.1)
+
+
 def load_any_checkpoint(path) -> tuple[HINet, dict]:
     """Our safetensors checkpoint or an official `.pth`/`.pt` file; returns (model in eval mode, metadata).
 
     An official file carries no metadata, so its config is inferred from the weights and the metadata
-    says so: {"config": dict, "task": None, "trained": "true", "source": "official .pth"}.
+    says so: {"config": dict, "task": None, "trained": "true", "source": "official .pth", "train_patch": 256}
+    (every released HINet was trained on 256x256 crops, which test-time tiling and local statistics need).
     """
     if Path(path).suffix.lower() in OFFICIAL_SUFFIXES:
         model = load_official_checkpoint(path)
-        metadata = {CONFIG_KEY: model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth"}
+        metadata = {CONFIG_KEY: model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth",
+                    "train_patch": OFFICIAL_TRAIN_PATCH}
         return model, metadata
     return load_checkpoint(path)
 

@@ -588,11 +588,24 @@ def dihedral_inverse(image: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(out, -(int(k) % 4), axes=(0, 1)))
 
 
+def cumulative_area(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Running total of the images' pixel counts: the table `pick_by_area` draws from."""
+    return np.cumsum([int(image.shape[0]) * int(image.shape[1]) for image in images], dtype=np.int64)
+
+
+def pick_by_area(cumulative: np.ndarray, rng: np.random.Generator) -> int:
+    """The index of an image drawn with probability proportional to its area, so every pixel of the
+    pool is equally likely to be in a crop (a 5-megapixel photo is not drawn as often as a 192x192
+    dead-leaves image, but ~130x more often)."""
+    return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
+
+
 def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np.random.Generator,
               blind: bool = False, strength: Mapping[str, float] | None = None,
-              permute_channels: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """One (lq, gt) training pair of `patch` x `patch` x 3 float32 arrays: a random image, a random
-    crop, a random dihedral transform and channel order, then `degrade`. The crop is taken with a
+              permute_channels: bool = True, area: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One (lq, gt) training pair of `patch` x `patch` x 3 float32 arrays: an image drawn with
+    probability proportional to its area (`area`: `cumulative_area(clean_images)`, computed when None),
+    a random crop, a random dihedral transform and channel order, then `degrade`. The crop is taken with a
     margin that the degradation may read (blur) and cut back, so no patch sees an artificial border.
     `blind=True` draws the strength per pair from `BLIND_RANGES` (`strength` is then ignored); otherwise
     `strength` is used (None = `DEFAULT_LEVELS[task]`)."""
@@ -600,7 +613,7 @@ def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np
         raise ConfigError("no clean training images")
     level = sample_strength(task, rng, blind) if blind or strength is None else validate_strength(task, **strength)
     margin = blur_margin(task, level)
-    clean = clean_images[int(rng.integers(len(clean_images)))]
+    clean = clean_images[pick_by_area(cumulative_area(clean_images) if area is None else area, rng)]
     crop = random_crop(clean, patch + 2 * margin, rng)
     crop = dihedral(crop, int(rng.integers(8)))
     if permute_channels:
@@ -614,13 +627,14 @@ def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np
 
 
 def make_batch(clean_images: Sequence[np.ndarray], task: str, batch: int, patch: int, rng: Rng,
-               blind: bool = False, strength: Mapping[str, float] | None = None):
+               blind: bool = False, strength: Mapping[str, float] | None = None, area: np.ndarray | None = None):
     """A training batch `(lq, gt)` of float32 torch tensors `batch x 3 x patch x patch`, drawn with
     `make_pair`; deterministic given `rng` (seed it with e.g. `(seed, step, rank)`)."""
     import torch
 
     rng = _as_rng(rng)
-    pairs = [make_pair(clean_images, task, patch, rng, blind, strength) for _ in range(int(batch))]
+    area = cumulative_area(clean_images) if area is None else area
+    pairs = [make_pair(clean_images, task, patch, rng, blind, strength, area=area) for _ in range(int(batch))]
     lq = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
     gt = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).contiguous()
     return lq, gt
@@ -657,6 +671,7 @@ class SyntheticPairs(_IterableDataset):
         self.task, self.patch, self.blind = task, int(patch), bool(blind)
         self.strength = None if strength is None else validate_strength(task, **strength)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
+        self.area = cumulative_area(self.images)
         self._rng = self._new_rng()
 
     def _new_rng(self) -> np.random.Generator:
@@ -664,10 +679,10 @@ class SyntheticPairs(_IterableDataset):
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         """The next pair as numpy H x W x 3 arrays."""
-        return make_pair(self.images, self.task, self.patch, self._rng, self.blind, self.strength)
+        return make_pair(self.images, self.task, self.patch, self._rng, self.blind, self.strength, area=self.area)
 
     def batch(self, n: int):
-        return make_batch(self.images, self.task, n, self.patch, self._rng, self.blind, self.strength)
+        return make_batch(self.images, self.task, n, self.patch, self._rng, self.blind, self.strength, area=self.area)
 
     def __iter__(self):
         import torch
@@ -702,12 +717,18 @@ def _rescale(image: np.ndarray, scale: float) -> np.ndarray:
 
 
 def training_pool(seed: int = 0, n_dead_leaves: int = 200, dead_leaves_size: int = 256,
-                  scales: Sequence[float] = (1.0, 0.5), min_size: int = 96) -> ImagePool:
+                  scales: Sequence[float] = (1.0, 0.5), min_size: int = 96, photos: bool = False) -> ImagePool:
     """The clean training images: every skimage and pywt image (pywt's camera is skipped when it is
-    skimage's), their downscaled copies at each scale in `scales` below 1 (smaller than `min_size` on
-    a side: dropped), and `n_dead_leaves` dead-leaves images. Never includes `test_images()`."""
+    skimage's), with `photos` the training split of `hinet.photos` (Debian packages; the validation
+    photos never enter), their downscaled copies at each scale in `scales` below 1 (smaller than
+    `min_size` on a side: dropped), and `n_dead_leaves` dead-leaves images. Never includes `test_images()`."""
     images, names = [], []
-    for source, group in (("skimage", skimage_images()), ("pywt", pywt_images())):
+    groups = [("skimage", skimage_images()), ("pywt", pywt_images())]
+    if photos:
+        from hinet.photos import photo_images
+
+        groups.append(("photos", photo_images("train")))
+    for source, group in groups:
         for name, image in group.items():
             if any(existing.shape == image.shape and np.array_equal(existing, image) for existing in images):
                 continue

@@ -17,6 +17,12 @@ deblur: Richardson-Lucy with the true kernel, 30 iterations per channel on a sym
 jpeg: none beyond the input; derain: a 5x5 median filter per channel. The "input" row (the degraded
 image itself) is listed with the baselines. With `--pairs` the baselines assume the --task/--level given.
 
+Test-time statistics (`--protocol`, see `hinet.inference.STATS_PROTOCOLS`): "whole" (default) restores
+each image in one pass; "tiled" in tiles of the training patch; "local" in one pass with TLC's windowed
+norm statistics; "all" runs the model under each of them (the baselines once: they have no statistics).
+Every row records it in the column `stats` (the column `protocol` is the metric protocol). The training
+patch comes from the checkpoint's "train_patch" metadata, else `--train-patch`, else 64 px (said so).
+
 Exit status 0 on success, 2 on any user error (one line on stderr).
 """
 
@@ -34,11 +40,14 @@ import numpy as np
 
 from hinet import data
 from hinet.errors import ConfigError, HINetError
+from hinet.inference import STATS_PROTOCOLS
+from hinet.local_stats import DEFAULT_FACTOR, EDGES
 from hinet.metrics import Protocol, default_protocol, evaluate_pair
 
 EXIT_ERROR = 2
 MODEL_METHOD = "hinet"
-CSV_COLUMNS = ("image", "method", "psnr", "ssim", "seconds", "task", "strength", "seed", "protocol")
+ALL_STATS = "all"  # --protocol all: the model under every one of STATS_PROTOCOLS
+CSV_COLUMNS = ("image", "method", "stats", "psnr", "ssim", "seconds", "task", "strength", "seed", "protocol")
 
 
 def image_seed(seed: int, name: str) -> np.random.Generator:
@@ -116,92 +125,137 @@ def _chosen_baselines(task: str, baselines) -> list[str] | None:
     return names
 
 
+def chosen_stats(stats: str | Iterable[str]) -> list[str]:
+    """The stats protocols to run: one of `STATS_PROTOCOLS`, "all", or a list of them."""
+    names = list(STATS_PROTOCOLS) if stats == ALL_STATS else [stats] if isinstance(stats, str) else list(stats)
+    unknown = [name for name in names if name not in STATS_PROTOCOLS]
+    if unknown or not names:
+        raise ConfigError(f"the statistics protocol must be one of {', '.join(STATS_PROTOCOLS)} or {ALL_STATS}; "
+                          f"got {stats!r}")
+    return list(dict.fromkeys(names))
+
+
+def _output_folder(method: str, stats: str) -> str:
+    """`<method>` for the model under "whole" and for baselines (as before protocols existed), else
+    `<method>_<stats>`, so the protocols of one run do not overwrite each other's images."""
+    return method if stats in ("", "whole") else f"{method}_{stats}"
+
+
 def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iterable, protocol: Protocol,
                     tile: int | None, baselines: bool, save_dir: Path | None, method_name: str,
-                    progress: Callable[[str, str], None] | None) -> list[dict]:
+                    progress: Callable[[str, str], None] | None, stats: list[str], restore_options: dict) -> list[dict]:
     from hinet.image import save_image
 
     chosen = _chosen_baselines(task, baselines)
     rows = []
     for name, lq, gt in items:
-        methods: list[tuple[str, Callable[[], np.ndarray]]] = []
+        methods: list[tuple[str, str, Callable[[], np.ndarray]]] = []  # (method, stats, run)
         if chosen is not None:
-            methods.append(("input", lambda: lq))
+            methods.append(("input", "", lambda: lq))
             for method in chosen:
-                methods.append((method, lambda run=BASELINES[task][method]: run(lq, strength)))
+                methods.append((method, "", lambda run=BASELINES[task][method]: run(lq, strength)))
         if model is not None:
             from hinet.inference import restore
 
-            methods.append((method_name, lambda: restore(model, lq, tile=tile)))
-        for method, run in methods:
+            for protocol_name in stats:
+                methods.append((method_name, protocol_name, lambda s=protocol_name: restore(
+                    model, lq, tile=tile, stats=s, **restore_options)))
+        for method, protocol_name, run in methods:
             if progress is not None:
-                progress(name, method)
+                progress(name, method if protocol_name in ("", "whole") else f"{method} ({protocol_name})")
             start = time.perf_counter()
             output = run()
             seconds = 0.0 if method == "input" else time.perf_counter() - start
             scores = evaluate_pair(output, gt, protocol)
-            rows.append({"image": name, "method": method, "psnr": scores["psnr"], "ssim": scores["ssim"],
-                         "seconds": seconds})
+            rows.append({"image": name, "method": method, "stats": protocol_name, "psnr": scores["psnr"],
+                         "ssim": scores["ssim"], "seconds": seconds})
             if save_dir is not None:
-                save_image(Path(save_dir) / method / f"{Path(name).stem}.png", np.clip(output, 0, 1))
+                folder = _output_folder(method, protocol_name)
+                save_image(Path(save_dir) / folder / f"{Path(name).stem}.png", np.clip(output, 0, 1))
     return rows
+
+
+def _restore_options(stats: list[str], train_patch: int | None, local_factor: float, local_edge: str,
+                     local_min_ratio: float) -> dict:
+    """`restore` keywords shared by every protocol, checked once before any image is processed."""
+    from hinet.inference import describe_stats
+
+    options = dict(train_patch=train_patch, local_factor=local_factor, local_edge=local_edge,
+                   local_min_ratio=local_min_ratio)
+    for name in stats:
+        describe_stats(name, **options)  # raises ConfigError for a missing train_patch or a bad option
+    return options
 
 
 def evaluate_model(model, task: str, strength: Mapping[str, float] | None = None,
                    images: Mapping[str, np.ndarray] | None = None, seed: int = 0,
                    protocol: Protocol | None = None, tile: int | None = None, baselines: bool = False,
                    save_dir=None, method_name: str = MODEL_METHOD,
-                   progress: Callable[[str, str], None] | None = None) -> list[dict]:
+                   progress: Callable[[str, str], None] | None = None, stats: str | Iterable[str] = "whole",
+                   train_patch: int | None = None, local_factor: float = DEFAULT_FACTOR,
+                   local_edge: str = "replicate", local_min_ratio: float = 1.0) -> list[dict]:
     """Score `model` (a HINet, or None for baselines only) on `images` (name -> clean H x W x 3 float;
     default `data.test_images()`) degraded for `task` at `strength` (default `DEFAULT_LEVELS[task]`).
 
-    Returns one row per image and method: ``{"image", "method", "psnr", "ssim", "seconds"}``; the model's
-    method is `method_name`. `baselines`: True adds the row "input" and every one of the task's
+    Returns one row per image and method: ``{"image", "method", "stats", "psnr", "ssim", "seconds"}``; the
+    model's method is `method_name`. `baselines`: True adds the row "input" and every one of the task's
     `BASELINES` before the model's row; a list of names runs only those (plus "input")
-    `protocol` defaults to `default_protocol(task)`. `save_dir` writes `<save_dir>/<method>/<image>.png`.
+    `protocol` defaults to `default_protocol(task)`. `save_dir` writes `<save_dir>/<method>/<image>.png`
+    (`<method>_<stats>` for the model under "tiled"/"local").
+    `stats`: the test-time statistics protocol(s) of the model (`STATS_PROTOCOLS`, "all" or a list): one
+    model row per image and protocol, `stats` column set; baseline rows have stats "". "tiled"/"local" need
+    `train_patch`; `tile` and the `local_*` options are passed to `hinet.inference.restore`.
     """
     level = data.validate_strength(task, **(strength or {}))
     images = data.test_images() if images is None else images
     if not images:
         raise ConfigError("no images to evaluate on")
     protocol = default_protocol(task) if protocol is None else protocol
+    stats = chosen_stats(stats)
+    options = _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
     items = ((name, degraded_input(np.asarray(clean, np.float32), task, level, seed, name), clean)
              for name, clean in images.items())
     return _evaluate_items(model, task, level, items, protocol, tile, baselines,
-                           None if save_dir is None else Path(save_dir), method_name, progress)
+                           None if save_dir is None else Path(save_dir), method_name, progress, stats, options)
 
 
 def evaluate_pairs(model, pairs: data.PairedFolder, task: str, strength: Mapping[str, float] | None = None,
                    protocol: Protocol | None = None, tile: int | None = None, baselines: bool = False,
-                   save_dir=None, method_name: str = MODEL_METHOD, progress=None) -> list[dict]:
+                   save_dir=None, method_name: str = MODEL_METHOD, progress=None, stats: str | Iterable[str] = "whole",
+                   train_patch: int | None = None, local_factor: float = DEFAULT_FACTOR,
+                   local_edge: str = "replicate", local_min_ratio: float = 1.0) -> list[dict]:
     """Like `evaluate_model` on given (degraded, clean) pairs; `task`/`strength` only inform the baselines."""
     level = data.validate_strength(task, **(strength or {}))
     protocol = default_protocol(task) if protocol is None else protocol
+    stats = chosen_stats(stats)
+    options = _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
     return _evaluate_items(model, task, level, iter(pairs), protocol, tile, baselines,
-                           None if save_dir is None else Path(save_dir), method_name, progress)
+                           None if save_dir is None else Path(save_dir), method_name, progress, stats, options)
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Mean psnr, ssim and seconds per method, in the order methods first appear."""
-    methods = list(dict.fromkeys(row["method"] for row in rows))
+    """Mean psnr, ssim and seconds per (method, stats), in the order they first appear."""
+    keys = list(dict.fromkeys((row["method"], row.get("stats", "")) for row in rows))
     summary = []
-    for method in methods:
-        chosen = [row for row in rows if row["method"] == method]
-        summary.append({"image": "mean", "method": method, "images": len(chosen),
+    for method, stats in keys:
+        chosen = [row for row in rows if row["method"] == method and row.get("stats", "") == stats]
+        summary.append({"image": "mean", "method": method, "stats": stats, "images": len(chosen),
                         **{key: float(np.mean([row[key] for row in chosen])) for key in ("psnr", "ssim", "seconds")}})
     return summary
 
 
 def format_table(summary: list[dict]) -> str:
-    lines = [f"{'method':<18}{'images':>7}{'PSNR (dB)':>11}{'SSIM':>8}{'s/image':>10}"]
+    lines = [f"{'method':<18}{'stats':<7}{'images':>7}{'PSNR (dB)':>11}{'SSIM':>8}{'s/image':>10}"]
     for row in summary:
-        lines.append(f"{row['method']:<18}{row['images']:>7}{row['psnr']:>11.2f}{row['ssim']:>8.4f}{row['seconds']:>10.3f}")
+        lines.append(f"{row['method']:<18}{row.get('stats', ''):<7}{row['images']:>7}{row['psnr']:>11.2f}"
+                     f"{row['ssim']:>8.4f}{row['seconds']:>10.3f}")
     return "\n".join(lines)
 
 
 def write_csv(path, rows: list[dict], task: str, strength: Mapping[str, float] | None, seed: int,
               protocol: Protocol) -> Path:
-    """Write `rows` plus one mean row per method ("image" = "mean") as CSV (`CSV_COLUMNS`), atomically."""
+    """Write `rows` plus one mean row per method and stats protocol ("image" = "mean") as CSV
+    (`CSV_COLUMNS`), atomically. Rows without "stats" (written before protocols existed) get ""."""
     from hinet.io import atomic_write
 
     strength = data.validate_strength(task, **(strength or {}))
@@ -214,7 +268,7 @@ def write_csv(path, rows: list[dict], task: str, strength: Mapping[str, float] |
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for row in rows + summarize(rows):
-                writer.writerow({**row, "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}",
+                writer.writerow({**row, "stats": row.get("stats", ""), "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}",
                                  "seconds": f"{row['seconds']:.4f}", "task": task, "strength": level, "seed": seed,
                                  "protocol": protocol.describe()})
 
@@ -237,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-csv", metavar="F", help="write per-image and mean rows as CSV")
     parser.add_argument("--save-outputs", metavar="DIR", help="write <DIR>/<method>/<image>.png")
     parser.add_argument("--tile", type=int, default=None, help="tile size for the model (default: whole image)")
+    parser.add_argument("--protocol", choices=STATS_PROTOCOLS + (ALL_STATS,), default="whole",
+                        help="test-time statistics of the model's norms: whole (one pass, global statistics), "
+                             "tiled (tiles of the training patch), local (TLC windows), all (each); default whole")
+    parser.add_argument("--train-patch", type=int, default=None,
+                        help="training patch size in px (default: the checkpoint's train_patch metadata, else 64)")
+    parser.add_argument("--local-factor", type=float, default=DEFAULT_FACTOR,
+                        help=f"local window = this x the training map (default {DEFAULT_FACTOR:g})")
+    parser.add_argument("--local-edge", choices=EDGES, default="replicate",
+                        help="local windows at the border: replicate the nearest full window (TLC) or shrink")
+    parser.add_argument("--local-min-ratio", type=float, default=1.0,
+                        help="local windows only at maps larger than this x their training size (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
     parser.add_argument("--channel", choices=("rgb", "y"), default=None, help="metric channel (default: y for derain, else rgb)")
     parser.add_argument("--border", type=int, default=0, help="pixels cropped from each side before metrics")
@@ -247,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[dict]:
     from hinet.checkpoint import load_any_checkpoint
+    from hinet.inference import describe_stats, training_patch
 
     model, metadata = load_any_checkpoint(args.checkpoint)
     task = args.task or metadata.get("task")
@@ -257,12 +323,19 @@ def run(args: argparse.Namespace) -> list[dict]:
         raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
     base = default_protocol(task)
     protocol = Protocol(channel=args.channel or base.channel, round_to_uint8=args.round_to_uint8, border=args.border)
+    stats = chosen_stats(args.protocol)
+    if args.train_patch is not None:
+        train_patch, assumption = args.train_patch, None
+    else:
+        train_patch, assumption = training_patch(metadata)
+    local = dict(local_factor=args.local_factor, local_edge=args.local_edge, local_min_ratio=args.local_min_ratio)
+    stats_lines = [describe_stats(name, train_patch, args.tile, None, **local) for name in stats]
 
     def progress(name, method):
         print(f"  {name}: {method}", file=sys.stderr, flush=True)
 
     common = dict(protocol=protocol, tile=args.tile, baselines=args.baselines, save_dir=args.save_outputs,
-                  progress=progress)
+                  progress=progress, stats=stats, train_patch=train_patch, **local)
     if args.pairs:
         rows = evaluate_pairs(model, data.PairedFolder(*args.pairs), task, strength, **common)
         source = f"pairs {args.pairs[0]} / {args.pairs[1]}"
@@ -273,6 +346,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     level = ", ".join(f"{k}={v:g}" for k, v in strength.items())
     print(f"{Path(args.checkpoint).name}: {task} ({level}); {source}")
     print(f"protocol: {protocol.describe()}")
+    for line in stats_lines:
+        print(f"statistics: {line}")
+    if assumption is not None and stats != ["whole"]:
+        print(f"note: {assumption} (give --train-patch to override)")
     print(format_table(summarize(rows)))
     if args.out_csv:
         print(f"wrote {write_csv(args.out_csv, rows, task, strength, args.seed, protocol)}")

@@ -8,6 +8,13 @@ only held as the input and the blended output accumulators.
 Instance statistics are computed per tile, so tiles of a model with instance/half-instance norm see
 different statistics than the whole image would; overlapping tiles blended with a smooth window hide
 the resulting seams (`blend=False, overlap=0` shows them, which the app uses to teach this).
+
+Test-time statistics (`STATS_PROTOCOLS`): a model trained on small crops normalizes, at test time, with
+statistics of a much larger region. `restore(stats=...)` chooses how that is handled: "whole" (one pass,
+the norms' usual global statistics), "tiled" (tiles of the training patch, overlap a quarter of it,
+blended) or "local" (one pass, norms use statistics over a sliding window of 1.5 x the training map, TLC;
+see `hinet.local_stats`). Both need the training patch size: `training_patch(metadata)` reads it from a
+checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 
 from hinet.errors import ConfigError, ImageError
 from hinet.image import crop_to, image_to_tensor, pad_to_multiple, tensor_to_image
+from hinet.local_stats import DEFAULT_FACTOR, LocalRule, local_statistics, validate_train_patch
 from hinet.model import HINet
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive
@@ -207,33 +215,115 @@ def _to_model_tensor(image, in_chn: int) -> tuple[torch.Tensor, bool]:
     raise ImageError(f"expected a numpy array or a torch tensor; got {type(image).__name__}")
 
 
+# ----------------------------------------------------------------------------------------------------
+# Test-time statistics protocols
+
+
+STATS_PROTOCOLS = ("whole", "tiled", "local")  # the one place these names are defined
+DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles when a tile size is given explicitly
+ASSUMED_TRAIN_PATCH = 64
+ASSUMED_PATCH_MESSAGE = (
+    f"this checkpoint does not record its training patch size; assuming {ASSUMED_TRAIN_PATCH} px, the patch "
+    "every model of this project was trained on before the size was recorded"
+)
+
+
+def training_patch(metadata: dict) -> tuple[int, str | None]:
+    """(training patch side, None) from checkpoint metadata ("train_patch", an int or a digit string as
+    hinet.train writes it), or (64, message saying so) when the checkpoint does not record it."""
+    value = (metadata or {}).get("train_patch")
+    if value is None or value == "":
+        return ASSUMED_TRAIN_PATCH, ASSUMED_PATCH_MESSAGE
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"the checkpoint's train_patch metadata must be a positive number of pixels; got {value!r}")
+    return value, None
+
+
+def tiled_stats_options(train_patch: int) -> tuple[int, int]:
+    """(tile, overlap) of stats="tiled": the training patch, overlapping by a quarter of it."""
+    train_patch = validate_train_patch(train_patch)
+    return train_patch, train_patch // 4
+
+
+def describe_stats(stats: str, train_patch: int | None = None, tile: int | None = None, overlap: int | None = None,
+                   local_factor: float = DEFAULT_FACTOR, local_edge: str = "replicate",
+                   local_min_ratio: float = 1.0) -> str:
+    """One line saying how `restore` with these arguments computes the norms' statistics."""
+    _check_stats(stats, train_patch)
+    if stats == "tiled" and tile is None:
+        tile, overlap = tiled_stats_options(train_patch)
+    tiling = "" if tile is None else f"{tile} px tiles, overlap {DEFAULT_OVERLAP if overlap is None else overlap} px"
+    if stats == "whole":
+        return "whole: global statistics" + (f" per tile ({tiling})" if tiling else " over the whole image, one pass")
+    if stats == "tiled":
+        return f"tiled: statistics per tile ({tiling}; training patch {train_patch} px)"
+    rule = LocalRule(train_patch, local_factor, local_edge, local_min_ratio)
+    return f"local: statistics over a sliding {rule.describe()}; training patch {train_patch} px" + (
+        f"; in {tiling}" if tiling else ", one pass")
+
+
+def _check_stats(stats: str, train_patch: int | None) -> None:
+    if stats not in STATS_PROTOCOLS:
+        raise ConfigError(f"stats must be one of {', '.join(STATS_PROTOCOLS)}; got {stats!r}")
+    if stats != "whole":
+        if train_patch is None:
+            raise ConfigError(f"stats={stats!r} needs the training patch size, the side of the crops the model was "
+                              "trained on (train_patch=...; hinet.inference.training_patch reads it from a "
+                              "checkpoint's metadata)")
+        validate_train_patch(train_patch)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Restoring an image
+
+
 def restore(
     model: HINet,
     image,
     tile: int | None = None,
-    overlap: int = 32,
+    overlap: int | None = None,
     fast: bool = True,
     blend: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    stats: str = "whole",
+    train_patch: int | None = None,
+    local_factor: float = DEFAULT_FACTOR,
+    local_edge: str = "replicate",
+    local_min_ratio: float = 1.0,
 ):
     """Restore `image` with `model` and return out_2 with the input's type and size.
 
     `image`: numpy H x W x C float array in [0, 1] (result clamped to [0, 1]) or a (N, C, H, W) tensor
     (result not clamped, on the input's device). `tile`: tile side in pixels (rounded up to the model's
-    size multiple), None = whole image at once. `overlap`: minimum pixels shared by neighbouring tiles.
+    size multiple), None = whole image at once. `overlap`: minimum pixels shared by neighbouring tiles
+    (None: `DEFAULT_OVERLAP`, or a quarter of the training patch for stats="tiled").
     `blend`: raised-cosine weights across each overlap; False averages overlaps uniformly (with
     overlap=0 and a size the tiles divide evenly: hard seams).
     `fast`: `FAST_PATH` instead of plain fp32 eager. `progress(done, total)` is called after each tile.
+    `stats`: one of `STATS_PROTOCOLS` (see the module docstring); "tiled" and "local" need `train_patch`.
+    "tiled" tiles at `train_patch` unless `tile` is given; "local" runs `local_statistics(model,
+    train_patch, local_factor, local_edge, local_min_ratio)` around the pass (around each tile's pass if
+    `tile` is given: the windows then depend on the tile, not on the image).
     """
     if not isinstance(model, HINet):
         raise ConfigError(f"restore needs a hinet.model.HINet; got {type(model).__name__}")
+    _check_stats(stats, train_patch)
+    if stats == "tiled" and tile is None:
+        tile, default_overlap = tiled_stats_options(train_patch)
+        overlap = default_overlap if overlap is None else overlap
+    overlap = DEFAULT_OVERLAP if overlap is None else overlap
     x, from_numpy = _to_model_tensor(image, model.config.in_chn)
     input_device, input_dtype = x.device, x.dtype
     device = model_device(model)
     path = FAST_PATH if fast else PLAIN_PATH
-    n, c, h, w = x.shape
+    norms = (local_statistics(model, train_patch, local_factor, local_edge, local_min_ratio)
+             if stats == "local" else nullcontext())
 
-    with eval_mode(model):
+    with eval_mode(model), norms:
         if tile is None:
             out = _forward_padded(model, x.to(device, torch.float32), path)
             if progress is not None:
@@ -272,4 +362,5 @@ def _restore_tiled(model, x, tile, overlap, blend, path, device, progress) -> to
 
 
 __all__ = ["restore", "tile_boxes", "run_model", "min_input_size", "eval_mode", "model_device", "ForwardPath",
-           "PLAIN_PATH", "FAST_PATH", "FAST_PATH_FP32", "FAST_PATH_BF16"]
+           "PLAIN_PATH", "FAST_PATH", "FAST_PATH_FP32", "FAST_PATH_BF16", "STATS_PROTOCOLS", "training_patch",
+           "describe_stats", "tiled_stats_options", "DEFAULT_OVERLAP"]

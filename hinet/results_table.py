@@ -1,14 +1,30 @@
 """Statistics of the ablation table (`results/ablation.csv`): the one implementation behind both the app's
 ablation explorer and `scripts/make_results_readme.py`, so the numbers a user sees and the numbers the
-README publishes cannot drift apart.
+README publishes cannot drift apart. It also owns the table's column list (`ABLATION_COLUMNS`), which the
+sweep that writes the table imports.
 
-The table has one row per (training run, test image). A *variant* is trained with several seeds; for each
-variant we report the mean and the sample standard deviation over seeds of the image-averaged PSNR/SSIM,
-and its difference to a baseline variant *paired* by (seed, image): two runs with the same seed saw the same
-initialisation seed and batches, and two rows with the same image saw the same degraded input, so pairing
-removes most of the image-to-image and seed-to-seed spread from the comparison. The 95% interval of a
-paired difference is a percentile bootstrap of its mean with a fixed generator seed, so reruns print the
-same interval.
+The table has one row per (training run, test-time protocol, test image). The *protocol* says how
+normalization statistics were computed at test time (one of `hinet.inference.STATS_PROTOCOLS`): the same
+trained weights score differently under each, so a score is only comparable with scores of the same
+protocol. Every statistic here is therefore computed within one protocol; the functions that need one
+raise `ResultsError` when handed rows of several, instead of silently averaging them. Tables written
+before the column existed were all evaluated on whole images and read as protocol "whole" (and an unknown
+learning rate).
+
+A *variant* is trained with several seeds; for each variant and protocol we report the mean and the sample
+standard deviation over seeds of the image-averaged PSNR/SSIM, and its difference to a baseline variant
+*paired* by (seed, image) within the protocol: two runs with the same seed saw the same initialisation
+seed and batches, and two rows with the same image saw the same degraded input, so pairing removes most of
+the image-to-image and seed-to-seed spread from the comparison.
+
+The 95% interval of a paired difference is a *hierarchical* percentile bootstrap: resample the seeds with
+replacement, then the images with replacement within each resampled seed, and take the mean of the paired
+differences drawn. The seed is the unit that training replicates (all images of a run share its weights),
+so resampling (seed, image) pairs as if independent would count one lucky seed once per image and give an
+interval too narrow whenever the seeds disagree. Next to the interval we report each seed's image-mean
+difference (the "per-seed Δ"), so a reader sees the disagreement itself. With a single seed there is no
+seed to resample: the interval then only reflects the image spread, and the tables say so. The generator
+seed is fixed, so reruns print the same interval.
 """
 
 from __future__ import annotations
@@ -16,7 +32,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,23 +40,38 @@ import pandas as pd
 
 from hinet.errors import ResultsError
 
-REQUIRED_COLUMNS = (
+try:
+    from hinet.inference import STATS_PROTOCOLS
+except ImportError:  # hinet.inference gains STATS_PROTOCOLS in a concurrent change: the same names, its order
+    STATS_PROTOCOLS = ("whole", "tiled", "local")
+
+PROTOCOL_MEANING = "how normalization statistics were computed at test time"
+# Tables written before the protocol column were all evaluated on whole images; views open on it too.
+DEFAULT_PROTOCOL = "whole"
+
+# The columns of results/ablation.csv, in the order the sweep writes them.
+ABLATION_COLUMNS = (
     "run", "ablation", "variant", "task", "level", "seed", "norm", "norm_ratio", "hin_position_left",
-    "hin_position_right", "norm_in_decoder", "norm_affine", "wf", "depth", "steps", "train_seconds", "params",
-    "macs", "latency_ms", "device", "image", "psnr", "ssim",
+    "hin_position_right", "norm_in_decoder", "norm_affine", "wf", "depth", "steps", "lr", "train_seconds",
+    "params", "macs", "latency_ms", "device", "protocol", "image", "psnr", "ssim",
 )
+REQUIRED_COLUMNS = ABLATION_COLUMNS  # the former name, still imported by tests/test_sweep.py
+# Columns added after tables were first written, and the value an older table implies for them.
+ADDED_COLUMNS = {"lr": math.nan, "protocol": DEFAULT_PROTOCOL}
 # The model/training knobs that define a variant; the "diff only" view compares these with the baseline.
 KNOB_COLUMNS = (
     "norm", "norm_ratio", "hin_position_left", "hin_position_right", "norm_in_decoder", "norm_affine", "wf",
-    "depth", "steps",
+    "depth", "steps", "lr",
 )
 NUMERIC_COLUMNS = (
-    "seed", "norm_ratio", "hin_position_left", "hin_position_right", "wf", "depth", "steps", "train_seconds",
-    "params", "macs", "latency_ms", "psnr", "ssim",
+    "seed", "norm_ratio", "hin_position_left", "hin_position_right", "wf", "depth", "steps", "lr",
+    "train_seconds", "params", "macs", "latency_ms", "psnr", "ssim",
 )
 BOOL_COLUMNS = ("norm_in_decoder", "norm_affine")
 COST_COLUMNS = ("params", "macs", "latency_ms", "train_seconds")
 LOG_COLUMNS = ("step", "loss", "lr", "val_psnr", "val_ssim", "wall")
+# One row per (run, protocol, image): a second row with these values is a duplicate.
+ROW_KEY = ("ablation", "task", "level", "variant", "seed", "protocol", "image")
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_BOOTSTRAP_SEED = 0
@@ -66,16 +97,22 @@ def read_ablation_csv(path: str | Path) -> pd.DataFrame:
 
 
 def validate_ablation_table(table: pd.DataFrame, source: str = "the ablation table") -> pd.DataFrame:
-    """Check the columns and types of an ablation table; returns a copy with numeric and boolean columns parsed."""
-    missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
+    """Check the columns and types of an ablation table; returns a copy with numeric and boolean columns
+    parsed, the columns in `ABLATION_COLUMNS` order (extra columns after them), and the `ADDED_COLUMNS` an
+    older table lacks filled with the value that table implies."""
+    missing = [column for column in ABLATION_COLUMNS if column not in table.columns and column not in ADDED_COLUMNS]
     if missing:
         raise ResultsError(
             f"{source} lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-            f"expected columns: {', '.join(REQUIRED_COLUMNS)}"
+            f"expected columns: {', '.join(ABLATION_COLUMNS)}"
         )
     if table.empty:
         raise ResultsError(f"{source} has no rows; run the ablation sweep to fill it")
     table = table.copy()
+    for column, implied in ADDED_COLUMNS.items():
+        if column not in table.columns:
+            table[column] = implied
+    table = table[[*ABLATION_COLUMNS, *(c for c in table.columns if c not in ABLATION_COLUMNS)]]
     for column in NUMERIC_COLUMNS:
         parsed = pd.to_numeric(table[column], errors="coerce")
         # norm_ratio is legitimately empty for norms that use their own default ratio
@@ -92,12 +129,22 @@ def validate_ablation_table(table: pd.DataFrame, source: str = "the ablation tab
     for column in ("run", "ablation", "variant", "task", "level", "image", "norm", "device"):
         table[column] = table[column].astype(str)
     table["seed"] = table["seed"].astype(int)
-    duplicated = table.duplicated(["ablation", "task", "level", "variant", "seed", "image"])
+    # an empty cell is a row written before its run recorded a protocol: whole-image statistics
+    table["protocol"] = table["protocol"].where(table["protocol"].notna(), DEFAULT_PROTOCOL).astype(str).str.strip()
+    unknown = ~table["protocol"].isin(STATS_PROTOCOLS)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise ResultsError(
+            f"{source}: protocol {table['protocol'].iloc[row]!r} in data row {row + 1} is not one of "
+            f"{', '.join(STATS_PROTOCOLS)} ({PROTOCOL_MEANING}, named by hinet.inference.STATS_PROTOCOLS)"
+        )
+    duplicated = table.duplicated(list(ROW_KEY))
     if duplicated.any():
         row = table[duplicated].iloc[0]
         raise ResultsError(
-            f"{source} has two rows for variant {row['variant']!r}, seed {row['seed']}, image {row['image']!r} "
-            f"in ablation {row['ablation']!r}; each (run, image) pair must appear once"
+            f"{source} has two rows for variant {row['variant']!r}, seed {row['seed']}, image {row['image']!r}, "
+            f"protocol {row['protocol']!r} in ablation {row['ablation']!r}; each (run, protocol, image) must "
+            f"appear once"
         )
     return table
 
@@ -150,10 +197,11 @@ def read_run_logs(runs_dir: str | Path, runs) -> pd.DataFrame:
 # Selecting
 
 
-def select(table: pd.DataFrame, task=None, level=None, ablation=None, variants=None, seeds=None) -> pd.DataFrame:
+def select(table: pd.DataFrame, task=None, level=None, ablation=None, variants=None, seeds=None,
+           protocol=None) -> pd.DataFrame:
     """Rows matching every filter that is given (None = no filter; lists select any of their values)."""
     mask = pd.Series(True, index=table.index)
-    for column, wanted in (("task", task), ("level", level), ("ablation", ablation)):
+    for column, wanted in (("task", task), ("level", level), ("ablation", ablation), ("protocol", protocol)):
         if wanted is not None:
             mask &= table[column].astype(str) == str(wanted)
     if variants is not None:
@@ -161,6 +209,34 @@ def select(table: pd.DataFrame, task=None, level=None, ablation=None, variants=N
     if seeds is not None:
         mask &= table["seed"].isin([int(s) for s in seeds])
     return table[mask]
+
+
+def protocols(table: pd.DataFrame) -> list[str]:
+    """The protocols present, in `STATS_PROTOCOLS` order (a frame without the column holds "whole" rows)."""
+    if "protocol" not in table.columns:
+        return [DEFAULT_PROTOCOL] if len(table) else []
+    present = set(table["protocol"].astype(str))
+    return [p for p in STATS_PROTOCOLS if p in present] + sorted(present - set(STATS_PROTOCOLS))
+
+
+def preferred_protocol(table: pd.DataFrame) -> str | None:
+    """The protocol a view opens on: "whole" when present, else the first present; None for no rows."""
+    present = protocols(table)
+    if DEFAULT_PROTOCOL in present:
+        return DEFAULT_PROTOCOL
+    return present[0] if present else None
+
+
+def single_protocol(table: pd.DataFrame, needed_by: str) -> str | None:
+    """The one protocol of `table` (None when it has no rows); `ResultsError` when it has several, since
+    scores under different normalization statistics must never be averaged or paired together."""
+    present = protocols(table)
+    if len(present) > 1:
+        raise ResultsError(
+            f"{needed_by} needs rows of one test-time protocol ({PROTOCOL_MEANING}), but got "
+            f"{', '.join(present)}; select one first, e.g. select(table, protocol={present[0]!r})"
+        )
+    return present[0] if present else None
 
 
 def variant_order(table: pd.DataFrame) -> list[str]:
@@ -205,17 +281,19 @@ def default_baseline(table: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Statistics
+# Statistics (each of one protocol)
 
 
 def seed_means(table: pd.DataFrame) -> pd.DataFrame:
     """Image-averaged PSNR and SSIM of each (variant, seed): the per-run score the seed statistics use."""
+    single_protocol(table, "seed_means")
     means = table.groupby(["variant", "seed"], sort=False)[["psnr", "ssim"]].mean().reset_index()
     return means
 
 
 def paired_differences(table: pd.DataFrame, variant: str, baseline: str, metric: str = "psnr") -> pd.DataFrame:
     """`metric(variant) - metric(baseline)` for every (seed, image) both have; columns seed, image, diff."""
+    single_protocol(table, "paired_differences")
     keys = ["seed", "image"]
     left = table[table["variant"] == variant][keys + [metric]]
     right = table[table["variant"] == baseline][keys + [metric]]
@@ -224,22 +302,78 @@ def paired_differences(table: pd.DataFrame, variant: str, baseline: str, metric:
     return merged[keys + ["diff"]]
 
 
-def bootstrap_mean_ci(
-    values,
+def seed_deltas(diffs: pd.DataFrame) -> dict[int, float]:
+    """Each seed's image-mean paired difference, by increasing seed, from `paired_differences` rows."""
+    means = diffs.groupby("seed", sort=True)["diff"].mean()
+    return {int(seed): float(value) for seed, value in means.items()}
+
+
+def hierarchical_bootstrap_ci(
+    diffs: pd.DataFrame,
     n_resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int = DEFAULT_BOOTSTRAP_SEED,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of `values`; (nan, nan) with fewer than two values."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size < 2:
+    """Percentile interval of the mean paired difference under a two-level bootstrap of `diffs` (columns
+    seed and diff): seeds drawn with replacement, then as many images as that seed has, drawn with
+    replacement among its own. (nan, nan) with fewer than two finite differences."""
+    diffs = diffs[np.isfinite(diffs["diff"].to_numpy(dtype=np.float64))]
+    if len(diffs) < 2:
         return (math.nan, math.nan)
+    groups = [group.to_numpy(dtype=np.float64) for _, group in diffs.groupby("seed", sort=True)["diff"]]
+    counts = np.array([group.size for group in groups])
+    width = int(counts.max())
+    padded = np.zeros((len(groups), width))
+    for index, group in enumerate(groups):
+        padded[index, :group.size] = group
     rng = np.random.default_rng(seed)
-    resampled = values[rng.integers(0, values.size, size=(n_resamples, values.size))].mean(axis=1)
+    chosen = rng.integers(0, len(groups), size=(n_resamples, len(groups)))  # seeds, with replacement
+    sizes = counts[chosen][..., None]  # each drawn seed keeps its own number of images
+    images = rng.integers(0, sizes, size=(n_resamples, len(groups), width))  # images within the drawn seed
+    used = np.arange(width) < sizes  # a seed with fewer images than the widest draws fewer
+    drawn = np.where(used, padded[chosen[..., None], images], 0.0)
+    means = drawn.sum(axis=(1, 2)) / used.sum(axis=(1, 2))
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(resampled, [tail, 1.0 - tail])
+    low, high = np.quantile(means, [tail, 1.0 - tail])
     return (float(low), float(high))
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """A variant's paired difference to a reference within one protocol."""
+
+    mean: float  # mean over the (seed, image) pairs both have
+    low: float  # hierarchical bootstrap interval of that mean
+    high: float
+    per_seed: dict[int, float] = field(default_factory=dict)  # each seed's image-mean difference
+    n_pairs: int = 0
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.per_seed)
+
+
+def paired_delta(
+    table: pd.DataFrame,
+    variant: str,
+    reference: str,
+    metric: str = "psnr",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> PairedDelta:
+    """`metric(variant) - metric(reference)` paired by (seed, image): mean, interval and per-seed values.
+
+    The reference against itself is exactly 0 with a zero-width interval (no resampling needed).
+    """
+    diffs = paired_differences(table, variant, reference, metric)
+    if diffs.empty:
+        return PairedDelta(math.nan, math.nan, math.nan)
+    if variant == reference:
+        low = high = 0.0
+    else:
+        low, high = hierarchical_bootstrap_ci(diffs, n_resamples, confidence, seed)
+    return PairedDelta(float(diffs["diff"].mean()), low, high, seed_deltas(diffs), int(len(diffs)))
 
 
 def summarize(
@@ -249,12 +383,15 @@ def summarize(
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int = DEFAULT_BOOTSTRAP_SEED,
 ) -> pd.DataFrame:
-    """One row per variant: seed statistics, paired differences to `baseline` with bootstrap CIs, and costs.
+    """One row per variant of one protocol: seed statistics, paired differences to `baseline` with
+    hierarchical bootstrap intervals and per-seed values, and costs.
 
-    Columns: variant, n_seeds, n_images, psnr_mean, psnr_std, ssim_mean, ssim_std, delta_psnr,
-    delta_psnr_low, delta_psnr_high, delta_ssim, delta_ssim_low, delta_ssim_high, n_pairs, params, macs,
-    latency_ms, train_seconds. Standard deviations are over seeds (ddof 1; NaN with one seed).
+    Columns: variant, protocol, n_seeds, n_images, psnr_mean, psnr_std, ssim_mean, ssim_std, delta_psnr,
+    delta_psnr_low, delta_psnr_high, delta_psnr_per_seed, delta_ssim, delta_ssim_low, delta_ssim_high,
+    delta_ssim_per_seed, n_pairs, n_paired_seeds, params, macs, latency_ms, train_seconds. Standard
+    deviations are over seeds (ddof 1; NaN with one seed); a `*_per_seed` cell is a {seed: Δ} dict.
     """
+    protocol = single_protocol(table, "summarize")
     if baseline not in set(table["variant"]):
         raise ResultsError(f"baseline {baseline!r} is not among the selected variants; pick one of "
                            f"{', '.join(variant_order(table))}")
@@ -266,6 +403,7 @@ def summarize(
         seeds = per_seed[per_seed["variant"] == variant]
         row = {
             "variant": variant,
+            "protocol": protocol,
             "n_seeds": int(len(seeds)),
             "n_images": int(table.loc[table["variant"] == variant, "image"].nunique()),
         }
@@ -273,14 +411,11 @@ def summarize(
             row[f"{metric}_mean"] = float(seeds[metric].mean())
             row[f"{metric}_std"] = float(seeds[metric].std(ddof=1)) if len(seeds) > 1 else math.nan
         for metric in ("psnr", "ssim"):
-            diffs = paired_differences(table, variant, baseline, metric)["diff"].to_numpy()
-            row["n_pairs"] = int(diffs.size)
-            row[f"delta_{metric}"] = float(diffs.mean()) if diffs.size else math.nan
-            if variant == baseline:
-                low = high = 0.0
-            else:
-                low, high = bootstrap_mean_ci(diffs, n_resamples, confidence, seed)
-            row[f"delta_{metric}_low"], row[f"delta_{metric}_high"] = low, high
+            delta = paired_delta(table, variant, baseline, metric, n_resamples, confidence, seed)
+            row[f"delta_{metric}"], row[f"delta_{metric}_low"], row[f"delta_{metric}_high"] = (
+                delta.mean, delta.low, delta.high)
+            row[f"delta_{metric}_per_seed"] = delta.per_seed
+            row["n_pairs"], row["n_paired_seeds"] = delta.n_pairs, delta.n_seeds
         for column in COST_COLUMNS:
             row[column] = float(per_run_costs.loc[variant, column])
         rows.append(row)
@@ -289,6 +424,7 @@ def summarize(
 
 def per_image_delta(table: pd.DataFrame, baseline: str, metric: str = "psnr") -> pd.DataFrame:
     """Paired difference to the baseline averaged over seeds: rows are images, columns are the other variants."""
+    single_protocol(table, "per_image_delta")
     columns = {}
     for variant in variant_order(table):
         if variant == baseline:
@@ -297,6 +433,20 @@ def per_image_delta(table: pd.DataFrame, baseline: str, metric: str = "psnr") ->
         columns[variant] = diffs.groupby("image")["diff"].mean()
     frame = pd.DataFrame(columns)
     frame.index.name = "image"
+    return frame
+
+
+def means_by_protocol(table: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
+    """Mean over seeds of the image-averaged `metric`, computed within each protocol: rows are variants
+    (`variant_order`), columns the protocols present (`protocols`). Shows how a variant's score moves when
+    only the test-time statistics change; a variant listed under several ablations counts once."""
+    rows = table.drop_duplicates(["variant", "seed", "protocol", "image"])
+    columns = {}
+    for protocol in protocols(rows):
+        means = seed_means(select(rows, protocol=protocol)).groupby("variant", sort=False)[metric].mean()
+        columns[protocol] = means
+    frame = pd.DataFrame(columns).reindex(variant_order(rows))
+    frame.index.name = "variant"
     return frame
 
 
@@ -382,16 +532,22 @@ def display_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
     def rounded(column, digits):
         return summary[column].round(digits)
 
+    is_baseline = summary["variant"] == baseline
+    seeds = _paired_seeds(summary)
     return pd.DataFrame({
-        "variant": summary["variant"] + np.where(summary["variant"] == baseline, " (baseline)", ""),
+        "variant": summary["variant"] + np.where(is_baseline, " (baseline)", ""),
         "seeds": summary["n_seeds"],
         "PSNR (dB)": rounded("psnr_mean", PSNR_DIGITS),
         "PSNR std": rounded("psnr_std", PSNR_DIGITS),
         "SSIM": rounded("ssim_mean", SSIM_DIGITS),
         "SSIM std": rounded("ssim_std", SSIM_DIGITS),
         "Δ PSNR (dB)": rounded("delta_psnr", PSNR_DIGITS + 1),
-        "Δ 95% CI": ["reference" if variant == baseline else _interval(lo, hi, PSNR_DIGITS + 1) for variant, lo, hi in
-                     zip(summary["variant"], summary["delta_psnr_low"], summary["delta_psnr_high"])],
+        "Δ 95% CI": ["reference" if base else _interval(row["delta_psnr_low"], row["delta_psnr_high"],
+                                                        PSNR_DIGITS + 1, row["n_paired_seeds"])
+                     for base, (_, row) in zip(is_baseline, summary.iterrows())],
+        f"Δ per seed ({_seed_label(seeds)})": [
+            "reference" if base else format_seed_deltas(per_seed, seeds)
+            for base, per_seed in zip(is_baseline, summary["delta_psnr_per_seed"])],
         "Δ SSIM": rounded("delta_ssim", SSIM_DIGITS),
         "params": summary["params"].round(0).astype("Int64"),
         "MACs (G)": (summary["macs"] / 1e9).round(3),
@@ -402,21 +558,27 @@ def display_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
 
 def markdown_summary(summary: pd.DataFrame, baseline: str) -> str:
     """The summary as a Markdown table with `mean ± std` cells (the README's and the app's export format)."""
-    header = ["variant", "seeds", "PSNR (dB)", "SSIM", f"Δ PSNR vs {baseline} [95% CI]", "Δ SSIM", "params",
-              "MACs (G)", "latency (ms)", "train time (s)"]
+    seeds = _paired_seeds(summary)
+    header = ["variant", "seeds", "PSNR (dB)", "SSIM", f"Δ PSNR vs {baseline} [95% CI]",
+              f"Δ PSNR per seed ({_seed_label(seeds)})", "Δ SSIM", "params", "MACs (G)", "latency (ms)",
+              "train time (s)"]
     rows = []
     for _, row in summary.iterrows():
         name = f"**{row['variant']}** (baseline)" if row["variant"] == baseline else row["variant"]
         if row["variant"] == baseline:
-            delta = "0 (reference)"
+            delta, per_seed = "0 (reference)", "reference"
         else:
-            delta = f"{_signed(row['delta_psnr'], PSNR_DIGITS + 1)} {_interval(row['delta_psnr_low'], row['delta_psnr_high'], PSNR_DIGITS + 1)}"
+            interval = _interval(row["delta_psnr_low"], row["delta_psnr_high"], PSNR_DIGITS + 1,
+                                 row["n_paired_seeds"])
+            delta = f"{_signed(row['delta_psnr'], PSNR_DIGITS + 1)} {interval}"
+            per_seed = format_seed_deltas(row["delta_psnr_per_seed"], seeds)
         rows.append([
             name,
             str(row["n_seeds"]),
             _mean_std(row["psnr_mean"], row["psnr_std"], PSNR_DIGITS),
             _mean_std(row["ssim_mean"], row["ssim_std"], SSIM_DIGITS),
             delta,
+            per_seed,
             "0" if row["variant"] == baseline else _signed(row["delta_ssim"], SSIM_DIGITS),
             f"{row['params']:,.0f}",
             f"{row['macs'] / 1e9:.3f}",
@@ -424,6 +586,24 @@ def markdown_summary(summary: pd.DataFrame, baseline: str) -> str:
             f"{row['train_seconds']:.0f}",
         ])
     return to_markdown(header, rows)
+
+
+def format_seed_deltas(per_seed: dict[int, float], seeds=None, digits: int = PSNR_DIGITS) -> str:
+    """"+0.41 / +0.12 / -0.05": the per-seed Δ in the order of `seeds` (default: its own), "n/a" for a seed
+    without pairs, so cells of one column line up seed by seed."""
+    seeds = sorted(per_seed) if seeds is None else list(seeds)
+    if not seeds:
+        return "n/a"
+    return " / ".join(_signed(per_seed.get(seed, math.nan), digits) for seed in seeds)
+
+
+def _paired_seeds(summary: pd.DataFrame) -> list[int]:
+    """Every seed with paired differences in the summary, in increasing order (the per-seed columns' order)."""
+    return sorted({seed for per_seed in summary["delta_psnr_per_seed"] for seed in per_seed})
+
+
+def _seed_label(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) != 1 else ''} {' / '.join(map(str, seeds))}" if seeds else "no pairs"
 
 
 def to_markdown(header: list[str], rows: list[list]) -> str:
@@ -456,10 +636,13 @@ def _signed(value: float, digits: int) -> str:
     return "n/a" if math.isnan(value) else f"{value:+.{digits}f}"
 
 
-def _interval(low: float, high: float, digits: int) -> str:
+def _interval(low: float, high: float, digits: int, n_seeds: int | None = None) -> str:
     if math.isnan(low) or math.isnan(high):
         return "n/a (needs 2+ pairs)"
-    return f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+    text = f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+    if n_seeds == 1:
+        text += " (1 seed: image spread only)"  # no seed to resample: the interval ignores seed-to-seed spread
+    return text
 
 
 def protocol_text(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
@@ -469,18 +652,30 @@ def protocol_text(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
     seeds = sorted(set(table["seed"]))
     tasks = ", ".join(f"{t} at level {lv}" for t, lv in table[["task", "level"]].drop_duplicates().values)
     steps = sorted({int(s) for s in table["steps"].dropna()})
+    rates = sorted({float(r) for r in table["lr"].dropna()}) if "lr" in table.columns else []
+    at_rate = f" at learning rate {', '.join(f'{r:g}' for r in rates)}" if rates else ""
     devices = sorted(set(table["device"]))
     metric = " ".join(f"{task}: {_metric_protocol(task)}" for task in dict.fromkeys(table["task"]))
+    present = protocols(table)
+    if len(present) == 1:
+        statistics = f"`{present[0]}` ({PROTOCOL_MEANING})."
+    else:
+        statistics = (f"{', '.join(f'`{p}`' for p in present)} ({PROTOCOL_MEANING}); every statistic is "
+                      f"computed within one protocol, rows of two protocols are never pooled or paired.")
     return "\n".join([
         f"- **Degradation:** {tasks} (`hinet.data.degrade`, the same function training used), applied to the "
         f"clean test images with a fixed generator.",
         f"- **Test images ({len(images)}):** {', '.join(images)}; never used for training or validation.",
+        f"- **Normalization statistics at test time:** {statistics}",
         f"- **Metrics:** {metric} PSNR shown with {PSNR_DIGITS} decimals, SSIM with {SSIM_DIGITS}.",
         f"- **Seeds:** {', '.join(map(str, seeds))}; each variant trained once per seed for "
-        f"{', '.join(map(str, steps))} steps on {', '.join(devices)}.",
+        f"{', '.join(map(str, steps))} steps{at_rate} on {', '.join(devices)}.",
         f"- **Mean ± std** are over seeds of the image-averaged score (sample std, ddof 1). **Δ** is the mean "
         f"difference to the baseline paired by (seed, image); its interval is a {confidence:.0%} percentile "
-        f"bootstrap of that mean ({n_resamples} resamples, generator seed {seed}).",
+        f"hierarchical bootstrap of that mean (seeds resampled with replacement, then images with replacement "
+        f"within each seed; {n_resamples} resamples, generator seed {seed}), so it widens when seeds disagree. "
+        f"**Δ per seed** is each seed's image-mean difference. With one seed the interval only reflects the "
+        f"image spread.",
         "- **Costs:** parameters; MACs of one 256x256 forward pass (FlopCounterMode / 2); latency of one "
         "forward pass on the device named above; train time is the wall-clock time of the run.",
     ])
@@ -501,30 +696,31 @@ class ClaimCheck:
     claim: str  # the paper's statement
     verdict: str  # "reproduces", "does not reproduce", "inconclusive" or "not tested"
     evidence: str  # the numbers behind the verdict
+    protocol: str = DEFAULT_PROTOCOL  # the test-time protocol whose rows the verdict comes from
 
 
-def _comparison(table: pd.DataFrame, variant: str, reference: str, n_resamples: int, seed: int):
-    """(mean paired Δ of variant - reference, CI low, CI high) in PSNR."""
-    diffs = paired_differences(table, variant, reference)["diff"].to_numpy()
-    if diffs.size == 0:
-        return (math.nan, math.nan, math.nan)
-    low, high = bootstrap_mean_ci(diffs, n_resamples, DEFAULT_CONFIDENCE, seed)
-    return (float(diffs.mean()), low, high)
+def _comparison(table: pd.DataFrame, variant: str, reference: str, n_resamples: int, seed: int) -> PairedDelta:
+    """The paired PSNR difference variant - reference with its hierarchical interval."""
+    return paired_delta(table, variant, reference, "psnr", n_resamples, DEFAULT_CONFIDENCE, seed)
 
 
-def _outcome(delta: float, low: float, high: float) -> str:
+def _outcome(delta: PairedDelta) -> str:
     """Whether a variant is significantly above, below, or tied with its reference."""
-    if math.isnan(delta):
+    if math.isnan(delta.mean):
         return "missing"
-    if not math.isnan(high) and high < 0:
+    if not math.isnan(delta.high) and delta.high < 0:
         return "below"
-    if not math.isnan(low) and low > 0:
+    if not math.isnan(delta.low) and delta.low > 0:
         return "above"
     return "tie"
 
 
-def _describe(variant: str, reference: str, delta: float, low: float, high: float) -> str:
-    return f"{variant} − {reference}: {_signed(delta, PSNR_DIGITS + 1)} dB {_interval(low, high, PSNR_DIGITS + 1)}"
+def _describe(variant: str, reference: str, delta: PairedDelta) -> str:
+    text = (f"{variant} − {reference}: {_signed(delta.mean, PSNR_DIGITS + 1)} dB "
+            f"{_interval(delta.low, delta.high, PSNR_DIGITS + 1, delta.n_seeds)}")
+    if delta.n_seeds > 1:
+        text += f", per seed {format_seed_deltas(delta.per_seed)}"
+    return text
 
 
 def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str]) -> list[str]:
@@ -546,17 +742,43 @@ def _none(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
-                       seed: int = DEFAULT_BOOTSTRAP_SEED) -> list[ClaimCheck]:
-    """Test the paper's ablation claims (Sec. 4.3) on one task and level of the table.
+_CLAIMS = (
+    "HIN beats batch, layer and instance normalization and no normalization",
+    "Batch normalization hurts the most",
+    "Full instance normalization is worse than half instance normalization",
+    "HIN in every encoder block (and not in the decoder) is the best placement",
+)
 
-    Variants are recognised by their knobs, not their names: the HIN reference is `default_baseline`, the
-    norm comparisons are variants that differ from it only in the norm (and so its default ratio), the
-    placement comparisons only in hin_position_left/right and norm_in_decoder. A claim "reproduces" when
-    every comparison it needs is significant in its direction (95% paired bootstrap interval excludes 0),
-    "does not reproduce" when one is significant the other way, and is "inconclusive" otherwise.
+
+def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
+                       seed: int = DEFAULT_BOOTSTRAP_SEED, protocol: str | None = None) -> list[ClaimCheck]:
+    """Test the paper's ablation claims (Sec. 4.3) on one task, level and protocol of the table.
+
+    `protocol` picks one of the table's protocols; without it the table must hold a single one
+    (`claims_by_protocol` checks each). Variants are recognised by their knobs, not their names: the HIN
+    reference is `default_baseline`, the norm comparisons are variants that differ from it only in the norm
+    (and so its default ratio), the placement comparisons only in hin_position_left/right and
+    norm_in_decoder. A claim "reproduces" when every comparison it needs is significant in its direction
+    (the 95% hierarchical bootstrap interval of the paired Δ excludes 0), "does not reproduce" when one is
+    significant the other way, and is "inconclusive" otherwise.
     """
-    table = table.drop_duplicates(["variant", "seed", "image"])
+    if protocol is not None:
+        table = select(table, protocol=protocol)
+        if table.empty:
+            raise ResultsError(f"the table has no rows for protocol {protocol!r}")
+    protocol = single_protocol(table, "check_paper_claims")
+    return [replace(check, protocol=protocol) for check in _check_claims(table, n_resamples, seed)]
+
+
+def claims_by_protocol(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
+                       seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, list[ClaimCheck]]:
+    """`check_paper_claims` for each protocol of the table, in `protocols` order."""
+    return {protocol: check_paper_claims(table, n_resamples, seed, protocol) for protocol in protocols(table)}
+
+
+def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[ClaimCheck]:
+    """The four checks on rows of one protocol."""
+    table = table.drop_duplicates(["variant", "seed", "image"])  # a baseline shared by two ablations counts once
     configs = variant_configs(table)
     reference = default_baseline(table)
     configs_with_ratio = configs.assign(ratio=configs.apply(_effective_ratio, axis=1))
@@ -578,7 +800,7 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
     comparisons = {norm: _comparison(table, variant, reference, n_resamples, seed) for norm, variant in by_norm.items()}
     checks.append(_verdict(
         _CLAIMS[0],
-        [(by_norm[n], *comparisons[n]) for n in ("batch", "layer", "instance", "none") if n in by_norm],
+        [(by_norm[n], comparisons[n]) for n in ("batch", "layer", "instance", "none") if n in by_norm],
         reference, want="below", needed=4,
         missing=[n for n in ("batch", "layer", "instance", "none") if n not in by_norm],
     ))
@@ -589,20 +811,20 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
         worst = means.idxmin()
         others = {v: m for v, m in means.items() if v != by_norm["batch"]}
         bn_vs_next = min(others, key=others.get)
-        delta, low, high = _comparison(table, by_norm["batch"], bn_vs_next, n_resamples, seed)
+        delta = _comparison(table, by_norm["batch"], bn_vs_next, n_resamples, seed)
         listing = ", ".join(f"{v} {m:.{PSNR_DIGITS}f}" for v, m in means.sort_values().items())
-        evidence = f"mean PSNR (dB): {listing}; {_describe(by_norm['batch'], bn_vs_next, delta, low, high)}"
+        evidence = f"mean PSNR (dB): {listing}; {_describe(by_norm['batch'], bn_vs_next, delta)}"
         if worst != by_norm["batch"]:
-            verdict = "does not reproduce" if _outcome(delta, low, high) == "above" else "inconclusive"
+            verdict = "does not reproduce" if _outcome(delta) == "above" else "inconclusive"
         else:
-            verdict = "reproduces" if _outcome(delta, low, high) == "below" else "inconclusive"
+            verdict = "reproduces" if _outcome(delta) == "below" else "inconclusive"
         checks.append(ClaimCheck(_CLAIMS[1], verdict, evidence))
     else:
         checks.append(ClaimCheck(_CLAIMS[1], "not tested", "needs a batch-norm variant and another norm variant"))
 
     # 3. Full instance norm is worse than half.
     if "instance" in by_norm:
-        checks.append(_verdict(_CLAIMS[2], [(by_norm["instance"], *comparisons["instance"])], reference,
+        checks.append(_verdict(_CLAIMS[2], [(by_norm["instance"], comparisons["instance"])], reference,
                                want="below", needed=1, missing=[]))
     else:
         checks.append(ClaimCheck(_CLAIMS[2], "not tested", "needs an instance-norm variant (ratio 1.0)"))
@@ -613,7 +835,7 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
     full_encoder = ref_config["hin_position_left"] == 0 and ref_config["hin_position_right"] == ref_config["depth"] - 1
     if placement and full_encoder and ref_config["norm_in_decoder"] is not True:
         checks.append(_verdict(
-            _CLAIMS[3], [(v, *_comparison(table, v, reference, n_resamples, seed)) for v in placement],
+            _CLAIMS[3], [(v, _comparison(table, v, reference, n_resamples, seed)) for v in placement],
             reference, want="below", needed=len(placement), missing=[],
         ))
     else:
@@ -622,17 +844,10 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
     return checks
 
 
-_CLAIMS = (
-    "HIN beats batch, layer and instance normalization and no normalization",
-    "Batch normalization hurts the most",
-    "Full instance normalization is worse than half instance normalization",
-    "HIN in every encoder block (and not in the decoder) is the best placement",
-)
-
-
-def _verdict(claim: str, comparisons, reference: str, want: str, needed: int, missing: list[str]) -> ClaimCheck:
-    outcomes = [_outcome(delta, low, high) for _, delta, low, high in comparisons]
-    evidence = "; ".join(_describe(v, reference, d, lo, hi) for v, d, lo, hi in comparisons)
+def _verdict(claim: str, comparisons: list[tuple[str, PairedDelta]], reference: str, want: str, needed: int,
+             missing: list[str]) -> ClaimCheck:
+    outcomes = [_outcome(delta) for _, delta in comparisons]
+    evidence = "; ".join(_describe(variant, reference, delta) for variant, delta in comparisons)
     if missing:
         evidence += f" (no comparable variant for: {', '.join(missing)})"
     opposite = "above" if want == "below" else "below"

@@ -18,8 +18,14 @@ batch, data), so the variants differ only in their model knobs:
 Each run trains into `<results>/runs/<ablation>__<task>__<variant>__s<seed>/` (a finished run is
 skipped, a half-finished one resumes), is evaluated on the test set (`hinet.evaluate.evaluate_model` on
 `data.test_images()`, degradation seed 0) into its `eval.csv`, and its costs go to `sweep.json`
-(parameters, MACs at 256x256, latency of one 256x256 forward on this machine). `<results>/ablation.csv`
+(parameters, MACs at 256x256, latency of one 256x256 forward on this machine). Every run is scored under
+the three test-time statistics protocols (`hinet.inference.STATS_PROTOCOLS`: whole image, tiles of the
+training patch, local windows); a run scored before protocols existed is scored again. `<results>/ablation.csv`
 is then rebuilt from every run folder, so it always matches the runs on disk.
+
+With `lr_search: {lrs: [...], steps: N, seed: S}` the sweep first trains every (task, variant) at each
+candidate learning rate (validation only, never the test set), writes `<results>/lr_search.csv`, and
+trains the grid's runs with each variant's best rate.
 """
 
 from __future__ import annotations
@@ -37,13 +43,15 @@ from pathlib import Path
 
 from hinet.data import format_level
 from hinet.errors import ConfigError, HINetError
+from hinet.inference import STATS_PROTOCOLS
+from hinet.results_table import ABLATION_COLUMNS
 
-ABLATION_COLUMNS = (
-    "run", "ablation", "variant", "task", "level", "seed", "norm", "norm_ratio", "hin_position_left",
-    "hin_position_right", "norm_in_decoder", "norm_affine", "wf", "depth", "steps", "train_seconds", "params",
-    "macs", "latency_ms", "device", "image", "psnr", "ssim",
-)
-GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed")
+GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed", "lr_search")
+LR_SEARCH_KEYS = ("lrs", "steps", "seed")
+LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
+LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run", "status", "best_val_psnr",
+                     "best_step", "chosen")
+FAILED_FILE = "failed.txt"  # a run that raised (e.g. diverged): its message; the run counts as finished
 RUN_INFO_FILE = "sweep.json"
 EVAL_FILE = "eval.csv"
 LATENCY_SIZE = 256
@@ -59,6 +67,7 @@ class PlannedRun:
     seed: int
     config: object  # TrainConfig
     eval_seed: int = 0
+    lr_pending: bool = False  # the grid searches learning rates and this variant's search is unfinished
 
     @property
     def run_dir(self) -> Path:
@@ -68,14 +77,30 @@ class PlannedRun:
         """"done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"."""
         from hinet.train import read_state
 
+        if self.lr_pending:
+            return "waiting for its learning-rate search"
         state = read_state(self.run_dir)
+        if (self.run_dir / FAILED_FILE).is_file():
+            return "failed"
         if state is None:
             return "new"
         if state["step"] < self.config.steps:
             return "resume"
-        if (self.run_dir / EVAL_FILE).is_file() and (self.run_dir / RUN_INFO_FILE).is_file():
+        if scored_protocols(self.run_dir) >= set(STATS_PROTOCOLS) and (self.run_dir / RUN_INFO_FILE).is_file():
             return "done"
         return "evaluate"
+
+
+def scored_protocols(run_dir: Path) -> set[str]:
+    """The stats protocols the run's `eval.csv` holds model rows for (an eval.csv from before protocols
+    counts as "whole" only, so such runs are scored again under the others)."""
+    path = Path(run_dir) / EVAL_FILE
+    if not path.is_file():
+        return set()
+    from hinet.evaluate import MODEL_METHOD
+
+    with open(path, newline="") as handle:
+        return {row.get("stats") or "whole" for row in csv.DictReader(handle) if row["method"] == MODEL_METHOD}
 
 
 def _read_grid(path: Path) -> dict:
@@ -92,7 +117,41 @@ def _read_grid(path: Path) -> dict:
 
 
 def plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> list[PlannedRun]:
-    """Every run of a grid file, with its resolved TrainConfig (raises ConfigError for a bad grid)."""
+    """Every run of a grid file, with its resolved TrainConfig (raises ConfigError for a bad grid).
+
+    When the grid has `lr_search`, each (task, variant) trains with the learning rate its search chose
+    (`lr_choices`); until that search is finished its runs are `lr_pending`."""
+    return _plan(grid_path, results_dir, search=False)
+
+
+def plan_lr_search(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> list[PlannedRun]:
+    """The learning-rate search runs of a grid (none without `lr_search`): every (task, variant) trained
+    at each candidate rate for `lr_search.steps` steps with seed `lr_search.seed`, named
+    `lr-<ablation>__<task>__<variant>__lr<rate>__s<seed>`. Only validation PSNR is used to choose."""
+    return _plan(grid_path, results_dir, search=True)
+
+
+def _lr_search_spec(grid: dict, path: Path) -> dict | None:
+    spec = grid.get("lr_search")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - set(LR_SEARCH_KEYS) or "lrs" not in spec:
+        raise ConfigError(f"{path}: lr_search must be a mapping with lrs (and optional steps, seed); got {spec!r}")
+    lrs = spec["lrs"]
+    try:
+        lrs = [float(lr) for lr in lrs]
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: lr_search.lrs must be a list of numbers; got {lrs!r}") from None
+    if not lrs or any(not lr > 0 for lr in lrs) or len(set(lrs)) != len(lrs):
+        raise ConfigError(f"{path}: lr_search.lrs must be distinct positive numbers; got {lrs!r}")
+    steps = spec.get("steps", (grid.get("base") or {}).get("steps", 2000))
+    seed = spec.get("seed", grid["seeds"][0] if isinstance(grid.get("seeds"), list) and grid["seeds"] else 0)
+    if type(steps) is not int or steps < 1 or type(seed) is not int:
+        raise ConfigError(f"{path}: lr_search.steps must be a positive integer and seed an integer")
+    return {"lrs": lrs, "steps": steps, "seed": seed}
+
+
+def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
     from hinet.data import validate_strength
     from hinet.train import TrainConfig
 
@@ -115,6 +174,10 @@ def plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results
     if grid.get("baseline") is not None and grid["baseline"] not in names:
         raise ConfigError(f"{path}: baseline {grid['baseline']!r} is not one of the variants ({', '.join(names)})")
 
+    spec = _lr_search_spec(grid, path)
+    if search and spec is None:
+        return []
+    choices = lr_choices(grid_path, results_dir) if spec is not None and not search else {}
     runs = []
     base_model = dict(base.get("model") or {})
     for task_entry in grid["tasks"]:
@@ -130,17 +193,99 @@ def plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results
                 raise ConfigError(f"{path}: variant {variant['name']!r} has unknown key(s) {', '.join(unknown)}")
             model = {"variant": variant.get("variant", base_model.get("variant", "small_hin")),
                      "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})}}
-            for seed in seeds:
-                name = f"{ablation}__{task}__{variant['name']}__s{seed}"
+            if search:
+                jobs = [(f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec['seed']}", spec["seed"], lr,
+                         spec["steps"]) for lr in spec["lrs"]]
+                pending = False
+            else:
+                choice = choices.get((task, variant["name"])) if spec is not None else None
+                pending = spec is not None and choice is None
+                lr = choice["lr"] if choice else None
+                jobs = [(f"{ablation}__{task}__{variant['name']}__s{seed}", seed, lr, None) for seed in seeds]
+            for name, seed, lr, steps in jobs:
                 values = dict(base, run_name=name, out_dir=str(Path(results_dir) / "runs"), seed=seed, task=task,
                               strength=strength, model=model)
+                if lr is not None:
+                    values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
+                if steps is not None:
+                    values["steps"] = steps
                 try:
                     config = TrainConfig.from_dict(values)
                 except ConfigError as error:
                     raise ConfigError(f"{path}, run {name}: {error}") from None
                 runs.append(PlannedRun(name, ablation, variant["name"], task, strength, seed, config,
-                                       int(grid.get("eval_seed", 0))))
+                                       int(grid.get("eval_seed", 0)), lr_pending=pending))
     return runs
+
+
+def lr_search_rows(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> list[dict]:
+    """One row per learning-rate search run (LR_SEARCH_COLUMNS), read from the run folders; `chosen` marks
+    the rate with the highest best-validation PSNR of each (task, variant) once all its candidates are
+    finished (a failed candidate, e.g. diverged, counts as finished and can never be chosen)."""
+    from hinet.train import read_state
+
+    rows = []
+    for run in plan_lr_search(grid_path, results_dir):
+        state = read_state(run.run_dir)
+        failed = (run.run_dir / FAILED_FILE).is_file()
+        finished = failed or (state is not None and state["step"] >= run.config.steps)
+        best = (state or {}).get("best") or {}
+        rows.append({"ablation": run.ablation, "task": run.task, "variant": run.variant,
+                     "lr": run.config.optimizer.lr, "steps": run.config.steps, "seed": run.seed, "run": run.name,
+                     "status": "failed" if failed else ("finished" if finished else run.status()),
+                     "best_val_psnr": None if failed else best.get("psnr"), "best_step": best.get("step"),
+                     "chosen": False})
+    for key in {(r["task"], r["variant"]) for r in rows}:
+        group = [r for r in rows if (r["task"], r["variant"]) == key]
+        if all(r["status"] in ("finished", "failed") for r in group):
+            scored = [r for r in group if r["best_val_psnr"] is not None]
+            if scored:
+                max(scored, key=lambda r: r["best_val_psnr"])["chosen"] = True
+    return rows
+
+
+def lr_choices(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> dict:
+    """{(task, variant): chosen search row} for every finished search (see `lr_search_rows`)."""
+    return {(r["task"], r["variant"]): r for r in lr_search_rows(grid_path, results_dir) if r["chosen"]}
+
+
+def write_lr_search_table(grid_paths, results_dir: str | os.PathLike = "results") -> Path | None:
+    """`<results>/lr_search.csv` from the search runs of every grid that has one (None when none has)."""
+    from hinet.io import atomic_write_bytes
+
+    rows = [row for path in grid_paths for row in lr_search_rows(path, results_dir)]
+    if not rows:
+        return None
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LR_SEARCH_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(results_dir) / LR_SEARCH_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue().encode())
+    return path
+
+
+def _reuse_search_run(run: PlannedRun, chosen: dict, results_dir) -> bool:
+    """Copy the chosen search run into `run`'s empty folder when it is the very same training (same seed,
+    steps and every setting but the name): training is deterministic, so retraining would repeat it."""
+    import shutil
+
+    import yaml
+
+    from hinet.train import CONFIG_FILE
+
+    if chosen["seed"] != run.seed or chosen["steps"] != run.config.steps or run.run_dir.exists():
+        return False
+    source = Path(results_dir) / "runs" / chosen["run"]
+    if not (source / CONFIG_FILE).is_file():
+        return False
+    saved = yaml.safe_load((source / CONFIG_FILE).read_text()) or {}
+    wanted = run.config.to_dict()
+    if any(saved.get(k) != wanted.get(k) for k in set(saved) | set(wanted) if k not in ("run_name", "out_dir")):
+        return False
+    shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(".staging", "*.tmp"))
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -176,7 +321,8 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
 
     model, metadata = load_checkpoint(run.run_dir / "model.safetensors")
     images = data.test_images() if images is None else images
-    rows = evaluate_model(model, run.task, run.strength, images=images, seed=run.eval_seed)
+    rows = evaluate_model(model, run.task, run.strength, images=images, seed=run.eval_seed, stats=STATS_PROTOCOLS,
+                          train_patch=run.config.data.patch)
     write_csv(run.run_dir / EVAL_FILE, rows, run.task, run.strength, run.eval_seed, default_protocol(run.task))
     state = read_state(run.run_dir)
     config = model.config
@@ -186,6 +332,7 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
         "norm_ratio": config.ratio if config.norm != "none" else "", "hin_position_left": config.hin_position_left,
         "hin_position_right": config.hin_position_right, "norm_in_decoder": config.norm_in_decoder,
         "norm_affine": config.norm_affine, "wf": config.wf, "depth": config.depth, "steps": int(state["step"]),
+        "lr": run.config.optimizer.lr, "train_patch": run.config.data.patch,
         "train_seconds": round(float(state["train_seconds"]), 2), "params": count_parameters(model),
         "macs": int(count_macs(model, LATENCY_SIZE, LATENCY_SIZE)["flop_counter_macs"]),
         "latency_ms": round(measure_latency_ms(model), 2), "device": describe_device("cpu"),
@@ -196,7 +343,7 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
 
 def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
     """Write `<results>/ablation.csv` from every run folder that has both `sweep.json` and `eval.csv`:
-    one row per (run, test image), the model's rows only (no baselines, no means)."""
+    one row per (run, stats protocol, test image), the model's rows only (no baselines, no means)."""
     from hinet.evaluate import MODEL_METHOD
     from hinet.io import atomic_write_bytes
 
@@ -211,7 +358,8 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
             for score in csv.DictReader(handle):
                 if score["method"] == MODEL_METHOD and score["image"] != "mean":
                     rows.append({**{k: info[k] for k in ABLATION_COLUMNS if k in info},
-                                 "image": score["image"], "psnr": score["psnr"], "ssim": score["ssim"]})
+                                 "protocol": score.get("stats") or "whole", "image": score["image"],
+                                 "psnr": score["psnr"], "ssim": score["ssim"]})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ABLATION_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -226,27 +374,61 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
 # Driver
 
 
+def _select(runs: list[PlannedRun], only: str | None) -> list[PlannedRun]:
+    if not only:
+        return runs
+    return [run for run in runs if fnmatch.fnmatchcase(run.name, only) or only in run.name]
+
+
 def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False,
               images=None, echo=print) -> list[dict]:
-    """Train, evaluate and tabulate every selected run; returns one {run, status} per run, plus "error"
-    for a run that failed (it is left out of the table; the other runs go on)."""
+    """Search learning rates (grids with `lr_search`), then train, evaluate and tabulate every selected
+    run; returns one {run, status} per run, plus "error" for a run that failed (it is left out of the
+    table; the other runs go on). `only` selects search and main runs alike by name."""
     from hinet.train import train
 
-    runs = [run for path in grid_paths for run in plan(path, results_dir)]
-    if only:
-        runs = [run for run in runs if fnmatch.fnmatchcase(run.name, only) or only in run.name]
-        if not runs:
-            raise ConfigError(f"--only {only!r} matches no run of {', '.join(map(str, grid_paths))}")
+    searches = _select([run for path in grid_paths for run in plan_lr_search(path, results_dir)], only)
+    report = []
+    for index, run in enumerate(searches, 1):
+        status = run.status()
+        report.append({"run": run.name, "status": status})
+        echo(f"[lr {index}/{len(searches)}] {run.name}: {status}")
+        if dry_run or status not in ("new", "resume"):
+            continue
+        try:
+            result = train(run.config)
+            echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, "
+                 f"best val PSNR {result['best_val_psnr']:.2f} dB")
+        except HINetError as error:  # a rate that diverges is a finished, failed candidate
+            from hinet.io import atomic_write_text
+
+            run.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run.run_dir / FAILED_FILE, str(error) + "\n")
+            echo(f"    FAILED (this rate is out of the choice): {error}")
+    if searches and not dry_run:
+        echo(f"wrote {write_lr_search_table(grid_paths, results_dir)}")
+
+    all_runs = [run for path in grid_paths for run in plan(path, results_dir)]
+    runs = _select(all_runs, only)
+    if only and not runs and not searches:
+        raise ConfigError(f"--only {only!r} matches no run of {', '.join(map(str, grid_paths))}")
     names = [run.name for run in runs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"two grids define the same run(s): {', '.join(duplicates)}")
-    report = []
+    choices = {}
+    for path in grid_paths:
+        choices.update({(Path(path), key): row for key, row in lr_choices(path, results_dir).items()})
     for index, run in enumerate(runs, 1):
         status = run.status()
+        chosen = next((row for (_, key), row in choices.items() if key == (run.task, run.variant)
+                       and row["ablation"] == run.ablation), None)
+        if status == "new" and chosen is not None and not dry_run and _reuse_search_run(run, chosen, results_dir):
+            status = "evaluate"
+            echo(f"    {run.name}: same training as search run {chosen['run']}; copied")
         report.append({"run": run.name, "status": status})
         echo(f"[{index}/{len(runs)}] {run.name}: {status}")
-        if dry_run or status == "done":
+        if dry_run or status in ("done", "failed") or run.lr_pending:
             continue
         try:
             if status in ("new", "resume"):
@@ -265,6 +447,9 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
     failed = [r["run"] for r in report if "error" in r]
     if failed:
         echo(f"{len(failed)} run(s) failed and are not in the table: {', '.join(failed)}")
+    waiting = [run.name for run in runs if run.lr_pending]
+    if waiting:
+        echo(f"{len(waiting)} run(s) wait for their learning-rate search to finish (run the sweep again)")
     return report
 
 

@@ -7,7 +7,9 @@ The run folder `<out_dir>/<run_name>/` holds everything a run needs to be inspec
     best.safetensors         the weights with the best validation PSNR so far
     train_state.safetensors  Adam's moment tensors and the torch RNG state (no pickle anywhere)
     train_state.json         step, train_seconds, Adam hyper-parameters, scheduler, validation scores
-    log.jsonl                one JSON line per logged step: step, loss, lr, val_psnr, val_ssim, wall
+    log.jsonl                one JSON line per logged step: step, loss, lr, grad_norm (before clipping),
+                             val_psnr, val_ssim, wall
+    data_sources.json        exactly which images trained and validated the run (photo hashes included)
 
 Resuming is automatic when the run folder holds a state. Batch k is drawn from a numpy generator seeded
 by (seed, k, rank), so there is no numpy state to keep: a resumed run sees exactly the batches an unbroken
@@ -49,6 +51,9 @@ from hinet.model import HINet, HINetConfig
 # ----------------------------------------------------------------------------------------------------
 # Config
 
+PHOTO_MODES = ("none", "optional", "required")
+DEFAULT_WARMUP_FRACTION = 0.05
+
 
 @dataclass
 class ModelSection:
@@ -65,11 +70,15 @@ class DataSection:
     folder: str | None = None  # extra clean images from a folder
     paired_lq: str | None = None  # paired degraded / clean folders (real data instead of synthesis)
     paired_gt: str | None = None
+    # Natural photographs from Debian packages (hinet.photos): "required" (stop and name the packages when
+    # missing), "optional" (use them when installed, else say so and fall back), or "none". When used,
+    # validation is the fixed crops of the held-out photos (val_size x val_size) instead of val_images.
+    photos: str = "none"
     scales: list[float] = field(default_factory=lambda: [1.0, 0.75, 0.5])  # multi-scale crops
     patch: int = 64
     batch: int = 8
-    val_images: int = 4  # held out of the training sources, never the test set
-    val_size: int = 128
+    val_images: int = 4  # natural pool images held out for validation when photos are not used
+    val_size: int = 128  # validation crop side
 
 
 @dataclass
@@ -83,7 +92,7 @@ class OptimizerSection:
 class SchedulerSection:
     name: str = "cosine"  # cosine annealing to eta_min over `steps` ("constant" keeps lr fixed)
     eta_min: float = 1e-6
-    warmup_steps: int = 0  # linear warm-up from 0 before the cosine
+    warmup_steps: int | None = None  # linear warm-up from 0 before the cosine; None = 5% of the steps
 
 
 @dataclass
@@ -127,8 +136,12 @@ class TrainConfig:
         for key in ("steps", "data.patch", "data.batch"):
             require(_get_path(self, key) >= 1, f"{key} must be at least 1; got {_get_path(self, key)}")
         for key in ("threads", "val_every", "checkpoint_every", "log_every", "data.dead_leaves",
-                    "data.val_images", "scheduler.warmup_steps"):
+                    "data.val_images"):
             require(_get_path(self, key) >= 0, f"{key} must not be negative; got {_get_path(self, key)}")
+        require(self.scheduler.warmup_steps is None or self.scheduler.warmup_steps >= 0,
+                f"scheduler.warmup_steps must not be negative (null = 5% of the steps); got {self.scheduler.warmup_steps}")
+        require(self.data.photos in PHOTO_MODES,
+                f"data.photos must be one of {', '.join(PHOTO_MODES)}; got {self.data.photos!r}")
         require(self.optimizer.lr > 0, f"optimizer.lr must be positive; got {self.optimizer.lr}")
         require(len(self.optimizer.betas) == 2 and all(0 <= b < 1 for b in self.optimizer.betas),
                 f"optimizer.betas must be two numbers in [0, 1); got {self.optimizer.betas}")
@@ -370,10 +383,19 @@ def _init_distributed(device: torch.device) -> _Distributed:
     return _Distributed(rank, world_size, local_rank)
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """Linear warm-up length: scheduler.warmup_steps, or 5% of the steps when it is null. Warm-up lets
+    every normalization start from the same learning rate without an early blow-up (no-norm and batch-norm
+    variants differ most there), so the ablation does not favour the variant the rate was tuned on."""
+    if cfg.scheduler.warmup_steps is not None:
+        return cfg.scheduler.warmup_steps
+    return max(1, round(DEFAULT_WARMUP_FRACTION * cfg.steps))
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """The learning rate at `step` (0-based) divided by optimizer.lr: linear warm-up, then cosine
     annealing to scheduler.eta_min at cfg.steps. Closed form, so resuming needs no schedule history."""
-    warmup = cfg.scheduler.warmup_steps
+    warmup = warmup_steps(cfg)
     if warmup and step < warmup:
         return (step + 1) / warmup
     if cfg.scheduler.name == "constant":
@@ -397,6 +419,8 @@ class _TrainingData:
     paired: object | None = None  # data.PairedFolder
     paired_train: list[int] = field(default_factory=list)  # indices of the pairs used for training
     val_pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (lq, gt) crops
+    sources: dict = field(default_factory=dict)  # what the run saw, written to the run folder (DATA_FILE)
+    area: np.ndarray | None = None  # data.cumulative_area(clean): images are drawn proportionally to area
 
     def batch(self, cfg: TrainConfig, step: int, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `step` of this rank. It depends only on (seed, step, rank), which is what makes a
@@ -406,7 +430,7 @@ class _TrainingData:
         rng = np.random.default_rng([cfg.seed, step, rank])
         if self.clean is not None:
             return data.make_batch(self.clean, self.task, cfg.data.batch, cfg.data.patch, rng,
-                                   blind=self.strength is None, strength=self.strength)
+                                   blind=self.strength is None, strength=self.strength, area=self.area)
         lqs, gts = [], []
         for _ in range(cfg.data.batch):
             _, lq, gt = self.paired[self.paired_train[int(rng.integers(len(self.paired_train)))]]
@@ -433,11 +457,13 @@ _VALIDATION_SEED = 0x7A1  # the validation degradations are the same for every r
 
 @functools.lru_cache(maxsize=1)  # a sweep trains many runs on the same pool; rescaling it takes seconds
 def _clean_split(dead_leaves: int, dead_leaves_size: int, scales: tuple, use_skimage: bool, use_pywt: bool,
-                 folder: str | None, val_images: int):
-    """(training images, validation images) of the clean sources; validation holds out whole natural images."""
+                 folder: str | None, val_images: int, photos: bool = False):
+    """(training images, validation images) of the clean sources; validation holds out whole natural
+    images (none when `photos`: the held-out photos validate then)."""
     from hinet import data
 
-    pool = data.training_pool(seed=0, n_dead_leaves=dead_leaves, dead_leaves_size=dead_leaves_size, scales=scales)
+    pool = data.training_pool(seed=0, n_dead_leaves=dead_leaves, dead_leaves_size=dead_leaves_size, scales=scales,
+                              photos=photos)
     keep = [i for i, name in enumerate(pool.names)
             if (use_skimage or not name.startswith("skimage/")) and (use_pywt or not name.startswith("pywt/"))]
     pool = data.ImagePool([pool[i] for i in keep], [pool.names[i] for i in keep])
@@ -445,7 +471,42 @@ def _clean_split(dead_leaves: int, dead_leaves_size: int, scales: tuple, use_ski
         for name, image in data.folder_images(folder).items():
             pool.append(image)
             pool.names.append(f"folder/{name}@1")
-    return data.split_validation(pool, val_images, seed=0)
+    return data.split_validation(pool, 0 if photos else val_images, seed=0)
+
+
+def _use_photos(mode: str, warn: bool = True) -> bool:
+    """Whether this run trains and validates on the Debian photos (`data.photos`)."""
+    from hinet import photos
+
+    if mode == "none":
+        return False
+    if mode == "required":
+        photos.require_available()
+        return True
+    if photos.available():
+        return True
+    if warn:
+        print(f"data.photos=optional: the photo package(s) {', '.join(photos.missing_packages())} are not installed, "
+              f"so this run trains without natural photos and validates on held-out pool images; install them "
+              f"with `{photos.install_command()}` for the recorded setup", file=sys.stderr)
+    return False
+
+
+def _pool_sources(names: list[str]) -> dict:
+    """The training images of a pool by source, as the run folder records them."""
+    from hinet import photos
+
+    by_source: dict[str, list[str]] = {}
+    for name in names:
+        source, rest = name.split("/", 1)
+        by_source.setdefault(source, []).append(rest)
+    recorded = {source: sorted(set(items)) for source, items in by_source.items() if source != "dead_leaves"}
+    if "photos" in by_source:
+        used = {item.rsplit("@", 1)[0] for item in by_source["photos"]}
+        recorded["photos"] = [p.record() for p in photos.manifest("train") if p.name in used]
+    if "dead_leaves" in by_source:
+        recorded["dead_leaves"] = {"images": len({i.rsplit("@", 1)[0] for i in by_source["dead_leaves"]})}
+    return recorded
 
 
 def _prepare_data(cfg: TrainConfig, multiple: int) -> _TrainingData:
@@ -465,16 +526,38 @@ def _prepare_data(cfg: TrainConfig, multiple: int) -> _TrainingData:
                                      _center_crop(gt, cfg.data.val_size, multiple)))
         return result
 
+    use_photos = _use_photos(cfg.data.photos)
     train_images, val_images = _clean_split(cfg.data.dead_leaves, cfg.data.dead_leaves_size, tuple(cfg.data.scales),
-                                            cfg.data.skimage, cfg.data.pywt, cfg.data.folder, cfg.data.val_images)
+                                            cfg.data.skimage, cfg.data.pywt, cfg.data.folder, cfg.data.val_images,
+                                            use_photos)
     if not len(train_images):
         raise ConfigError("no clean training images: enable data.skimage / data.pywt, set data.dead_leaves "
                           "or give data.folder")
-    result = _TrainingData(cfg.task, strength, clean=list(train_images))
-    for i, image in enumerate(val_images):
+    clean = list(train_images)
+    result = _TrainingData(cfg.task, strength, clean=clean, area=data.cumulative_area(clean))
+    if use_photos:
+        from hinet.photos import validation_crops
+
+        labelled = validation_crops(cfg.data.val_size)
+    else:
+        labelled = list(zip(val_images.names, val_images))
+    for i, (_, image) in enumerate(labelled):
         gt = _center_crop(image, cfg.data.val_size, multiple)
         lq = data.degrade(gt, cfg.task, np.random.default_rng([_VALIDATION_SEED, i]), **val_strength)
         result.val_pairs.append((lq, gt))
+    total_area = int(result.area[-1])
+    shares: dict[str, int] = {}
+    for name, image in zip(train_images.names, clean):
+        source = name.split("/", 1)[0]
+        shares[source] = shares.get(source, 0) + int(image.shape[0]) * int(image.shape[1])
+    result.sources = {
+        "training": _pool_sources(train_images.names),
+        "area_share": {source: round(area / total_area, 4) for source, area in sorted(shares.items())},
+        "sampling": "images drawn with probability proportional to area (hinet.data.pick_by_area)",
+        "scales": list(cfg.data.scales),
+        "validation": {"source": "photos" if use_photos else "pool", "crop": cfg.data.val_size,
+                       "images": [label for label, _ in labelled]},
+    }
     return result
 
 
@@ -508,6 +591,7 @@ STATE_TENSORS_FILE = "train_state.safetensors"
 STATE_JSON_FILE = "train_state.json"
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.yaml"
+DATA_FILE = "data_sources.json"  # the training images by source (photo hashes), area shares, validation crops
 _STAGING_DIR = ".staging"
 
 
@@ -772,6 +856,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Distributed, on_event,
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+        if data_source.sources:
+            atomic_write_bytes(run_dir / DATA_FILE, json.dumps(data_source.sources, indent=1).encode())
         _trim_log(run_dir / LOG_FILE, step)
     dist.barrier()
 
@@ -783,9 +869,11 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Distributed, on_event,
         input_scores = _input_scores(data_source.val_pairs, default_protocol(cfg.task))
     strength = None if cfg.blind else _resolved_strength(cfg)
     use_bf16 = _use_bf16(cfg.bf16, device, warn=dist.is_main)
+    # train_patch tells test-time tiling and local statistics (hinet.inference) the size the norms saw.
     metadata_base = {"task": cfg.task, "strength": strength, "blind": cfg.blind, "seed": cfg.seed,
                      "device": describe_device(device), "trained": "true", "run": cfg.run_name,
-                     "precision": "bf16 autocast" if use_bf16 else "fp32"}
+                     "precision": "bf16 autocast" if use_bf16 else "fp32", "train_patch": cfg.data.patch,
+                     "lr": cfg.optimizer.lr, "photos": cfg.data.photos}
 
     def metadata(extra: dict) -> dict:
         return dict(metadata_base, steps=step, train_seconds=round(train_seconds, 3), **extra)
@@ -846,8 +934,9 @@ def _train(cfg: TrainConfig, device: torch.device, dist: _Distributed, on_event,
             step += 1
             train_seconds += time.perf_counter() - started
 
-            record = {"step": step, "loss": loss_value, "lr": lr, "val_psnr": None, "val_ssim": None,
-                      "wall": round(train_seconds, 3)}
+            # grad_norm is measured before clipping, so a log shows how often and how hard the clip acts.
+            record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "val_psnr": None,
+                      "val_ssim": None, "wall": round(train_seconds, 3)}
             validate_now = data_source.val_pairs and (
                 step == cfg.steps or (cfg.val_every and step % cfg.val_every == 0))
             if validate_now and dist.is_main:

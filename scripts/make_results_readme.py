@@ -6,8 +6,12 @@ The default-models section comes from `results/eval/<task>.csv` (written by `pyt
 --baselines --out-csv`) and the metadata of `results/models/<task>.safetensors`; it sits between
 `<!-- models:start -->` and `<!-- models:end -->`.
 
-Every number in the section is computed here by `hinet.results_table` (the same code as the app's ablation
-explorer); nothing is typed in. The section sits between `<!-- ablation:start -->` and
+Every number in the ablation section is computed here by `hinet.results_table` (the same code as the app's
+ablation explorer); nothing is typed in. Per task and level it gives, for each ablation, one table per
+test-time protocol (how normalization statistics were computed at test time: whole, tiled, local), with mean
+± std over seeds, the paired Δ to the baseline with its hierarchical bootstrap interval and each seed's Δ; a
+generated paragraph on how much each variant's score moves between protocols; and the paper's claims checked
+per protocol. The section sits between `<!-- ablation:start -->` and
 `<!-- ablation:end -->`; text outside the markers is kept, and a README without markers gets the section
 appended. PSNR-vs-step plots go to results/plots/.
 """
@@ -15,6 +19,7 @@ appended. PSNR-vs-step plots go to results/plots/.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -72,13 +77,19 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
         "`results/runs/*/log.jsonl` (the sweep: `python -m hinet.sweep configs/ablation_*.yaml`). "
         "Do not edit between the markers: rerun the script.",
         "",
+        f"Each trained run is tested under every test-time protocol ({rt.PROTOCOL_MEANING}: "
+        f"{', '.join(f'`{p}`' for p in rt.STATS_PROTOCOLS)}). A table holds one protocol: scores under "
+        "different statistics are never averaged or paired together.",
+        "",
     ]
     for (task, level), group in table.groupby(["task", "level"], sort=False):
-        lines += [f"### {task}, level {level}", "", "Protocol:", "", rt.protocol_text(group), ""]
+        lines += [f"### {task}, level {level}", "", "How these numbers were measured:", "", rt.protocol_text(group), "",
+                  "#### How much the scores move between protocols", "", protocol_shift_paragraph(group), ""]
         for ablation, rows in group.groupby("ablation", sort=False):
             baseline = rt.default_baseline(rows)
-            summary = rt.summarize(rows, baseline)
-            lines += [f"#### Ablation: {ablation} (baseline {baseline})", "", rt.markdown_summary(summary, baseline), ""]
+            lines += [f"#### Ablation: {ablation} (baseline {baseline})", ""]
+            for protocol in rt.protocols(rows):
+                lines += [f"##### Protocol `{protocol}`", "", protocol_table(rt.select(rows, protocol=protocol), baseline), ""]
             diff = rt.config_differences(rows, baseline)
             lines += ["Knobs that differ from the baseline:", "", rt.frame_to_markdown(diff), ""]
             run_variants = dict(zip(rows["run"], rows["variant"]))
@@ -88,13 +99,58 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
                 plot_validation_curves(curves, f"{task} {level}: {ablation} (mean over seeds, min-max shaded)", plot)
                 lines += [f"![validation PSNR vs step, {ablation}]({_relative(plot, readme_dir)})", ""]
         lines += ["#### Do the paper's claims reproduce here?", "",
-                  "Each verdict is computed from the paired differences above (95% bootstrap intervals); "
-                  "\"reproduces\" needs every comparison to be significant in the paper's direction.", ""]
-        checks = rt.check_paper_claims(group)
-        lines += [rt.to_markdown(["paper's claim", "here", "evidence (PSNR)"],
-                                 [[c.claim, f"**{c.verdict}**", c.evidence] for c in checks]), ""]
+                  "Each verdict is computed, per protocol, from the paired differences above (95% hierarchical "
+                  "bootstrap intervals); \"reproduces\" needs every comparison to be significant in the paper's "
+                  "direction.", ""]
+        checks = [(position, check) for per_protocol in rt.claims_by_protocol(group).values()
+                  for position, check in enumerate(per_protocol)]
+        checks.sort(key=lambda item: item[0])  # stable: each claim's protocols side by side, in protocol order
+        lines += [rt.to_markdown(["paper's claim", "protocol", "here", "evidence (PSNR)"],
+                                 [[c.claim, c.protocol, f"**{c.verdict}**", c.evidence] for _, c in checks]), ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+def protocol_table(rows, baseline: str) -> str:
+    """The summary table of one protocol's rows, or why there is none (its baseline was not tested in it)."""
+    if baseline not in set(rows["variant"]):
+        return f"No run of the baseline {baseline} was tested under this protocol, so no Δ can be paired."
+    return rt.markdown_summary(rt.summarize(rows, baseline), baseline)
+
+
+def protocol_shift_paragraph(group) -> str:
+    """How much each variant's mean PSNR moves between protocols, and whether the ranking survives, stated
+    from `rt.means_by_protocol` (each protocol's numbers computed on its own rows)."""
+    means = rt.means_by_protocol(group)
+    present = list(means.columns)
+    if len(present) < 2:
+        return (f"Every row here uses the `{present[0]}` protocol ({rt.PROTOCOL_MEANING}); there is no other "
+                "protocol to compare with.")
+    first = present[0]
+
+    def score(value: float, sign: str = "") -> str:
+        return "n/a" if math.isnan(value) else f"{value:{sign}.{rt.PSNR_DIGITS}f}"
+
+    listing = []
+    for variant, row in means.iterrows():
+        cells = [f"{first} {score(row[first])}"]
+        cells += [f"{p} {score(row[p])} ({score(row[p] - row[first], '+')})" for p in present[1:]]
+        listing.append(f"{variant}: {', '.join(cells)}")
+    spread = (means.max(axis=1) - means.min(axis=1)).dropna()
+    rankings = {p: tuple(means[p].dropna().sort_values(ascending=False).index) for p in present}
+    best = "; ".join(f"under `{p}` {ranking[0]}" for p, ranking in rankings.items() if ranking)
+    sentences = [
+        f"Mean test PSNR in dB (mean over seeds of the image average) of each variant under each protocol, "
+        f"with the change from `{first}` in parentheses: {'; '.join(listing)}."
+    ]
+    if not spread.empty:
+        sentences.append(f"The largest move is {spread.idxmax()}'s ({spread.max():.{rt.PSNR_DIGITS}f} dB between "
+                         f"its lowest and highest protocol), the smallest {spread.idxmin()}'s "
+                         f"({spread.min():.{rt.PSNR_DIGITS}f} dB).")
+    same_order = len(set(rankings.values())) == 1
+    sentences.append(f"Best variant: {best}; the variants rank "
+                     + ("the same under every protocol." if same_order else "differently between protocols."))
+    return " ".join(sentences)
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -408,3 +408,42 @@ def test_feature_tab_opens_on_a_trained_hin_model_when_the_task_default_uses_bat
     assert models.default_entry(models.list_entries("denoise"), "denoise").id == "results/models/denoise"
     _, default_id, other_id = _variant_choices()
     assert (default_id, other_id) == ("results/models/denoise_hin", "results/models/denoise")
+
+
+def test_stats_protocols_run_per_model_training_patch_and_say_so(tmp_path, tiny_model):
+    from hinet.inference import restore
+
+    path = save_image(tmp_path / "wide.png", np.random.default_rng(3).random((64, 96, 3)).astype(np.float32))
+    patches = {"a": (32, None), "b": (64, "assumed 64 px")}
+    request = RestoreRequest(task="denoise", variant_ids=("a", "b"), image_path=str(path), stats="tiled")
+    result = run_restore(request, lambda _: tiny_model, train_patch_of=patches.__getitem__)
+    pixels = load_image(path).pixels
+    np.testing.assert_allclose(result.outputs[0].pixels, restore(tiny_model, pixels, tile=32, overlap=8), atol=1e-6)
+    np.testing.assert_allclose(result.outputs[1].pixels, restore(tiny_model, pixels, tile=64, overlap=16), atol=1e-6)
+    assert result.tiles == tile_boxes(64, 96, 32, 8)  # the first model's grid is drawn
+    assert "assumed 64 px" in result.outputs[1].stats_text and "assumed" not in result.outputs[0].stats_text
+    from app.restore_logic import summary
+
+    assert "Test-time statistics" in summary(result)
+
+    local = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), stats="local"),
+                        lambda _: tiny_model, train_patch_of=patches.__getitem__)
+    np.testing.assert_allclose(local.outputs[0].pixels, restore(tiny_model, pixels, stats="local", train_patch=32),
+                               atol=1e-6)
+    assert not local.tiles and "local" in local.outputs[0].stats_text
+    whole = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path)), lambda _: tiny_model)
+    assert not np.allclose(whole.outputs[0].pixels, local.outputs[0].pixels)
+    with pytest.raises(ConfigError, match="test-time statistics"):
+        run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), stats="global"),
+                    lambda _: tiny_model)
+
+
+def test_entries_carry_their_training_patch(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+    save_checkpoint(tmp_path / "models" / "p.safetensors", tiny_model,
+                    metadata={"task": "denoise", "trained": "true", "train_patch": 96})
+    save_checkpoint(tmp_path / "models" / "q.safetensors", tiny_model, metadata={"task": "denoise", "trained": "true"})
+    assert models.train_patch_of("results/models/p") == (96, None)
+    patch, note = models.train_patch_of("results/models/q")
+    assert patch == 64 and "assuming 64 px" in note

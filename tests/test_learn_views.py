@@ -119,9 +119,14 @@ def test_tile_seams_follow_tile_borders():
     pixels = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
     result = views.tile_seams(model, pixels, 16)
     assert result.max_difference > 0 and result.difference.shape == (32, 32)
-    assert views.tile_seams(model, pixels, 32).max_difference == pytest.approx(0, abs=1e-6)
+    covering = views.tile_seams(model, pixels, 32)
+    assert covering.max_difference == pytest.approx(0, abs=1e-6)
+    # a 48-px window (1.5 x 32) covers the 32-px image at every level: local equals whole
+    assert covering.local_max_difference == pytest.approx(0, abs=1e-5)
+    # with a 16-px "training patch" the 24-px window is smaller than the image: local differs, smoothly
+    assert result.local_max_difference > 0 and result.local_difference.shape == (32, 32)
     picture = views.tile_picture(result)
-    assert picture.shape == (32, 3 * 32 + 12, 3) and picture.dtype == np.uint8
+    assert picture.shape == (32, 5 * 32 + 24, 3) and picture.dtype == np.uint8
 
 
 def test_block_input_features_and_grid():

@@ -15,7 +15,7 @@ from hinet import results_table as rt
 ROOT = Path(__file__).resolve().parents[1]
 
 BASE_KNOBS = dict(norm="half_instance", norm_ratio=0.5, hin_position_left=0, hin_position_right=3,
-                  norm_in_decoder=False, norm_affine=True, wf=16, depth=4, steps=100)
+                  norm_in_decoder=False, norm_affine=True, wf=16, depth=4, steps=100, lr=1e-3)
 
 # variant -> (ablation, knob overrides, true PSNR effect vs HIN in dB)
 SYNTHETIC_VARIANTS = {
@@ -29,11 +29,11 @@ SYNTHETIC_VARIANTS = {
 }
 
 
-def row(variant, seed, image, psnr, ssim=0.8, ablation="norm", run=None, **knobs):
+def row(variant, seed, image, psnr, ssim=0.8, ablation="norm", run=None, protocol="whole", **knobs):
     values = dict(BASE_KNOBS, **knobs)
     return dict(run=run or f"{variant}_s{seed}", ablation=ablation, variant=variant, task="denoise", level="25",
                 seed=seed, **values, train_seconds=60.0 + seed, params=1000 + len(variant), macs=2e9,
-                latency_ms=10.0, device="cpu", image=image, psnr=psnr, ssim=ssim)
+                latency_ms=10.0, device="cpu", protocol=protocol, image=image, psnr=psnr, ssim=ssim)
 
 
 def synthetic_table(seeds=(0, 1, 2), images=("a", "b", "c", "d"), noise=0.05, rng_seed=1) -> pd.DataFrame:
@@ -80,18 +80,76 @@ def test_paired_differences_match_on_seed_and_image_only():
     assert sorted(diffs["diff"]) == [-1.0, -0.5, -0.5]
 
 
-def test_bootstrap_interval_contains_true_delta_and_shrinks_with_more_data():
+def seed_image_diffs(seed_offsets, image_deviations) -> pd.DataFrame:
+    """Paired differences = the seed's offset + the image's deviation (the same image spread in every seed)."""
+    return pd.DataFrame([dict(seed=seed, image=f"i{k}", diff=offset + deviation)
+                         for seed, offset in enumerate(seed_offsets)
+                         for k, deviation in enumerate(image_deviations)])
+
+
+def test_hierarchical_interval_is_wider_when_seeds_disagree():
+    image_spread = [-0.2, -0.1, 0.0, 0.1, 0.2, 0.05, -0.05, 0.0]
+    agree = seed_image_diffs([0.3, 0.3, 0.3, 0.3], image_spread)
+    disagree = seed_image_diffs([0.9, 0.5, 0.1, -0.3], image_spread)  # same mean difference, 0.3
+    assert agree["diff"].mean() == pytest.approx(disagree["diff"].mean())
+    low_a, high_a = rt.hierarchical_bootstrap_ci(agree)
+    low_d, high_d = rt.hierarchical_bootstrap_ci(disagree)
+    assert low_a < 0.3 < high_a and low_d < 0.3 < high_d
+    assert high_d - low_d > 3 * (high_a - low_a)
+    assert low_d < 0 < low_a  # only the seeds that agree make the difference significant
+    assert rt.hierarchical_bootstrap_ci(disagree) == (low_d, high_d)  # fixed generator seed: reproducible
+    assert rt.hierarchical_bootstrap_ci(disagree, seed=1) != (low_d, high_d)
+
+
+def test_hierarchical_interval_shrinks_with_more_seeds_and_needs_two_pairs():
     rng = np.random.default_rng(3)
-    true_delta = -0.4
-    small = true_delta + rng.normal(0, 0.5, 20)
-    large = true_delta + rng.normal(0, 0.5, 500)
-    low_s, high_s = rt.bootstrap_mean_ci(small)
-    low_l, high_l = rt.bootstrap_mean_ci(large)
-    assert low_s < true_delta < high_s
-    assert low_l < true_delta < high_l
-    assert (high_l - low_l) < 0.5 * (high_s - low_s)
-    assert rt.bootstrap_mean_ci(small) == (low_s, high_s)  # fixed generator seed: reproducible
-    assert all(math.isnan(v) for v in rt.bootstrap_mean_ci([1.0]))
+    few = seed_image_diffs(-0.4 + rng.normal(0, 0.3, 3), rng.normal(0, 0.2, 6))
+    many = seed_image_diffs(-0.4 + rng.normal(0, 0.3, 40), rng.normal(0, 0.2, 6))
+    low_f, high_f = rt.hierarchical_bootstrap_ci(few)
+    low_m, high_m = rt.hierarchical_bootstrap_ci(many)
+    assert low_m < -0.4 < high_m
+    assert high_m - low_m < 0.6 * (high_f - low_f)
+    assert all(math.isnan(v) for v in rt.hierarchical_bootstrap_ci(seed_image_diffs([0.1], [0.0])))
+    # one seed: only images are resampled, so the interval is the image spread's
+    low_1, high_1 = rt.hierarchical_bootstrap_ci(seed_image_diffs([0.5], [-0.1, 0.1, 0.0, 0.05]))
+    assert 0.4 <= low_1 < 0.5 < high_1 <= 0.6
+
+
+def test_hierarchical_interval_resamples_each_seed_with_its_own_images():
+    """A seed that lost an image still draws among its own images only (never another seed's)."""
+    diffs = seed_image_diffs([1.0, 2.0], [0.0, 0.0, 0.0])
+    diffs = diffs[~((diffs["seed"] == 1) & (diffs["image"] == "i2"))]
+    low, high = rt.hierarchical_bootstrap_ci(diffs)
+    assert low == pytest.approx(1.0) and high == pytest.approx(2.0)  # only seed-level values can appear
+
+
+def test_per_seed_delta_values_are_the_seeds_image_means():
+    """B - A per (seed, image) is known; each seed's Δ is the mean over its images."""
+    gaps = {0: (0.50, 0.32), 1: (0.20, 0.04), 2: (-0.10, 0.00)}  # seed means +0.41, +0.12, -0.05
+    rows = []
+    for seed, (gap_x, gap_y) in gaps.items():
+        for image, base, gap in (("x", 30.0 + seed, gap_x), ("y", 25.0 - seed, gap_y)):
+            rows += [row("A", seed, image, base), row("B", seed, image, base + gap, norm="batch")]
+    table = rt.validate_ablation_table(pd.DataFrame(rows))
+    delta = rt.paired_delta(table, "B", "A")
+    assert list(delta.per_seed) == [0, 1, 2]
+    assert [delta.per_seed[s] for s in (0, 1, 2)] == pytest.approx([0.41, 0.12, -0.05])
+    assert delta.mean == pytest.approx((0.41 + 0.12 - 0.05) / 3) and delta.n_pairs == 6 and delta.n_seeds == 3
+    summary = rt.summarize(table, "A").set_index("variant")
+    assert summary.loc["B", "delta_psnr_per_seed"] == delta.per_seed
+    assert rt.format_seed_deltas(delta.per_seed) == "+0.41 / +0.12 / -0.05"
+    assert rt.format_seed_deltas({0: 0.41, 2: -0.05}, seeds=[0, 1, 2]) == "+0.41 / n/a / -0.05"
+    shown = rt.display_table(summary.reset_index(), "A").set_index("variant")
+    assert shown.loc["B", "Δ per seed (seeds 0 / 1 / 2)"] == "+0.41 / +0.12 / -0.05"
+    assert "| +0.41 / +0.12 / -0.05 |" in rt.markdown_summary(summary.reset_index(), "A")
+
+
+def test_one_seed_is_said_not_hidden():
+    table = rt.select(handmade_table(), seeds=[0])
+    summary = rt.summarize(table, "A")
+    assert summary.set_index("variant").loc["B", "n_paired_seeds"] == 1
+    assert "(1 seed: image spread only)" in rt.markdown_summary(summary, "A")
+    assert "(1 seed: image spread only)" in rt.display_table(summary, "A")["Δ 95% CI"].iloc[1]
 
 
 def test_default_baseline_is_the_hin_variant_and_summary_recovers_effects():

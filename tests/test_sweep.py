@@ -108,9 +108,17 @@ def test_sweep_trains_evaluates_skips_and_rebuilds_the_table(grid_file, tmp_path
     with open(table, newline="") as handle:
         header = next(csv.reader(handle))
     assert tuple(header) == ABLATION_COLUMNS == REQUIRED_COLUMNS
-    rows = read_rows(table)
+    all_rows = read_rows(table)
+    assert sorted({r["protocol"] for r in all_rows}) == ["local", "tiled", "whole"]
+    rows = [r for r in all_rows if r["protocol"] == "whole"]
     assert sorted((r["variant"], r["image"]) for r in rows) == [
         ("hin", "checker"), ("hin", "gradient"), ("none", "checker"), ("none", "gradient")]
+    assert len(all_rows) == 3 * len(rows) and {r["lr"] for r in all_rows} == {"0.001"}
+    # the no-norm model has no statistics to compute: its three protocols agree exactly (tiled blends tiles of
+    # a convolutional net, so only local is bit-identical)
+    scores = {(r["variant"], r["protocol"], r["image"]): float(r["psnr"]) for r in all_rows}
+    assert all(scores[("none", "local", i)] == pytest.approx(scores[("none", "whole", i)], abs=1e-3)
+               for i in ("checker", "gradient"))
     for row in rows:
         assert row["ablation"] == "mini" and row["task"] == "denoise" and row["level"] == "sigma=25"
         assert row["steps"] == "8" and row["wf"] == "8" and row["depth"] == "3" and row["seed"] == "0"
@@ -124,7 +132,7 @@ def test_sweep_trains_evaluates_skips_and_rebuilds_the_table(grid_file, tmp_path
 
     # The table's scores are the runs' own eval.csv model rows.
     run_dir = results / "runs/mini__denoise__hin__s0"
-    evals = {r["image"]: r for r in read_rows(run_dir / "eval.csv") if r["method"] == "hinet"}
+    evals = {r["image"]: r for r in read_rows(run_dir / "eval.csv") if r["method"] == "hinet" and r["stats"] == "whole"}
     table_scores = {r["image"]: r["psnr"] for r in rows if r["variant"] == "hin"}
     assert table_scores == {k: v["psnr"] for k, v in evals.items() if k != "mean"}
 
@@ -153,7 +161,25 @@ def test_half_finished_run_resumes_and_trained_run_is_only_evaluated(grid_file, 
     evaluate_only = next(i for i, line in enumerate(lines) if line.endswith(": evaluate"))
     assert not any("trained" in line for line in lines[evaluate_only:])
     assert json.loads((first.run_dir / "train_state.json").read_text())["step"] == 8
-    assert len(read_rows(results / "ablation.csv")) == 4
+    assert len(read_rows(results / "ablation.csv")) == 4 * 3  # 2 runs x 2 images x 3 stats protocols
+
+
+def test_a_run_scored_before_protocols_existed_is_scored_again(grid_file, tmp_path):
+    from hinet.sweep import scored_protocols
+
+    results = tmp_path / "results"
+    run_sweep([grid_file], results, only="*__hin__*", echo=lambda line: None)
+    run = plan(grid_file, results)[0]
+    assert run.status() == "done" and scored_protocols(run.run_dir) == {"whole", "tiled", "local"}
+    eval_path = run.run_dir / "eval.csv"
+    old_rows = [r for r in read_rows(eval_path) if r["stats"] in ("whole", "")]
+    with open(eval_path, "w", newline="") as handle:  # the format of an older sweep: no stats column
+        writer = csv.DictWriter(handle, fieldnames=[k for k in old_rows[0] if k != "stats"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(old_rows)
+    assert scored_protocols(run.run_dir) == {"whole"} and run.status() == "evaluate"
+    run_sweep([grid_file], results, only="*__hin__*", echo=lambda line: None)
+    assert run.status() == "done"
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(grid_file, tmp_path, capsys, monkeypatch):
@@ -221,3 +247,72 @@ def test_shipped_grids_plan_with_equal_budgets(name, tmp_path):
     configs = {r.variant: r.config.model_config() for r in runs}
     assert len(set(configs.values())) == len(configs), "two variants build the same model"
     assert "budget" in yaml.safe_load((REPO / "configs" / name).read_text())
+
+
+def test_lr_search_chooses_on_validation_and_the_runs_use_the_choice(grid_file, tmp_path, monkeypatch):
+    from hinet.sweep import LR_SEARCH_FILE, lr_choices, plan_lr_search
+
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["lr_search"] = {"lrs": [1e-4, 3e-3], "steps": 8, "seed": 0}
+    grid["seeds"] = [0, 1]
+    grid["variants"] = grid["variants"][:1]
+    grid_file.write_text(yaml.safe_dump(grid))
+    results = tmp_path / "results"
+    searches = plan_lr_search(grid_file, results)
+    assert [r.name for r in searches] == ["lr-mini__denoise__hin__lr0.0001__s0", "lr-mini__denoise__hin__lr0.003__s0"]
+    assert all(r.lr_pending for r in plan(grid_file, results))  # nothing is chosen before the search ran
+    assert plan(grid_file, results)[0].status().startswith("waiting")
+
+    # A fake validation score per rate makes the expected choice known: 3e-3 scores higher.
+    real_train = train_module.train
+
+    def scored_train(cfg, **kwargs):
+        result = real_train(cfg, **kwargs)
+        state_path = cfg.run_dir / "train_state.json"
+        state = json.loads(state_path.read_text())
+        state["best"] = {"psnr": 30.0 if cfg.optimizer.lr == 3e-3 else 20.0, "ssim": 0.5, "step": cfg.steps}
+        state_path.write_text(json.dumps(state))
+        return result
+
+    monkeypatch.setattr(train_module, "train", scored_train)
+    lines = []
+    report = run_sweep([grid_file], results, echo=lines.append)
+    choice = lr_choices(grid_file, results)[("denoise", "hin")]
+    assert choice["lr"] == 3e-3 and choice["best_val_psnr"] == 30.0
+    table = read_rows(results / LR_SEARCH_FILE)
+    assert [(float(r["lr"]), r["chosen"]) for r in table] == [(1e-4, "False"), (3e-3, "True")]
+    runs = plan(grid_file, results)
+    assert [r.config.optimizer.lr for r in runs] == [3e-3, 3e-3] and not any(r.lr_pending for r in runs)
+    # seed 0 at the search budget is the search run itself: copied, not retrained
+    assert any("copied" in line for line in lines)
+    assert [r["status"] for r in report][-2:] == ["evaluate", "new"]
+    rows = read_rows(results / "ablation.csv")
+    assert {float(r["lr"]) for r in rows} == {3e-3} and {r["seed"] for r in rows} == {"0", "1"}
+
+
+def test_a_diverging_candidate_rate_is_recorded_and_never_chosen(grid_file, tmp_path):
+    from hinet.sweep import FAILED_FILE, lr_search_rows
+
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["lr_search"] = {"lrs": [1e-3, 1e6], "steps": 8}
+    grid["variants"] = grid["variants"][:1]
+    grid_file.write_text(yaml.safe_dump(grid))
+    results = tmp_path / "results"
+    run_sweep([grid_file], results, only="lr-", echo=lambda line: None)
+    rows = {r["lr"]: r for r in lr_search_rows(grid_file, results)}
+    assert rows[1e6]["status"] == "failed" and not rows[1e6]["chosen"]
+    assert (results / "runs" / rows[1e6]["run"] / FAILED_FILE).is_file()
+    assert rows[1e-3]["chosen"]
+
+
+@pytest.mark.parametrize("spec, message", [({"lrs": []}, "distinct positive"), ({"lrs": [1e-3, 1e-3]}, "distinct"),
+                                           ({"lrs": "fast"}, "list of numbers"), ({"steps": 8}, "lrs"),
+                                           ({"lrs": [1e-3], "steps": 0}, "positive integer")])
+def test_bad_lr_search_is_a_config_error(grid_file, tmp_path, spec, message):
+    from hinet.sweep import plan_lr_search
+
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["lr_search"] = spec
+    grid_file.write_text(yaml.safe_dump(grid))
+    with pytest.raises(ConfigError, match=message):
+        plan_lr_search(grid_file, tmp_path / "results")

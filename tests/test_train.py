@@ -145,6 +145,27 @@ def test_shipped_configs_load(path):
     assert cfg.data.patch % cfg.model_config().size_multiple == 0
 
 
+def test_default_warmup_is_five_percent_of_the_steps():
+    cfg = load_config(None, ["steps=300", "optimizer.lr=1e-3"])
+    assert train_module.warmup_steps(cfg) == 15
+    assert lr_factor(0, cfg) == pytest.approx(1 / 15) and lr_factor(14, cfg) == pytest.approx(1.0)
+    assert train_module.warmup_steps(load_config(None, ["steps=300", "scheduler.warmup_steps=0"])) == 0
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        load_config(None, ["scheduler.warmup_steps=-1"])
+
+
+def test_photos_mode_is_checked_and_required_photos_name_the_package(monkeypatch, tmp_path, image_folder):
+    from hinet import photos
+
+    with pytest.raises(ConfigError, match="data.photos must be one of"):
+        load_config(None, ["data.photos=always"])
+    missing = [photos.Photo(**dict(p.__dict__, path=str(tmp_path / "absent.jpg"))) for p in photos.manifest()]
+    monkeypatch.setattr(photos, "manifest", lambda split=None: [p for p in missing if split in (None, p.split)])
+    with pytest.raises(ConfigError, match="apt-get install .*mate-backgrounds"):
+        train(tiny_config(tmp_path, image_folder, extra=["data.photos=required"]))
+    assert not (tmp_path / "runs" / "run" / "model.safetensors").exists()
+
+
 def test_lr_schedule_warms_up_then_anneals_to_eta_min():
     cfg = load_config(None, ["steps=100", "optimizer.lr=1e-3", "scheduler.eta_min=1e-5", "scheduler.warmup_steps=10"])
     lrs = [cfg.optimizer.lr * lr_factor(step, cfg) for step in range(101)]
@@ -162,10 +183,12 @@ def test_run_folder_log_and_checkpoint_metadata(tmp_path, image_folder):
     result = train(tiny_config(tmp_path, image_folder), on_event=events.append)
     run = Path(result["run_dir"])
     assert {p.name for p in run.iterdir()} == {"config.yaml", "model.safetensors", "best.safetensors",
-                                                "train_state.safetensors", "train_state.json", "log.jsonl"}
+                                                "train_state.safetensors", "train_state.json", "log.jsonl",
+                                                "data_sources.json"}
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 13))
-    assert all(set(r) == {"step", "loss", "lr", "val_psnr", "val_ssim", "wall"} for r in records)
+    assert all(set(r) == {"step", "loss", "lr", "grad_norm", "val_psnr", "val_ssim", "wall"} for r in records)
+    assert all(r["grad_norm"] > 0 for r in records)
     assert [r["step"] for r in records if r["val_psnr"] is not None] == [4, 8, 12]
     assert all(np.isfinite(r["loss"]) and r["lr"] > 0 for r in records)
     walls = [r["wall"] for r in records]
@@ -178,6 +201,11 @@ def test_run_folder_log_and_checkpoint_metadata(tmp_path, image_folder):
     assert metadata["task"] == "denoise" and metadata["strength"] == {"sigma": 25.0}
     assert metadata["steps"] == 12 and metadata["trained"] == "true" and metadata["seed"] == 0
     assert metadata["train_seconds"] > 0 and metadata["device"].startswith("cpu")
+    assert metadata["train_patch"] == 32 and metadata["lr"] == pytest.approx(1e-3) and metadata["photos"] == "none"
+    sources = json.loads((run / "data_sources.json").read_text())
+    assert sources["training"]["folder"] == ["astronaut.png@1", "coffee.png@1"] or len(sources["training"]["folder"]) == 2
+    assert sources["validation"]["source"] == "pool" and len(sources["validation"]["images"]) == 1
+    assert sum(sources["area_share"].values()) == pytest.approx(1.0, abs=1e-3)
     model, _ = load_checkpoint(run / "model.safetensors")
     assert model.config.wf == 8
     assert result["step"] == 12 and not result["stopped"] and result["best_val_psnr"] >= result["val_psnr"] - 1e-9
