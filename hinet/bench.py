@@ -5,6 +5,7 @@
     python -m hinet.bench --train                          # training steps/s: fp32, bf16 autocast, channels_last
     python -m hinet.bench --no-forward --tiled-12mp --tiled-variant small_hin --tile 512
     python -m hinet.bench --no-forward --tiled-12mp --tiled-variant hinet_gopro --one-tile-only
+    python -m hinet.bench --no-forward --local-stats --repeats 5   # stats protocols: whole vs tiled vs local
 
 Every forward path runs in the same process, interleaved round by round (this machine is shared and
 noisy, so only ratios measured side by side mean anything). Quality: each variant restores the same
@@ -12,6 +13,10 @@ noisy astronaut crop (skimage.data, sigma 25) on every path; the table shows the
 output against the clean crop minus that of plain fp32 (project protocol: RGB, uint8-rounded), the PSNR
 between the two outputs, and their max abs difference. Registry models are untrained (random weights):
 pass --checkpoint to measure a trained model too.
+
+`--local-stats` times the test-time statistics protocols (`hinet.inference.STATS_PROTOCOLS`) of trained
+checkpoints (default: the shipped denoisers) on a 512 x 512 noisy crop through `restore`, interleaved,
+and prints local/whole: TLC's windowed norms must stay within 1.5x the one-pass time.
 """
 
 from __future__ import annotations
@@ -29,11 +34,15 @@ from hinet.inference import (
     FAST_PATH,
     FAST_PATH_BF16,
     PLAIN_PATH,
+    STATS_PROTOCOLS,
     ForwardPath,
+    describe_stats,
     eval_mode,
     restore,
     run_model,
+    training_patch,
 )
+from hinet.local_stats import uses_input_statistics
 from hinet.registry import create_model
 
 PATHS = [
@@ -202,6 +211,47 @@ def bench_tiled(variant: str, tile: int, overlap: int, full: bool, height: int =
     )
 
 
+LOCAL_STATS_CHECKPOINTS = ["results/models/denoise_hin.safetensors", "results/models/denoise.safetensors"]
+LOCAL_STATS_BAR = 1.5  # local may cost at most this many times the one-pass ("whole") time
+
+
+def bench_local_stats(path: str, size: int, repeats: int) -> float:
+    """Time `restore` under each stats protocol on one size x size noisy crop; returns local / whole."""
+    from hinet.checkpoint import load_checkpoint
+    from hinet.image import image_to_tensor, tensor_to_image
+    from hinet.metrics import psnr
+
+    model, metadata = load_checkpoint(path)
+    patch, assumption = training_patch(metadata)
+    clean, noisy = test_crop(size)
+    x = image_to_tensor(noisy)
+    outputs = {stats: restore(model, x, stats=stats, train_patch=patch) for stats in STATS_PROTOCOLS}  # warm-up
+    times: dict[str, list[float]] = {stats: [] for stats in STATS_PROTOCOLS}
+    for _ in range(repeats):
+        for stats in STATS_PROTOCOLS:
+            start = time.perf_counter()
+            restore(model, x, stats=stats, train_patch=patch)
+            times[stats].append(time.perf_counter() - start)
+    whole = statistics.median(times["whole"])
+    print(f"\n{path} ({model.config.describe()}) @ {size}x{size}, median of {repeats}, fast path '{FAST_PATH.name}', "
+          f"noisy input PSNR {_input_psnr(noisy, clean):.2f} dB")
+    if assumption:
+        print(f"  note: {assumption}")
+    if not uses_input_statistics(model):
+        print(f"  note: no norm of this model computes statistics from its input (norm {model.config.norm}): "
+              "local runs the same computation as whole")
+    for stats in STATS_PROTOCOLS:
+        t = statistics.median(times[stats])
+        quality = psnr(tensor_to_image(outputs[stats]), clean)
+        print(f"  {stats:6s} {t:7.3f} s {t / whole:6.2f}x whole  PSNR {quality:6.2f} dB  "
+              f"({describe_stats(stats, patch)})")
+    ratio = statistics.median(times["local"]) / whole
+    verdict = "within" if ratio <= LOCAL_STATS_BAR else "OVER"
+    print(f"  local / whole = {ratio:.2f} ({verdict} the {LOCAL_STATS_BAR:g}x bar)")
+    sys.stdout.flush()
+    return ratio
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hinet.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
@@ -218,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiled-variant", default="hinet_gopro")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=32)
+    parser.add_argument("--local-stats", action="store_true",
+                        help="time the stats protocols whole / tiled / local of --checkpoint (default: "
+                             "the shipped denoisers) at --local-size")
+    parser.add_argument("--local-size", type=int, default=512)
     args = parser.parse_args(argv)
 
     print(
@@ -242,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         bench_train(["small_hin", "tiny_half_instance"], args.train_steps)
     if args.tiled_12mp:
         bench_tiled(args.tiled_variant, args.tile, args.overlap, full=not args.one_tile_only)
+    if args.local_stats:
+        for path in args.checkpoint or LOCAL_STATS_CHECKPOINTS:
+            bench_local_stats(path, args.local_size, args.repeats)
     print(f"\npeak RSS of this process: {peak_rss_gib():.2f} GiB")
     return 0
 

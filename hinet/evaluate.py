@@ -21,7 +21,7 @@ Test-time statistics (`--protocol`, see `hinet.inference.STATS_PROTOCOLS`): "who
 each image in one pass; "tiled" in tiles of the training patch; "local" in one pass with TLC's windowed
 norm statistics; "all" runs the model under each of them (the baselines once: they have no statistics).
 Every row records it in the column `stats` (the column `protocol` is the metric protocol). The training
-patch comes from the checkpoint's "train_patch" metadata, else `--train-patch`, else 64 px (said so).
+patch is `--train-patch`, else the checkpoint's "train_patch" metadata, else 64 px (the summary says so).
 
 Exit status 0 on success, 2 on any user error (one line on stderr).
 """
@@ -40,8 +40,8 @@ import numpy as np
 
 from hinet import data
 from hinet.errors import ConfigError, HINetError
-from hinet.inference import STATS_PROTOCOLS
-from hinet.local_stats import DEFAULT_FACTOR, EDGES
+from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, training_patch
+from hinet.local_stats import DEFAULT_FACTOR, EDGES, uses_input_statistics
 from hinet.metrics import Protocol, default_protocol, evaluate_pair
 
 EXIT_ERROR = 2
@@ -155,8 +155,6 @@ def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iter
             for method in chosen:
                 methods.append((method, "", lambda run=BASELINES[task][method]: run(lq, strength)))
         if model is not None:
-            from hinet.inference import restore
-
             for protocol_name in stats:
                 methods.append((method_name, protocol_name, lambda s=protocol_name: restore(
                     model, lq, tile=tile, stats=s, **restore_options)))
@@ -178,8 +176,6 @@ def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iter
 def _restore_options(stats: list[str], train_patch: int | None, local_factor: float, local_edge: str,
                      local_min_ratio: float) -> dict:
     """`restore` keywords shared by every protocol, checked once before any image is processed."""
-    from hinet.inference import describe_stats
-
     options = dict(train_patch=train_patch, local_factor=local_factor, local_edge=local_edge,
                    local_min_ratio=local_min_ratio)
     for name in stats:
@@ -312,7 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> list[dict]:
     from hinet.checkpoint import load_any_checkpoint
-    from hinet.inference import describe_stats, training_patch
 
     model, metadata = load_any_checkpoint(args.checkpoint)
     task = args.task or metadata.get("task")
@@ -350,6 +345,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         print(f"statistics: {line}")
     if assumption is not None and stats != ["whole"]:
         print(f"note: {assumption} (give --train-patch to override)")
+    if "local" in stats and not uses_input_statistics(model):
+        print(f"note: no norm of this model computes statistics from its input (norm {model.config.norm}): "
+              "local runs the same computation as whole")
     print(format_table(summarize(rows)))
     if args.out_csv:
         print(f"wrote {write_csv(args.out_csv, rows, task, strength, args.seed, protocol)}")

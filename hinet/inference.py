@@ -20,6 +20,8 @@ checkpoint's metadata.
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -281,6 +283,20 @@ def _check_stats(stats: str, train_patch: int | None) -> None:
 # Restoring an image
 
 
+_model_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_model_locks_guard = threading.Lock()
+
+
+def model_lock(model: torch.nn.Module) -> threading.RLock:
+    """The lock `restore` holds on a model for a whole pass: eval mode and local statistics change the
+    model object for the duration, so two threads sharing one cached model (an app) must take turns."""
+    with _model_locks_guard:
+        lock = _model_locks.get(model)
+        if lock is None:
+            lock = _model_locks[model] = threading.RLock()
+        return lock
+
+
 def restore(
     model: HINet,
     image,
@@ -323,7 +339,7 @@ def restore(
     norms = (local_statistics(model, train_patch, local_factor, local_edge, local_min_ratio)
              if stats == "local" else nullcontext())
 
-    with eval_mode(model), norms:
+    with model_lock(model), eval_mode(model), norms:
         if tile is None:
             out = _forward_padded(model, x.to(device, torch.float32), path)
             if progress is not None:

@@ -18,8 +18,9 @@ Read top to bottom:
   train_patch * h / H during training, so its window is factor * train_patch * h / H (1.5 * 64 / 2**l
   at U-Net level l, for encoder and decoder blocks of both stages alike). Where that window covers the
   whole map the global statistics are used unchanged.
+* `local_norm`: what an `nn.InstanceNorm2d` or `nn.GroupNorm` computes, with windowed statistics.
 * `LocalStatsNorm`: wraps an `nn.InstanceNorm2d` (instance, half_instance) or `nn.GroupNorm` (layer,
-  group) and normalizes with windowed statistics, reusing the layer's own weight, bias and eps.
+  group) and calls `local_norm` with its window, reusing the layer's own weight, bias and eps.
 * `local_statistics(model, train_patch)`: a context manager that swaps the norms of
   `model.normalized_blocks()` for wrappers and puts the originals back on exit, even after an error.
   BatchNorm (and any norm with running statistics) is left alone: it uses statistics from training.
@@ -32,32 +33,25 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from hinet.errors import ConfigError
+from hinet.model import HINet
 
 EDGES = ("replicate", "shrink")
 DEFAULT_FACTOR = 1.5  # TLC's window: 1.5 x the training map
+# float64 working memory per slice of groups in `local_norm`. On a CPU, buffers under a few MiB stay in
+# cache and in malloc's reused heap; larger ones are fresh mmaps whose page faults cost more than the
+# arithmetic (a 32 MiB float64 copy took 20 ms, an 8 MiB one 1 ms; 4 MiB slices were fastest).
+CHUNK_BYTES = 4 * 2**20
 
 # ----------------------------------------------------------------------------------------------------
 # Windowed means from integral images
-
-
-def _cumsum_rows_(x: torch.Tensor) -> torch.Tensor:
-    """`x` replaced by its cumulative sums along dim -2, one whole row added at a time.
-
-    `torch.cumsum` along a dimension other than the last walks memory column by column: adding rows is
-    ~3x faster on a CPU (measured on 8 x 512 x 512 float64 maps). Inference only (in place, no autograd).
-    """
-    rows = x.unbind(-2)
-    for previous, row in zip(rows, rows[1:]):
-        row.add_(previous)
-    return x
 
 
 def _valid_window_sums(cum: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -107,13 +101,13 @@ def _box_mean(x: torch.Tensor, kh: int, kw: int, edge: str) -> torch.Tensor:
     cum = torch.cumsum(x, dim=-1, dtype=torch.float64)
     if edge == "replicate":
         kh, kw = min(kh, h), min(kw, w)
-        sums = _valid_window_sums(_cumsum_rows_(_valid_window_sums(cum, kw, -1)), kh, -2)
+        sums = _valid_window_sums(_valid_window_sums(cum, kw, -1).cumsum_(dim=-2), kh, -2)
         sums = sums.mul_(1.0 / (kh * kw)).reshape(-1, h - kh + 1, w - kw + 1)
         top, left = (kh - 1) // 2, (kw - 1) // 2
         padding = (left, kw - 1 - left, top, kh - 1 - top)
         return nn.functional.pad(sums, padding, mode="replicate").reshape(x.shape)
     along_w, cols = _clipped_window_sums(cum, kw, -1)
-    sums, rows = _clipped_window_sums(_cumsum_rows_(along_w), kh, -2)
+    sums, rows = _clipped_window_sums(along_w.cumsum_(dim=-2), kh, -2)
     return sums.div_(rows[:, None] * cols[None, :])
 
 
@@ -232,10 +226,53 @@ def has_input_statistics(norm: nn.Module | None) -> bool:
     return isinstance(norm, nn.GroupNorm)
 
 
+def uses_input_statistics(model: HINet) -> bool:
+    """Whether any norm of `model` computes statistics from its input, i.e. whether local statistics
+    change anything (False for BatchNorm and norm-free models)."""
+    return any(has_input_statistics(block.norm) for block in model.normalized_blocks().values())
+
+
 def _check_inference(x: torch.Tensor) -> None:
     if torch.is_grad_enabled() and x.requires_grad:
         raise ConfigError("local statistics are for inference only: run the model under torch.no_grad() or "
                           "torch.inference_mode() (hinet.inference.restore does)")
+
+
+def _normalize_groups(x: torch.Tensor, out: torch.Tensor, kh: int, kw: int, edge: str, eps: float) -> None:
+    """Write (x - local mean) / sqrt(local variance + eps) of groups x (G, channels, H, W) into `out`.
+
+    Each group is first centred on its global mean so that the window sums add small numbers and the
+    variance E[x^2] - E[x]^2 cancels little; float64 from there on (see `_box_mean`). moments[0]/[1]:
+    the per-pixel mean over the group's channels of the centred values and of their squares. A group of
+    several channels is handled one channel at a time, so no float64 copy of the group is made.
+    """
+    groups, channels, h, w = x.shape
+    centre = x.mean(dim=(1, 2, 3), dtype=torch.float64)[:, None, None]
+    moments = torch.empty((2, groups, h, w), dtype=torch.float64, device=x.device)
+    if channels == 1:  # instance norm: a group is one channel
+        torch.sub(x[:, 0], centre, out=moments[0])
+        torch.square(moments[0], out=moments[1])
+    else:
+        moments.zero_()
+        centred = torch.empty((groups, h, w), dtype=torch.float64, device=x.device)
+        for channel in range(channels):
+            torch.sub(x[:, channel], centre, out=centred)
+            moments[0].add_(centred)
+            moments[1].addcmul_(centred, centred)
+        moments.div_(channels)
+    if kh == 1 and kw == 1:  # each pixel is its own window: no integral image, and an exact variance
+        mean = moments[0]
+        if channels == 1:
+            variance = torch.zeros_like(mean)
+        else:
+            variance = sum(((x[:, channel] - centre) - mean).square_() for channel in range(channels)) / channels
+    else:
+        mean, mean_square = _box_mean(moments, kh, kw, edge)
+        variance = mean_square.addcmul_(mean, mean, value=-1)
+    rstd = variance.clamp_(min=0).add_(eps).rsqrt_()
+    mean = mean + centre  # the local mean of x itself
+    for channel in range(channels):
+        torch.mul(x[:, channel] - mean, rstd, out=out[:, channel])
 
 
 def local_norm(x: torch.Tensor, norm: nn.Module, window: tuple[int, int], edge: str = "replicate") -> torch.Tensor:
@@ -257,10 +294,7 @@ def local_norm(x: torch.Tensor, norm: nn.Module, window: tuple[int, int], edge: 
     groups = norm.num_groups if isinstance(norm, nn.GroupNorm) else c
     x32 = x.float().reshape(n * groups, c // groups, h, w)
     out = torch.empty(x32.shape, dtype=torch.float32, device=x.device)
-    # A few groups at a time: every float64 buffer stays under CHUNK_BYTES, which on a CPU keeps it in
-    # cache and in malloc's reused heap; larger ones are fresh mmaps whose page faults cost more than the
-    # arithmetic (a 32 MiB float64 copy took 20 ms, an 8 MiB one 1 ms; 4 MiB chunks were fastest).
-    step = max(1, CHUNK_BYTES // (2 * 8 * h * w))
+    step = max(1, CHUNK_BYTES // (2 * 8 * h * w))  # groups at a time: two float64 maps each
     for start in range(0, n * groups, step):
         chunk = slice(start, start + step)
         _normalize_groups(x32[chunk], out[chunk], int(kh), int(kw), edge, norm.eps)
@@ -268,45 +302,6 @@ def local_norm(x: torch.Tensor, norm: nn.Module, window: tuple[int, int], edge: 
     if norm.weight is not None:
         out = torch.addcmul(norm.bias.float()[:, None, None], out, norm.weight.float()[:, None, None])
     return out.to(x.dtype)
-
-
-CHUNK_BYTES = 4 * 2**20
-
-
-def _normalize_groups(x: torch.Tensor, out: torch.Tensor, kh: int, kw: int, edge: str, eps: float) -> None:
-    """Write (x - local mean) / sqrt(local variance + eps) of groups x (G, channels, H, W) into `out`.
-
-    Each group is first centred on its global mean so that the window sums add small numbers and the
-    variance E[x^2] - E[x]^2 cancels little; float64 from there on (see `_box_mean`). moments[0]/[1]:
-    the per-pixel mean over the group's channels of the centred values and of their squares. A group of
-    several channels is handled one channel at a time, so no float64 copy of the group is made.
-    """
-    groups, channels, h, w = x.shape
-    centre = x.mean(dim=(1, 2, 3), dtype=torch.float64)[:, None, None]
-    moments = torch.zeros((2, groups, h, w), dtype=torch.float64, device=x.device)
-    if channels == 1:  # instance norm: a group is one channel
-        torch.sub(x[:, 0], centre, out=moments[0])
-        torch.square(moments[0], out=moments[1])
-    else:
-        centred = torch.empty((groups, h, w), dtype=torch.float64, device=x.device)
-        for channel in range(channels):
-            torch.sub(x[:, channel], centre, out=centred)
-            moments[0].add_(centred)
-            moments[1].addcmul_(centred, centred)
-        moments.div_(channels)
-    if kh == 1 and kw == 1:  # each pixel is its own window: no integral image, and an exact variance
-        mean = moments[0]
-        if channels == 1:
-            variance = torch.zeros_like(mean)
-        else:
-            variance = sum(((x[:, channel] - centre) - mean).square_() for channel in range(channels)) / channels
-    else:
-        mean, mean_square = _box_mean(moments, kh, kw, edge)
-        variance = mean_square.addcmul_(mean, mean, value=-1)
-    rstd = variance.clamp_(min=0).add_(eps).rsqrt_()
-    mean = mean + centre  # the local mean of x itself
-    for channel in range(channels):
-        torch.mul(x[:, channel] - mean, rstd, out=out[:, channel])
 
 
 class LocalStatsNorm(nn.Module):
@@ -363,8 +358,6 @@ def local_statistics(model: nn.Module, train_patch: int, factor: float = DEFAULT
     model with only BatchNorm or no norm). The original layers are back on exit, also after an error;
     no weight is modified.
     """
-    from hinet.model import HINet
-
     if not isinstance(model, HINet):
         raise ConfigError(f"local_statistics needs a hinet.model.HINet; got {type(model).__name__}")
     rule = LocalRule(validate_train_patch(train_patch), factor, edge, min_ratio)
@@ -389,4 +382,4 @@ def local_statistics(model: nn.Module, train_patch: int, factor: float = DEFAULT
 
 
 __all__ = ["EDGES", "DEFAULT_FACTOR", "box_mean", "local_norm", "LocalRule", "LocalStatsNorm", "local_statistics",
-           "has_input_statistics", "validate_train_patch"]
+           "has_input_statistics", "uses_input_statistics", "validate_train_patch"]

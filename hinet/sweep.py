@@ -47,7 +47,7 @@ from hinet.inference import STATS_PROTOCOLS
 from hinet.results_table import ABLATION_COLUMNS
 
 GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed", "lr_search")
-LR_SEARCH_KEYS = ("lrs", "steps", "seed")
+LR_SEARCH_KEYS = ("lrs", "steps", "seed", "val_every")
 LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
 LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run", "status", "best_val_psnr",
                      "best_step", "chosen")
@@ -146,9 +146,12 @@ def _lr_search_spec(grid: dict, path: Path) -> dict | None:
         raise ConfigError(f"{path}: lr_search.lrs must be distinct positive numbers; got {lrs!r}")
     steps = spec.get("steps", (grid.get("base") or {}).get("steps", 2000))
     seed = spec.get("seed", grid["seeds"][0] if isinstance(grid.get("seeds"), list) and grid["seeds"] else 0)
+    val_every = spec.get("val_every", (grid.get("base") or {}).get("val_every"))
     if type(steps) is not int or steps < 1 or type(seed) is not int:
         raise ConfigError(f"{path}: lr_search.steps must be a positive integer and seed an integer")
-    return {"lrs": lrs, "steps": steps, "seed": seed}
+    if val_every is not None and (type(val_every) is not int or val_every < 0):
+        raise ConfigError(f"{path}: lr_search.val_every must be a non-negative integer; got {val_every!r}")
+    return {"lrs": lrs, "steps": steps, "seed": seed, "val_every": val_every}
 
 
 def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
@@ -196,6 +199,7 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
             if search:
                 jobs = [(f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec['seed']}", spec["seed"], lr,
                          spec["steps"]) for lr in spec["lrs"]]
+                search_val_every = spec["val_every"]
                 pending = False
             else:
                 choice = choices.get((task, variant["name"])) if spec is not None else None
@@ -209,6 +213,8 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
                     values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
                 if steps is not None:
                     values["steps"] = steps
+                    if search_val_every is not None:
+                        values["val_every"] = search_val_every
                 try:
                     config = TrainConfig.from_dict(values)
                 except ConfigError as error:
@@ -266,26 +272,37 @@ def write_lr_search_table(grid_paths, results_dir: str | os.PathLike = "results"
     return path
 
 
-def _reuse_search_run(run: PlannedRun, chosen: dict, results_dir) -> bool:
-    """Copy the chosen search run into `run`'s empty folder when it is the very same training (same seed,
-    steps and every setting but the name): training is deterministic, so retraining would repeat it."""
+def _copy_identical_run(run: PlannedRun, results_dir) -> str | None:
+    """Copy a finished run folder of `<results>/runs` whose training is exactly `run`'s (every setting but
+    the name) into `run`'s empty folder and return its name; None when there is none. Training is
+    deterministic given its settings, so the copy is what retraining would produce: a search candidate
+    at the grid's own rate and seed is the grid's run, and the other way round."""
     import shutil
 
     import yaml
 
-    from hinet.train import CONFIG_FILE
+    from hinet.train import CONFIG_FILE, read_state
 
-    if chosen["seed"] != run.seed or chosen["steps"] != run.config.steps or run.run_dir.exists():
-        return False
-    source = Path(results_dir) / "runs" / chosen["run"]
-    if not (source / CONFIG_FILE).is_file():
-        return False
-    saved = yaml.safe_load((source / CONFIG_FILE).read_text()) or {}
+    if run.run_dir.exists():
+        return None
     wanted = run.config.to_dict()
-    if any(saved.get(k) != wanted.get(k) for k in set(saved) | set(wanted) if k not in ("run_name", "out_dir")):
-        return False
-    shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(".staging", "*.tmp"))
-    return True
+    ignored = ("run_name", "out_dir", "checkpoint_every", "log_every", "progress")  # none changes the weights
+    for config_path in sorted((Path(results_dir) / "runs").glob(f"*/{CONFIG_FILE}")):
+        source = config_path.parent
+        if source == run.run_dir or (source / FAILED_FILE).exists():
+            continue
+        try:
+            saved = yaml.safe_load(config_path.read_text()) or {}
+            state = read_state(source)
+        except (OSError, yaml.YAMLError, HINetError):
+            continue
+        if state is None or state["step"] < run.config.steps:
+            continue
+        if all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored):
+            shutil.copytree(source, run.run_dir,
+                            ignore=shutil.ignore_patterns(".staging", "*.tmp", EVAL_FILE, RUN_INFO_FILE))
+            return source.name
+    return None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -395,6 +412,10 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
         echo(f"[lr {index}/{len(searches)}] {run.name}: {status}")
         if dry_run or status not in ("new", "resume"):
             continue
+        copied = _copy_identical_run(run, results_dir) if status == "new" else None
+        if copied:
+            echo(f"    the same training as {copied}: copied")
+            continue
         try:
             result = train(run.config)
             echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, "
@@ -416,16 +437,12 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ConfigError(f"two grids define the same run(s): {', '.join(duplicates)}")
-    choices = {}
-    for path in grid_paths:
-        choices.update({(Path(path), key): row for key, row in lr_choices(path, results_dir).items()})
     for index, run in enumerate(runs, 1):
         status = run.status()
-        chosen = next((row for (_, key), row in choices.items() if key == (run.task, run.variant)
-                       and row["ablation"] == run.ablation), None)
-        if status == "new" and chosen is not None and not dry_run and _reuse_search_run(run, chosen, results_dir):
+        copied = _copy_identical_run(run, results_dir) if status == "new" and not dry_run else None
+        if copied:
             status = "evaluate"
-            echo(f"    {run.name}: same training as search run {chosen['run']}; copied")
+            echo(f"    {run.name}: the same training as {copied}; copied")
         report.append({"run": run.name, "status": status})
         echo(f"[{index}/{len(runs)}] {run.name}: {status}")
         if dry_run or status in ("done", "failed") or run.lr_pending:

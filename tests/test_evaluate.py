@@ -143,3 +143,55 @@ def test_cli_reads_an_official_pth_with_task_given(tmp_path, tiny_model, capsys)
     # an official file names no task, so --task is required
     assert main([str(checkpoint), "--images", str(image_dir)]) == 2
     assert "give --task" in capsys.readouterr().err
+
+
+def test_protocol_all_rows_summary_and_csv(tmp_path, tiny_model):
+    images = small_images()
+    rows = evaluate_model(tiny_model, "jpeg", {"quality": 20}, images, baselines=True, stats="all", train_patch=16)
+    expected = [("input", ""), ("hinet", "whole"), ("hinet", "tiled"), ("hinet", "local")]
+    assert [(r["image"], r["method"], r["stats"]) for r in rows] == [(n, m, s) for n in images for m, s in expected]
+    by = {(r["image"], r["stats"]): r["psnr"] for r in rows if r["method"] == "hinet"}
+    # the whole rows are today's default evaluation; tiled and local (16 px patch on 40 x 48 crops) differ
+    default = evaluate_model(tiny_model, "jpeg", {"quality": 20}, images)
+    assert [r["psnr"] for r in default] == pytest.approx([by[(n, "whole")] for n in images], abs=1e-9)
+    assert by[("astro", "tiled")] != by[("astro", "whole")] and by[("astro", "local")] != by[("astro", "whole")]
+    summary = summarize(rows)
+    assert [(s["method"], s["stats"], s["images"]) for s in summary] == [(m, s, 2) for m, s in expected]
+    path = write_csv(tmp_path / "e.csv", rows, "jpeg", {"quality": 20}, 0, Protocol())
+    with open(path) as handle:
+        written = list(csv.DictReader(handle))
+    assert [r["stats"] for r in written if r["image"] == "mean"] == ["", "whole", "tiled", "local"]
+    assert all(r["protocol"].startswith("RGB") for r in written)  # the metric protocol column is unchanged
+    with pytest.raises(ConfigError, match="training patch size"):
+        evaluate_model(tiny_model, "jpeg", None, images, stats="local")
+    with pytest.raises(ConfigError, match="statistics protocol"):
+        evaluate_model(tiny_model, "jpeg", None, images, stats="global")
+
+
+def test_cli_protocol_all_reads_or_assumes_the_training_patch(tmp_path, tiny_model, capsys):
+    image_dir = tmp_path / "images"
+    save_image(image_dir / "crop.png", small_images()["coffee"])
+    assumed = save_checkpoint(tmp_path / "assumed.safetensors", tiny_model, metadata={"task": "denoise"})
+    out_csv = tmp_path / "eval.csv"
+    assert main([str(assumed), "--level", "15", "--images", str(image_dir), "--protocol", "all",
+                 "--out-csv", str(out_csv), "--save-outputs", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "does not record its training patch size; assuming 64 px" in printed
+    assert "statistics: whole" in printed and "statistics: tiled" in printed and "64 px tiles, overlap 16 px" in printed
+    assert "statistics: local" in printed and "96 px at full resolution" in printed
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["method"], r["stats"]) for r in rows if r["image"] == "crop.png"] == [
+        ("hinet", "whole"), ("hinet", "tiled"), ("hinet", "local")]
+    for folder in ("hinet", "hinet_tiled", "hinet_local"):
+        assert (tmp_path / "out" / folder / "crop.png").is_file()
+
+    recorded = save_checkpoint(tmp_path / "recorded.safetensors", tiny_model,
+                               metadata={"task": "denoise", "train_patch": "16"})
+    assert main([str(recorded), "--images", str(image_dir), "--protocol", "local"]) == 0
+    printed = capsys.readouterr().out
+    assert "24 px at full resolution" in printed and "assuming" not in printed
+    assert main([str(recorded), "--images", str(image_dir), "--protocol", "tiled", "--train-patch", "8"]) == 0
+    assert "8 px tiles, overlap 2 px" in capsys.readouterr().out
+    assert main([str(recorded), "--images", str(image_dir), "--protocol", "tiled", "--train-patch", "0"]) == 2
+    assert "training patch size" in capsys.readouterr().err

@@ -262,3 +262,22 @@ def test_bad_arguments_of_the_building_blocks():
         local_norm(torch.zeros(1, 2, 4, 4), nn.BatchNorm2d(2), (2, 2))
     with pytest.raises(ConfigError, match="window"):
         local_norm(torch.zeros(1, 2, 4, 4), nn.GroupNorm(1, 2), (0, 2))
+
+
+def test_restore_holds_a_per_model_lock_so_threads_take_turns():
+    import threading
+
+    from hinet.inference import model_lock, restore
+    from hinet.registry import create_model
+
+    model = create_model("tiny_half_instance").eval()
+    pixels = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    done = threading.Event()
+    with model_lock(model):
+        worker = threading.Thread(target=lambda: (restore(model, pixels, stats="local", train_patch=16), done.set()))
+        worker.start()
+        worker.join(timeout=0.5)
+        assert not done.is_set()  # waiting for the lock: the model is not changed under another pass
+    worker.join(timeout=30)
+    assert done.is_set()
+    assert model_lock(model) is model_lock(model) and model_lock(model) is not model_lock(create_model("tiny_half_instance"))

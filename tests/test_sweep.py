@@ -316,3 +316,22 @@ def test_bad_lr_search_is_a_config_error(grid_file, tmp_path, spec, message):
     grid_file.write_text(yaml.safe_dump(grid))
     with pytest.raises(ConfigError, match=message):
         plan_lr_search(grid_file, tmp_path / "results")
+
+
+def test_a_search_candidate_that_is_an_existing_run_is_copied_not_retrained(grid_file, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    run_sweep([grid_file], results, only="*__hin__*", echo=lambda line: None)  # lr 1e-3, 8 steps, seed 0
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["lr_search"] = {"lrs": [1e-3], "steps": 8, "seed": 0}
+    grid_file.write_text(yaml.safe_dump(grid))
+
+    def no_training(cfg, **kwargs):
+        raise AssertionError(f"{cfg.run_name} was retrained")
+
+    monkeypatch.setattr(train_module, "train", no_training)
+    lines = []
+    run_sweep([grid_file], results, only="lr-*__hin__*", echo=lines.append)
+    assert any("the same training as mini__denoise__hin__s0: copied" in line for line in lines)
+    source, copy = results / "runs/mini__denoise__hin__s0", results / "runs/lr-mini__denoise__hin__lr0.001__s0"
+    assert (copy / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()
+    assert not (copy / "eval.csv").exists()  # a search run is never scored on the test set
