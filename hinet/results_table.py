@@ -39,11 +39,7 @@ import numpy as np
 import pandas as pd
 
 from hinet.errors import ResultsError
-
-try:
-    from hinet.inference import STATS_PROTOCOLS
-except ImportError:  # hinet.inference gains STATS_PROTOCOLS in a concurrent change: the same names, its order
-    STATS_PROTOCOLS = ("whole", "tiled", "local")
+from hinet.inference import STATS_PROTOCOLS
 
 PROTOCOL_MEANING = "how normalization statistics were computed at test time"
 # Tables written before the protocol column were all evaluated on whole images; views open on it too.
@@ -63,6 +59,9 @@ KNOB_COLUMNS = (
     "norm", "norm_ratio", "hin_position_left", "hin_position_right", "norm_in_decoder", "norm_affine", "wf",
     "depth", "steps", "lr",
 )
+# Knobs the sweep chooses per variant (its learning-rate search trains each variant at its own best rate),
+# so a comparison of two variants does not require them equal; the claim evidence states them when they differ.
+TUNED_KNOBS = ("lr",)
 NUMERIC_COLUMNS = (
     "seed", "norm_ratio", "hin_position_left", "hin_position_right", "wf", "depth", "steps", "lr",
     "train_seconds", "params", "macs", "latency_ms", "psnr", "ssim",
@@ -715,17 +714,22 @@ def _outcome(delta: PairedDelta) -> str:
     return "tie"
 
 
-def _describe(variant: str, reference: str, delta: PairedDelta) -> str:
+def _describe(variant: str, reference: str, delta: PairedDelta, configs: pd.DataFrame) -> str:
     text = (f"{variant} − {reference}: {_signed(delta.mean, PSNR_DIGITS + 1)} dB "
             f"{_interval(delta.low, delta.high, PSNR_DIGITS + 1, delta.n_seeds)}")
     if delta.n_seeds > 1:
         text += f", per seed {format_seed_deltas(delta.per_seed)}"
+    tuned = [f"{knob} {_format_knob(_none(configs.loc[variant, knob]))} vs {_format_knob(_none(configs.loc[reference, knob]))}"
+             for knob in TUNED_KNOBS if not _same(_none(configs.loc[variant, knob]), _none(configs.loc[reference, knob]))]
+    if tuned:
+        text += f" ({'; '.join(tuned)})"
     return text
 
 
 def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str]) -> list[str]:
-    """Variants that equal `reference` on every knob outside `free` and differ in at least one inside it
-    (a variant equal on every knob is the reference model under another name, e.g. from another grid)."""
+    """Variants that equal `reference` on every knob outside `free` (`TUNED_KNOBS` aside) and differ in at
+    least one inside it (a variant equal on all of them is the reference model under another name, e.g.
+    from another grid, even when its own learning-rate search chose another rate)."""
     ref = configs.loc[reference]
 
     def same(v, k):
@@ -733,8 +737,8 @@ def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str
 
     return [
         v for v in configs.index
-        if all(same(v, k) for k in KNOB_COLUMNS if k not in free)
-        and not all(same(v, k) for k in KNOB_COLUMNS)
+        if all(same(v, k) for k in KNOB_COLUMNS if k not in free and k not in TUNED_KNOBS)
+        and not all(same(v, k) for k in free)
     ]
 
 
@@ -758,7 +762,8 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
     (`claims_by_protocol` checks each). Variants are recognised by their knobs, not their names: the HIN
     reference is `default_baseline`, the norm comparisons are variants that differ from it only in the norm
     (and so its default ratio), the placement comparisons only in hin_position_left/right and
-    norm_in_decoder. A claim "reproduces" when every comparison it needs is significant in its direction
+    norm_in_decoder; the learning rate, which the sweep tunes per variant (`TUNED_KNOBS`), may differ and
+    the evidence then names both rates. A claim "reproduces" when every comparison it needs is significant in its direction
     (the 95% hierarchical bootstrap interval of the paired Δ excludes 0), "does not reproduce" when one is
     significant the other way, and is "inconclusive" otherwise.
     """
@@ -801,7 +806,7 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
     checks.append(_verdict(
         _CLAIMS[0],
         [(by_norm[n], comparisons[n]) for n in ("batch", "layer", "instance", "none") if n in by_norm],
-        reference, want="below", needed=4,
+        reference, configs, want="below", needed=4,
         missing=[n for n in ("batch", "layer", "instance", "none") if n not in by_norm],
     ))
 
@@ -813,7 +818,7 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
         bn_vs_next = min(others, key=others.get)
         delta = _comparison(table, by_norm["batch"], bn_vs_next, n_resamples, seed)
         listing = ", ".join(f"{v} {m:.{PSNR_DIGITS}f}" for v, m in means.sort_values().items())
-        evidence = f"mean PSNR (dB): {listing}; {_describe(by_norm['batch'], bn_vs_next, delta)}"
+        evidence = f"mean PSNR (dB): {listing}; {_describe(by_norm['batch'], bn_vs_next, delta, configs)}"
         if worst != by_norm["batch"]:
             verdict = "does not reproduce" if _outcome(delta) == "above" else "inconclusive"
         else:
@@ -824,7 +829,7 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
 
     # 3. Full instance norm is worse than half.
     if "instance" in by_norm:
-        checks.append(_verdict(_CLAIMS[2], [(by_norm["instance"], comparisons["instance"])], reference,
+        checks.append(_verdict(_CLAIMS[2], [(by_norm["instance"], comparisons["instance"])], reference, configs,
                                want="below", needed=1, missing=[]))
     else:
         checks.append(ClaimCheck(_CLAIMS[2], "not tested", "needs an instance-norm variant (ratio 1.0)"))
@@ -836,7 +841,7 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
     if placement and full_encoder and ref_config["norm_in_decoder"] is not True:
         checks.append(_verdict(
             _CLAIMS[3], [(v, _comparison(table, v, reference, n_resamples, seed)) for v in placement],
-            reference, want="below", needed=len(placement), missing=[],
+            reference, configs, want="below", needed=len(placement), missing=[],
         ))
     else:
         checks.append(ClaimCheck(_CLAIMS[3], "not tested",
@@ -844,10 +849,10 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
     return checks
 
 
-def _verdict(claim: str, comparisons: list[tuple[str, PairedDelta]], reference: str, want: str, needed: int,
-             missing: list[str]) -> ClaimCheck:
+def _verdict(claim: str, comparisons: list[tuple[str, PairedDelta]], reference: str, configs: pd.DataFrame,
+             want: str, needed: int, missing: list[str]) -> ClaimCheck:
     outcomes = [_outcome(delta) for _, delta in comparisons]
-    evidence = "; ".join(_describe(variant, reference, delta) for variant, delta in comparisons)
+    evidence = "; ".join(_describe(variant, reference, delta, configs) for variant, delta in comparisons)
     if missing:
         evidence += f" (no comparable variant for: {', '.join(missing)})"
     opposite = "above" if want == "below" else "below"

@@ -10,15 +10,17 @@ import pytest
 from app import ablation_tab, ablation_views as views, models
 from app.context import AppContext
 from hinet import results_table as rt
-from tests.test_results_table import synthetic_table
+from tests.test_results_table import synthetic_table, with_protocols
+
+PROTOCOL_OFFSETS = {"whole": 0.0, "tiled": 5.0, "local": -1.0}  # dB added to every score of that protocol
 
 
 @pytest.fixture
 def results(tmp_path, monkeypatch):
-    """A results folder with the synthetic ablation table and one log per run."""
+    """A results folder with the synthetic ablation table under three protocols and one log per run."""
     folder = tmp_path / "results"
     (folder / "runs").mkdir(parents=True)
-    table = synthetic_table()
+    table = with_protocols(synthetic_table(), PROTOCOL_OFFSETS)
     table.to_csv(folder / "ablation.csv", index=False)
     for run in table["run"].unique():
         seed = int(run.rsplit("_s", 1)[1])
@@ -80,12 +82,13 @@ def test_training_figure_has_loss_and_validation_traces():
 def test_render_builds_every_output(results):
     table, message = ablation_tab.load_table(results / "ablation.csv")
     assert message == ""
-    chosen = ablation_tab.scope(table, ablation="placement")
+    chosen = views.scope(table, ablation="placement")
     assert chosen["baseline"] == "small_hin" and chosen["seeds"] == [0, 1, 2]
+    assert chosen["protocols"] == ["whole", "tiled", "local"] and chosen["protocol"] == "whole"
     out = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "placement",
                               chosen["variants"], chosen["seeds"], chosen["baseline"])
     status, shown, diff, csv_file, md_file, protocol, psnr, curves, pareto, heat, open_choice = out
-    assert "baseline **small_hin**" in status
+    assert "baseline **small_hin**" in status and "protocol **whole**" in status
     assert set(shown["variant"]) == {"small_hin (baseline)", "small_hin_shallow", "small_hin_encdec"}
     assert list(diff.columns) == ["variant", "role", "hin_position_right", "norm_in_decoder"]
     assert pd.read_csv(csv_file).shape[0] == 3 and "±" in open(md_file).read()
@@ -96,6 +99,40 @@ def test_render_builds_every_output(results):
     out = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "placement",
                               chosen["variants"], [0, 1], "small_hin_shallow")
     assert out[1].loc[out[1]["variant"] == "small_hin_shallow (baseline)", "Δ PSNR (dB)"].item() == 0
+
+
+def test_scope_offers_the_protocols_of_the_ablation_and_keeps_the_chosen_one():
+    table = rt.validate_ablation_table(with_protocols(synthetic_table(), PROTOCOL_OFFSETS))
+    assert views.scope(table, protocol="tiled")["protocol"] == "tiled"
+    assert views.scope(table, protocol="nonsense")["protocol"] == "whole"
+    # a protocol under which one variant was not tested offers only the variants it has
+    partial = table[~((table["protocol"] == "local") & (table["variant"] == "small_none"))]
+    assert "small_none" not in views.scope(partial, ablation="norm", protocol="local")["variants"]
+    assert "small_none" in views.scope(partial, ablation="norm", protocol="whole")["variants"]
+    # without whole rows the view opens on the first protocol present, in STATS_PROTOCOLS order
+    no_whole = table[table["protocol"] != "whole"]
+    assert views.scope(no_whole)["protocols"] == ["tiled", "local"] and views.pick_protocol(no_whole) == "tiled"
+    assert views.PROTOCOL_INFO == "How normalization statistics were computed at test time"
+
+
+def test_render_filters_table_and_plots_by_protocol(results):
+    table, _ = ablation_tab.load_table(results / "ablation.csv")
+    chosen = views.scope(table, ablation="norm")
+    outputs = {}
+    for protocol in ("whole", "tiled", None):
+        outputs[protocol] = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "norm",
+                                                chosen["variants"], chosen["seeds"], chosen["baseline"],
+                                                protocol=protocol)
+    whole, tiled, default = outputs["whole"], outputs["tiled"], outputs[None]
+    assert "protocol **tiled**" in tiled[0] and "protocol **whole**" in default[0]
+    pd.testing.assert_frame_equal(default[1], whole[1])  # no protocol given: whole
+    assert (tiled[1]["PSNR (dB)"] - whole[1]["PSNR (dB)"]).to_numpy() == pytest.approx(5.0)
+    assert list(tiled[1]["Δ PSNR (dB)"]) == list(whole[1]["Δ PSNR (dB)"])  # both runs shifted alike
+    psnr_figure, heatmap = tiled[6], tiled[9]
+    assert "protocol tiled" in psnr_figure.layout.title.text and "protocol tiled" in heatmap.layout.title.text
+    assert list(psnr_figure.data[0].y) == pytest.approx(list(whole[6].data[0].y + 5.0))
+    assert "`whole`" in whole[5] and "`tiled`" not in whole[5]  # the how-measured text names one protocol
+    assert "protocol tiled" in open(tiled[4]).read()  # the export says which statistics it holds
 
 
 def test_missing_and_malformed_csv_give_a_message_not_a_crash(results):
@@ -120,6 +157,11 @@ def test_tab_builds_with_and_without_results(results):
                 with gr.Tab("Ablations", id="ablation"):
                     ablation_tab.build_tab(ctx)
         assert demo.fns
+        radio, = [block for block in demo.blocks.values()
+                  if isinstance(block, gr.Radio) and block.label == views.PROTOCOL_LABEL]
+        assert radio.info == views.PROTOCOL_INFO
+        if present:
+            assert [value for _, value in radio.choices] == ["whole", "tiled", "local"] and radio.value == "whole"
 
 
 def test_user_runs_lists_runs_dir(results, tmp_path):
