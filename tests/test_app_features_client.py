@@ -137,7 +137,7 @@ def test_learn_view_each_experiment(client, experiment):
         " Its γ/β are still 1/0, so illustrative γ/β are drawn at random (seed 0)." if experiment == "affine" else ""))
     figure, picture = value(figure), value(picture)
     if experiment == "tile":
-        assert np.asarray(Image.open(picture)).shape == (192, 3 * 192 + 12, 3) and figure is None
+        assert np.asarray(Image.open(picture)).shape == (192, 5 * 192 + 24, 3) and figure is None
     else:
         assert figure["type"] == "plotly" and picture is None
 

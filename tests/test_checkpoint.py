@@ -360,7 +360,8 @@ def test_load_any_checkpoint_reads_an_official_pth_and_infers_its_config(tmp_pat
     loaded, metadata = load_any_checkpoint(path)
     assert_same_weights(model, loaded)
     assert not loaded.training
-    assert metadata == {"config": model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth"}
+    assert metadata == {"config": model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth",
+                        "train_patch": 256}
 
 
 def test_load_any_checkpoint_reads_our_safetensors_with_its_metadata(tmp_path):

@@ -233,7 +233,7 @@ def test_cli_exit_code(grid_file, tmp_path, capsys):
     assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
 
 
-EXPECTED_RUNS = {"ablation_norm.yaml": 30, "ablation_placement.yaml": 12, "ablation_ratio.yaml": 12}
+EXPECTED_RUNS = {"ablation_norm.yaml": 30, "ablation_norm_3k.yaml": 30, "ablation_placement.yaml": 12, "ablation_ratio.yaml": 12}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
