@@ -470,3 +470,45 @@ def test_ship_model_names_and_models_section_show_default_and_variant(tmp_path):
     default, variant = text.split("### jpeg (jpeg, the default)")[1], text.split("### jpeg_hin (jpeg, a comparison variant)")[1]
     assert "norm `batch`" in default.split("###")[0] and "Bar: PSNR >= input + 1 dB: reached" in default.split("###")[0]
     assert "norm `half_instance`" in variant and "not reached: 0.46 dB short" in variant
+
+
+def _readme_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_results_readme", ROOT / "scripts" / "make_results_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_before_after_section_is_computed_from_both_tables():
+    readme = _readme_module()
+    before = rt.validate_ablation_table(pd.DataFrame([
+        row("hin", s, i, 30.0 + s) for s in (0, 1) for i in ("x", "y")] + [
+        row("batch", s, i, 32.0 + s, norm="batch") for s in (0, 1) for i in ("x", "y")]))
+    after = with_protocols(before.assign(psnr=before["psnr"] - 1.0), {"whole": 0.0, "tiled": 3.0})
+    after.loc[(after["variant"] == "batch") & (after["protocol"] == "tiled"), "psnr"] -= 3.0  # BN ignores tiling
+    text = readme.rerun_section(before, rt.validate_ablation_table(after))
+    assert "| variant | before (`whole`) | now `whole` | now `tiled` |" in text
+    assert "| batch | 32.50 (+2.00 [+2.00, +2.00]) | 31.50 (+2.00 [+2.00, +2.00]) | 31.50 (-1.00 [-1.00, -1.00]) |" in text
+    assert "seeds now: 0, 1" in text
+
+
+def test_stats_section_checks_the_protocol_bars_on_the_data():
+    readme = _readme_module()
+    scores = pd.DataFrame([
+        {"model": m, "task": "denoise", "level": "sigma=25", "norm": norm, "train_patch": 64, "patch_assumed": True,
+         "rule": rule, "image": i, "psnr": 30.0 + shift, "ssim": 0.8}
+        for m, norm, shifts in (("models/denoise_hin", "half_instance", {"whole": 0.0, "tiled": 0.5, "local": -0.4}),
+                                ("models/denoise", "batch", {"whole": 0.0, "tiled": 0.02, "local": 0.0}))
+        for rule, shift in shifts.items() for i in ("x", "y")])
+    deblur = [dict(row("hin", s, i, 24.0 + (2.5 if p == "tiled" else 0.0), protocol=p), task="deblur")
+              for s in (0, 1) for i in ("x", "y") for p in rt.STATS_PROTOCOLS]
+    text = readme.stats_section(scores, pd.DataFrame(deblur))
+    assert "| models/denoise_hin | half_instance | 64 (assumed) | 30.00 | 30.50 (+0.50) | 29.60 (-0.40) |" in text
+    assert "| 300-step HIN deblur runs: tiled - whole >= 2 dB (seed mean) | +2.50 dB over 2 seed(s) | met |" in text
+    assert "| shipped denoise_hin: tiled - whole >= 0.3 dB | +0.50 dB | met |" in text
+    assert "largest spread 0.020 dB | met |" in text
+    worse = readme.stats_section(scores.assign(psnr=np.where(scores["rule"] == "tiled", 30.1, scores["psnr"])),
+                                 pd.DataFrame(deblur))
+    assert "| shipped denoise_hin: tiled - whole >= 0.3 dB | +0.10 dB | **not met** |" in worse
