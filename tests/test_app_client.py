@@ -135,3 +135,13 @@ def test_other_modes_are_read_not_refused(client, images):
 def test_tiled_restore_reports_its_tiles(client, images):
     output = _restore(client, images["noisy"], tiling="tiles", tile_size=64, overlap=16, show_seams=True)
     assert "Tiled: 4 tiles of up to 64 px, zero overlap, no blending" in output[5]
+
+
+def test_statistics_protocols_are_offered_and_say_what_they_did(client, images):
+    from app.restore_tab import LOCAL, TRAIN_TILES
+
+    tiled = _restore(client, images["noisy"], tiling=TRAIN_TILES)
+    assert "Test-time statistics per model" in tiled[5] and "tiled: statistics per tile (64 px tiles" in tiled[5]
+    assert "assuming 64 px" in tiled[5]  # an untrained registry model records no training patch
+    local = _restore(client, images["noisy"], tiling=LOCAL)
+    assert "local: statistics over a sliding" in local[5]
