@@ -415,17 +415,18 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
         copied = _copy_identical_run(run, results_dir) if status == "new" else None
         if copied:
             echo(f"    the same training as {copied}: copied")
-            continue
-        try:
-            result = train(run.config)
-            echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, "
-                 f"best val PSNR {result['best_val_psnr']:.2f} dB")
-        except HINetError as error:  # a rate that diverges is a finished, failed candidate
-            from hinet.io import atomic_write_text
+        else:
+            try:
+                result = train(run.config)
+                echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, "
+                     f"best val PSNR {result['best_val_psnr']:.2f} dB")
+            except HINetError as error:  # a rate that diverges is a finished, failed candidate
+                from hinet.io import atomic_write_text
 
-            run.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run.run_dir / FAILED_FILE, str(error) + "\n")
-            echo(f"    FAILED (this rate is out of the choice): {error}")
+                run.run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(run.run_dir / FAILED_FILE, str(error) + "\n")
+                echo(f"    FAILED (this rate is out of the choice): {error}")
+        write_lr_search_table(grid_paths, results_dir)  # after every candidate: a stopped sweep leaves it current
     if searches and not dry_run:
         echo(f"wrote {write_lr_search_table(grid_paths, results_dir)}")
 
