@@ -194,6 +194,11 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
         if (run_dir / "eval.csv").is_file():
             try:
                 scores = pd.read_csv(run_dir / "eval.csv")
+                # the model's own per-image rows, one pass: not baselines, means or other protocols
+                keep = (scores.get("method") == "hinet") & (scores.get("image") != "mean")
+                if "stats" in scores:
+                    keep &= scores["stats"].fillna("").isin(["", "whole"])
+                scores = scores[keep] if "method" in scores and "image" in scores else scores
                 if "psnr" in scores:
                     test_psnr = round(float(pd.to_numeric(scores["psnr"], errors="coerce").mean()), 2)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):

@@ -153,8 +153,9 @@ def run_tile(state: views.LearnState):
         "level, as TLC does); then |tiled − whole| (max "
         f"{result.max_difference:.3g}, mean {result.mean_difference:.3g}), whose edges follow the tile borders: "
         f"the seams; and |local − whole| (max {result.local_max_difference:.3g}, mean "
-        f"{result.local_mean_difference:.3g}): local statistics change the output smoothly, without seams. Both "
-        f"maps share one colour scale. {weights_note(entry_id)}"
+        f"{result.local_mean_difference:.3g}): where the window is smaller than the crop, local statistics change "
+        "the output smoothly, without seams; a window of 1.5 x 128 px or more covers this crop at every level, "
+        f"and local equals whole. Both maps share one colour scale. {weights_note(entry_id)}"
     )
     return None, views.tile_picture(result), caption
 

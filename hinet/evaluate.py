@@ -316,6 +316,10 @@ def run(args: argparse.Namespace) -> list[dict]:
     strength = data.validate_strength(task) if args.level is None else data.parse_level(task, args.level)
     if args.tile is not None and args.tile < 1:
         raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
+    if args.tile is not None and args.protocol in ("tiled", ALL_STATS):
+        raise ConfigError("--tile replaces the tiles of --protocol tiled (the training patch), so whole and tiled "
+                          "would be the same computation under two labels; drop --tile, or use --protocol whole "
+                          "or local with it")
     base = default_protocol(task)
     protocol = Protocol(channel=args.channel or base.channel, round_to_uint8=args.round_to_uint8, border=args.border)
     stats = chosen_stats(args.protocol)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from hinet.errors import ConfigError, ImageError
 from hinet.image import image_to_tensor, pad_to_multiple
-from hinet.inference import eval_mode, min_input_size, model_device
+from hinet.inference import eval_mode, min_input_size, model_device, model_lock
 from hinet.model import HINet, UNetConvBlock
 
 
@@ -182,6 +182,10 @@ def capture_features(
 
         return hook
 
+    # Local statistics swap a model's norm layers during a restore: hooks and the pass must see the
+    # model's own layers, so capture takes the same per-model lock as `hinet.inference.restore`.
+    lock = model_lock(model)
+    lock.acquire()
     try:
         for name in names:
             block: UNetConvBlock = all_blocks[name]
@@ -196,6 +200,7 @@ def capture_features(
     finally:
         for handle in handles:
             handle.remove()
+        lock.release()
 
     h, w = result.input_hw
     for name in names:

@@ -225,8 +225,9 @@ STATS_PROTOCOLS = ("whole", "tiled", "local")  # the one place these names are d
 DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles when a tile size is given explicitly
 ASSUMED_TRAIN_PATCH = 64
 ASSUMED_PATCH_MESSAGE = (
-    f"this checkpoint does not record its training patch size; assuming {ASSUMED_TRAIN_PATCH} px, the patch "
-    "every model of this project was trained on before the size was recorded"
+    f"this checkpoint does not record its training patch size; assuming {ASSUMED_TRAIN_PATCH} px, the patch of "
+    "the shipped models and ablation runs trained before the size was recorded (configs/*_small.yaml); "
+    "give the real size with --train-patch if it was trained on other crops"
 )
 
 

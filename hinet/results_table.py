@@ -438,8 +438,14 @@ def per_image_delta(table: pd.DataFrame, baseline: str, metric: str = "psnr") ->
 def means_by_protocol(table: pd.DataFrame, metric: str = "psnr") -> pd.DataFrame:
     """Mean over seeds of the image-averaged `metric`, computed within each protocol: rows are variants
     (`variant_order`), columns the protocols present (`protocols`). Shows how a variant's score moves when
-    only the test-time statistics change; a variant listed under several ablations counts once."""
+    only the test-time statistics change; a variant listed under several ablations counts once (call it
+    per ablation when two ablations reuse a name for different runs). Only the (variant, seed) pairs scored
+    under every protocol present count, so a seed that lacks a protocol does not pass for a protocol effect."""
     rows = table.drop_duplicates(["variant", "seed", "protocol", "image"])
+    present = protocols(rows)
+    complete = rows.groupby(["variant", "seed"])["protocol"].nunique()
+    complete = complete[complete == len(present)].index
+    rows = rows.set_index(["variant", "seed"]).loc[lambda f: f.index.isin(complete)].reset_index()
     columns = {}
     for protocol in protocols(rows):
         means = seed_means(select(rows, protocol=protocol)).groupby("variant", sort=False)[metric].mean()

@@ -51,7 +51,8 @@ LR_SEARCH_KEYS = ("lrs", "steps", "seed", "val_every")
 LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
 LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run", "status", "best_val_psnr",
                      "best_step", "chosen")
-FAILED_FILE = "failed.txt"  # a run that raised (e.g. diverged): its message; the run counts as finished
+FAILED_FILE = "failed.txt"
+WEIGHTLESS = "trained, weights not kept: cannot be scored under the missing protocols"  # a run that raised (e.g. diverged): its message; the run counts as finished
 RUN_INFO_FILE = "sweep.json"
 EVAL_FILE = "eval.csv"
 LATENCY_SIZE = 256
@@ -88,6 +89,8 @@ class PlannedRun:
             return "resume"
         if scored_protocols(self.run_dir) >= set(STATS_PROTOCOLS) and (self.run_dir / RUN_INFO_FILE).is_file():
             return "done"
+        if not (self.run_dir / "model.safetensors").is_file():
+            return WEIGHTLESS  # trained elsewhere, weights not kept (git-ignored): nothing can score it again
         return "evaluate"
 
 
@@ -272,6 +275,27 @@ def write_lr_search_table(grid_paths, results_dir: str | os.PathLike = "results"
     return path
 
 
+def _same_circumstances(source: Path, run: PlannedRun) -> bool:
+    """What equal settings do not pin down: the precision this machine would train in (bf16 only where
+    native) and, with `photos: optional`, whether the photos would be used now as they were then."""
+    from hinet.checkpoint import read_metadata
+    from hinet.train import _use_bf16, _use_photos, resolve_device
+
+    try:
+        metadata = read_metadata(source / "model.safetensors")
+        precision = "bf16 autocast" if _use_bf16(run.config.bf16, resolve_device(run.config.device), warn=False) else "fp32"
+        if metadata.get("precision") != precision or metadata.get("steps") != run.config.steps:
+            return False
+        recorded = source / "data_sources.json"
+        if run.config.data.photos != "none":
+            used_then = recorded.is_file() and json.loads(recorded.read_text()).get("validation", {}).get("source") == "photos"
+            if used_then != _use_photos(run.config.data.photos, warn=False):
+                return False
+    except (OSError, ValueError, HINetError):
+        return False
+    return True
+
+
 def _copy_identical_run(run: PlannedRun, results_dir) -> str | None:
     """Copy a finished run folder of `<results>/runs` whose training is exactly `run`'s (every setting but
     the name) into `run`'s empty folder and return its name; None when there is none. Training is
@@ -296,9 +320,10 @@ def _copy_identical_run(run: PlannedRun, results_dir) -> str | None:
             state = read_state(source)
         except (OSError, yaml.YAMLError, HINetError):
             continue
-        if state is None or state["step"] < run.config.steps:
+        if state is None or state["step"] != run.config.steps or not (source / "model.safetensors").is_file():
             continue
-        if all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored):
+        if all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored) \
+                and _same_circumstances(source, run):
             shutil.copytree(source, run.run_dir,
                             ignore=shutil.ignore_patterns(".staging", "*.tmp", EVAL_FILE, RUN_INFO_FILE))
             return source.name
@@ -402,7 +427,7 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
     """Search learning rates (grids with `lr_search`), then train, evaluate and tabulate every selected
     run; returns one {run, status} per run, plus "error" for a run that failed (it is left out of the
     table; the other runs go on). `only` selects search and main runs alike by name."""
-    from hinet.train import train
+    from hinet.train import TrainingDiverged, train
 
     searches = _select([run for path in grid_paths for run in plan_lr_search(path, results_dir)], only)
     report = []
@@ -418,9 +443,10 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
         else:
             try:
                 result = train(run.config)
-                echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, "
-                     f"best val PSNR {result['best_val_psnr']:.2f} dB")
-            except HINetError as error:  # a rate that diverges is a finished, failed candidate
+                best = result["best_val_psnr"]
+                echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, best val PSNR "
+                     + ("none (no validation set)" if best is None else f"{best:.2f} dB"))
+            except TrainingDiverged as error:  # a rate that diverges is a finished, failed candidate
                 from hinet.io import atomic_write_text
 
                 run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -446,7 +472,7 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
             echo(f"    {run.name}: the same training as {copied}; copied")
         report.append({"run": run.name, "status": status})
         echo(f"[{index}/{len(runs)}] {run.name}: {status}")
-        if dry_run or status in ("done", "failed") or run.lr_pending:
+        if dry_run or status in ("done", "failed", WEIGHTLESS) or run.lr_pending:
             continue
         try:
             if status in ("new", "resume"):

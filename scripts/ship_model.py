@@ -31,7 +31,7 @@ from hinet.evaluate import MODEL_METHOD  # noqa: E402
 def read_mean_row(eval_csv: Path) -> dict:
     with open(eval_csv, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["method"] == MODEL_METHOD and row["image"] == "mean":
+            if row["method"] == MODEL_METHOD and row["image"] == "mean" and row.get("stats", "") in ("", "whole"):
                 return row
     raise HINetError(f"{eval_csv} has no mean row for method {MODEL_METHOD!r}")
 

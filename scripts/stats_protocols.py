@@ -13,7 +13,9 @@ for shipped models and the run's own level for runs), this computes PSNR/SSIM un
 
 It writes `<results>/stats_protocols.csv` (one row per model x rule x image) and prints the means, so the
 README's figures on local statistics come from one rerunnable command. Batch-norm and no-norm models are
-scored too: their protocols must agree (nothing computes statistics from the input), which checks the code.
+scored too: nothing in them computes statistics from the input, so `local` must equal `whole` exactly (a
+check of the code); `tiled` may still differ a little, because each tile loses the context beyond its
+border (blending hides most of it).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ def serve_tiny_app(runs_dir, **module_patches):
     `module_patches` maps "module.ATTRIBUTE" (under `app`) to a value, e.g. {"train_tab.UI_DATA": ...}.
     Yields the local URL; closes the server and undoes every patch afterwards.
     """
-    import app
+    import importlib
+
     from app import build_demo, launch_kwargs, models
 
     patch = pytest.MonkeyPatch()
@@ -32,7 +33,7 @@ def serve_tiny_app(runs_dir, **module_patches):
     patch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
     for target, value in module_patches.items():
         module, attribute = target.split(".")
-        patch.setattr(getattr(app, module), attribute, value)
+        patch.setattr(importlib.import_module(f"app.{module}"), attribute, value)  # imported even when run alone
     demo = build_demo()
     try:
         _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),

@@ -178,6 +178,14 @@ def test_a_run_scored_before_protocols_existed_is_scored_again(grid_file, tmp_pa
         writer.writeheader()
         writer.writerows(old_rows)
     assert scored_protocols(run.run_dir) == {"whole"} and run.status() == "evaluate"
+    weights = (run.run_dir / "model.safetensors").read_bytes()
+    (run.run_dir / "model.safetensors").unlink()  # a fresh clone: weights are git-ignored
+    from hinet.sweep import WEIGHTLESS
+
+    assert run.status() == WEIGHTLESS
+    report = run_sweep([grid_file], results, only="*__hin__*", echo=lambda line: None)
+    assert report[-1] == {"run": run.name, "status": WEIGHTLESS}  # skipped, not a failure
+    (run.run_dir / "model.safetensors").write_bytes(weights)
     run_sweep([grid_file], results, only="*__hin__*", echo=lambda line: None)
     assert run.status() == "done"
 
@@ -335,3 +343,20 @@ def test_a_search_candidate_that_is_an_existing_run_is_copied_not_retrained(grid
     source, copy = results / "runs/mini__denoise__hin__s0", results / "runs/lr-mini__denoise__hin__lr0.001__s0"
     assert (copy / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()
     assert not (copy / "eval.csv").exists()  # a search run is never scored on the test set
+
+
+def test_a_search_candidate_stopped_by_a_config_problem_is_not_marked_failed(grid_file, tmp_path, monkeypatch):
+    from hinet.sweep import FAILED_FILE, plan_lr_search
+
+    grid = yaml.safe_load(grid_file.read_text())
+    grid["lr_search"] = {"lrs": [1e-3], "steps": 8}
+    grid["variants"] = grid["variants"][:1]
+    grid_file.write_text(yaml.safe_dump(grid))
+
+    def missing_photos(cfg, **kwargs):
+        raise ConfigError("install the photo packages")
+
+    monkeypatch.setattr(train_module, "train", missing_photos)
+    with pytest.raises(ConfigError, match="photo packages"):
+        run_sweep([grid_file], tmp_path / "results", echo=lambda line: None)
+    assert not (plan_lr_search(grid_file, tmp_path / "results")[0].run_dir / FAILED_FILE).exists()
