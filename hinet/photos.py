@@ -9,8 +9,9 @@ file with package, version, path, sha256 and licence, so a run can say exactly w
     python -m hinet.photos                # check every file's hash and prepare the cache
 
 Preparing downscales each photo to at most `max_side` (1280) pixels on its long side with Pillow's
-Lanczos filter, which anti-aliases and also removes the JPEG blocking of the originals, and caches it as
-an 8-bit PNG in `hinet.data.cache_dir()/photos/` (keyed by hash, so a changed file is re-prepared).
+Lanczos filter, which anti-aliases and attenuates the JPEG blocking of the originals (by 2-5x in each
+direction), and caches it as an 8-bit PNG in `hinet.data.cache_dir()/photos/`, named by the manifest's
+hash: the installed file's hash is checked when a photo is prepared, not on every read of the cache.
 Multi-scale copies are made later by `hinet.data.training_pool`, like for every other source.
 
 The manifest marks five photos `validation`: they never enter training, and `validation_crops` cuts
