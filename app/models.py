@@ -26,6 +26,7 @@ from hinet.errors import ConfigError, HINetError
 from hinet.inference import training_patch
 from hinet.model import HINet, HINetConfig, count_parameters
 from hinet.registry import get_config, list_variants
+from hinet.sweep import SHIPPED_WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
     task = metadata.get("task")
     test_psnr = _decode_value(metadata.get("test_psnr"))
     test_psnr = float(test_psnr) if isinstance(test_psnr, (int, float)) else None
-    if test_psnr is None and source == "results" and path.name == "model.safetensors":
+    if test_psnr is None and source == "results" and path.name in ("model.safetensors", SHIPPED_WEIGHTS_FILE):
         test_psnr = ablation_test_psnr(path.parent.name)
     # Only a checkpoint that says so is labelled trained: a file without the key may hold initial weights.
     trained = _as_bool(metadata.get("trained", False))
@@ -184,8 +185,12 @@ def _checkpoint_paths() -> list[tuple[Path, str, str, str]]:
     found = []
     for path in _weight_files(RESULTS_DIR / "models"):
         found.append((path, f"results/models/{path.stem}", path.stem, "results"))
-    for path in sorted((RESULTS_DIR / "runs").glob("*/model.safetensors")):
-        found.append((path, f"results/runs/{path.parent.name}", path.parent.name, "results"))
+    for run_dir in sorted(p for p in (RESULTS_DIR / "runs").glob("*") if p.is_dir()):
+        # the local fp32 training checkpoint where it exists, else the fp16 copy git keeps for a fresh clone
+        path = next((run_dir / name for name in ("model.safetensors", SHIPPED_WEIGHTS_FILE)
+                     if (run_dir / name).is_file()), None)
+        if path is not None:
+            found.append((path, f"results/runs/{run_dir.name}", run_dir.name, "results"))
     for path in sorted(runs_dir().glob("*/model.safetensors")):
         found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
     for path in _weight_files(runs_dir(), official_only=True):

@@ -30,6 +30,9 @@ SMALL_VARIANTS: dict[str, dict] = {
     # normalized fraction (ratio ablation); 0.5 is small_hin, 1.0 is small_instance
     "small_hin_r0.25": dict(SMALL_BASE, norm="half_instance", norm_ratio=0.25),
     "small_hin_r0.75": dict(SMALL_BASE, norm="half_instance", norm_ratio=0.75),
+    # "half" without "instance": HIN differs from BN/LN in two knobs (norm type and fraction 0.5 vs 1.0)
+    "small_half_batch": dict(SMALL_BASE, norm="batch", norm_ratio=0.5),
+    "small_half_layer": dict(SMALL_BASE, norm="layer", norm_ratio=0.5),
     # placement ablation; "all encoder levels" is small_hin
     "small_hin_shallow": dict(SMALL_BASE, hin_position_left=0, hin_position_right=1),
     "small_hin_deep": dict(SMALL_BASE, hin_position_left=2, hin_position_right=3),

@@ -26,6 +26,23 @@ is then rebuilt from every run folder, so it always matches the runs on disk.
 With `lr_search: {lrs: [...], steps: N, seed: S}` the sweep first trains every (task, variant) at each
 candidate learning rate (validation only, never the test set), writes `<results>/lr_search.csv`, and
 trains the grid's runs with each variant's best rate.
+
+The budget ladder spreads one comparison over several grid files that differ in `base.steps`:
+
+    lr_from: configs/ablation_norm_3k.yaml   # use that grid's search choice for (task, variant name);
+                                             # also per variant; such variants are not searched again
+    ship_seeds: [0]                          # these seeds' final weights are kept in git as fp16
+                                             # (`<run>/weights_fp16.safetensors`, opened by the app)
+    best_other: {from: <grid>, exclude: [hin, batch]}   # add, per task, the variant of <grid> with the
+                                             # best mean validation PSNR (never the test set)
+    variants:
+      - {name: hin_p128, variant: small_hin, train: {data: {patch: 128, batch: 2}}}  # training overrides
+      - {name: hin, variant: small_hin, lr_from: <grid>, ship: false}                # same run as <grid>'s
+
+Runs are ordered seed by seed (every variant's first seed before any second seed), and grids one after
+the other, so a stopped sweep leaves a complete first seed rather than three seeds of a few variants. A
+run whose training equals a finished run of another grid is copied (with its scores when that run was
+scored; the weights are git-ignored, so on a fresh clone only the scores survive).
 """
 
 from __future__ import annotations
@@ -46,7 +63,9 @@ from hinet.errors import ConfigError, HINetError
 from hinet.inference import STATS_PROTOCOLS
 from hinet.results_table import ABLATION_COLUMNS
 
-GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed", "lr_search")
+GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed", "lr_search",
+             "lr_from", "ship_seeds", "best_other")
+VARIANT_KEYS = ("name", "variant", "model", "lr_from", "train", "ship")
 LR_SEARCH_KEYS = ("lrs", "steps", "seed", "val_every")
 LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
 LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run", "status", "best_val_psnr",
@@ -54,6 +73,8 @@ LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run"
 FAILED_FILE = "failed.txt"
 WEIGHTLESS = "trained, weights not kept: cannot be scored under the missing protocols"  # a run that raised (e.g. diverged): its message; the run counts as finished
 RUN_INFO_FILE = "sweep.json"
+SHIPPED_WEIGHTS_FILE = "weights_fp16.safetensors"  # a run's final weights in fp16, the one run file git keeps
+RETRAIN_TO_SHIP = "retrain to ship: scored, but the weights to ship were not kept"
 EVAL_FILE = "eval.csv"
 LATENCY_SIZE = 256
 
@@ -69,6 +90,8 @@ class PlannedRun:
     config: object  # TrainConfig
     eval_seed: int = 0
     lr_pending: bool = False  # the grid searches learning rates and this variant's search is unfinished
+    ship: bool = False  # keep the final weights in git (SHIPPED_WEIGHTS_FILE)
+    waiting: str = ""  # why the run cannot be planned yet (e.g. a variant chosen from an unfinished grid)
 
     @property
     def run_dir(self) -> Path:
@@ -78,6 +101,8 @@ class PlannedRun:
         """"done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"."""
         from hinet.train import read_state
 
+        if self.waiting:
+            return f"waiting: {self.waiting}"
         if self.lr_pending:
             return "waiting for its learning-rate search"
         state = read_state(self.run_dir)
@@ -88,6 +113,8 @@ class PlannedRun:
         if state["step"] < self.config.steps:
             return "resume"
         if scored_protocols(self.run_dir) >= set(STATS_PROTOCOLS) and (self.run_dir / RUN_INFO_FILE).is_file():
+            if self.ship and not (self.run_dir / SHIPPED_WEIGHTS_FILE).is_file():
+                return "ship" if (self.run_dir / "model.safetensors").is_file() else RETRAIN_TO_SHIP
             return "done"
         if not (self.run_dir / "model.safetensors").is_file():
             return WEIGHTLESS  # trained elsewhere, weights not kept (git-ignored): nothing can score it again
@@ -181,11 +208,30 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         raise ConfigError(f"{path}: baseline {grid['baseline']!r} is not one of the variants ({', '.join(names)})")
 
     spec = _lr_search_spec(grid, path)
-    if search and spec is None:
+    ship_seeds = grid.get("ship_seeds") or []
+    if not (isinstance(ship_seeds, list) and all(type(s) is int for s in ship_seeds)):
+        raise ConfigError(f"{path}: ship_seeds must be a list of integers; got {ship_seeds!r}")
+    for variant in variants:
+        unknown = sorted(set(variant) - set(VARIANT_KEYS))
+        if unknown:
+            raise ConfigError(f"{path}: variant {variant['name']!r} has unknown key(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(VARIANT_KEYS)}")
+    searched = [v for v in variants if _lr_source(v, grid) is None]
+    if search and (spec is None or not searched):
         return []
-    choices = lr_choices(grid_path, results_dir) if spec is not None and not search else {}
-    runs = []
-    base_model = dict(base.get("model") or {})
+    choices_of: dict[str, dict] = {}  # lr choices per source grid, read once
+
+    def choice_for(source: str | None, task: str, name: str):
+        if source is None:
+            if spec is None:
+                return None, False
+            source = str(grid_path)
+        if source not in choices_of:
+            choices_of[source] = lr_choices(source, results_dir)
+        choice = choices_of[source].get((task, name))
+        return (choice["lr"] if choice else None), choice is None
+
+    jobs = []  # (seed order, name, seed, lr, steps, variant entry, task, strength, pending, waiting)
     for task_entry in grid["tasks"]:
         if isinstance(task_entry, str):
             task_entry = {"task": task_entry}
@@ -193,38 +239,92 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
             raise ConfigError(f"{path}: a task must be a name or {{task, strength}}; got {task_entry!r}")
         task = task_entry["task"]
         strength = validate_strength(task, **(task_entry.get("strength") or {}))
-        for variant in variants:
-            unknown = sorted(set(variant) - {"name", "variant", "model"})
-            if unknown:
-                raise ConfigError(f"{path}: variant {variant['name']!r} has unknown key(s) {', '.join(unknown)}")
-            model = {"variant": variant.get("variant", base_model.get("variant", "small_hin")),
-                     "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})}}
+        task_variants = list(searched if search else variants)
+        waiting = {}
+        if grid.get("best_other") and not search:
+            picked, why = _best_other(grid["best_other"], path, task, results_dir)
+            task_variants.append(picked)
+            if why:
+                waiting[picked["name"]] = why
+        for variant in task_variants:
             if search:
-                jobs = [(f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec['seed']}", spec["seed"], lr,
-                         spec["steps"]) for lr in spec["lrs"]]
-                search_val_every = spec["val_every"]
-                pending = False
-            else:
-                choice = choices.get((task, variant["name"])) if spec is not None else None
-                pending = spec is not None and choice is None
-                lr = choice["lr"] if choice else None
-                jobs = [(f"{ablation}__{task}__{variant['name']}__s{seed}", seed, lr, None) for seed in seeds]
-            for name, seed, lr, steps in jobs:
-                values = dict(base, run_name=name, out_dir=str(Path(results_dir) / "runs"), seed=seed, task=task,
-                              strength=strength, model=model)
-                if lr is not None:
-                    values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
-                if steps is not None:
-                    values["steps"] = steps
-                    if search_val_every is not None:
-                        values["val_every"] = search_val_every
-                try:
-                    config = TrainConfig.from_dict(values)
-                except ConfigError as error:
-                    raise ConfigError(f"{path}, run {name}: {error}") from None
-                runs.append(PlannedRun(name, ablation, variant["name"], task, strength, seed, config,
-                                       int(grid.get("eval_seed", 0)), lr_pending=pending))
+                for lr in spec["lrs"]:
+                    jobs.append((0, f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec['seed']}",
+                                 spec["seed"], lr, spec["steps"], variant, task, strength, False, ""))
+                continue
+            lr, pending = choice_for(_lr_source(variant, grid), task, variant["name"])
+            for order, seed in enumerate(seeds):
+                jobs.append((order, f"{ablation}__{task}__{variant['name']}__s{seed}", seed, lr, None, variant, task,
+                             strength, pending, waiting.get(variant["name"], "")))
+    jobs.sort(key=lambda job: job[0])  # stable: seed by seed, grid order within a seed
+
+    runs = []
+    base_model = dict(base.get("model") or {})
+    for _, name, seed, lr, steps, variant, task, strength, pending, waiting in jobs:
+        model = {"variant": variant.get("variant", base_model.get("variant", "small_hin")),
+                 "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})}}
+        values = _merged(dict(base), variant.get("train") or {})
+        values.update(run_name=name, out_dir=str(Path(results_dir) / "runs"), seed=seed, task=task,
+                      strength=strength, model=model)
+        if lr is not None:
+            values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
+        if steps is not None:
+            values["steps"] = steps
+            if spec["val_every"] is not None:
+                values["val_every"] = spec["val_every"]
+        try:
+            config = TrainConfig.from_dict(values)
+        except ConfigError as error:
+            raise ConfigError(f"{path}, run {name}: {error}") from None
+        ship = not search and seed in ship_seeds and variant.get("ship", True) is not False
+        runs.append(PlannedRun(name, ablation, variant["name"], task, strength, seed, config,
+                               int(grid.get("eval_seed", 0)), lr_pending=pending, ship=ship, waiting=waiting))
     return runs
+
+
+def _lr_source(variant: dict, grid: dict) -> str | None:
+    """The grid file whose learning-rate search gives this variant its rate (None: this grid's own)."""
+    return variant.get("lr_from", grid.get("lr_from"))
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied, nested mappings (e.g. `data`) merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _best_other(spec, path: Path, task: str, results_dir) -> tuple[dict, str]:
+    """The variant entry of grid `spec["from"]` (outside `spec["exclude"]`) with the best mean *validation*
+    PSNR over its seeds for `task`, with `lr_from` set to that grid; and "" or why it cannot be chosen yet
+    (then the entry is a placeholder named "best-other")."""
+    if not isinstance(spec, dict) or set(spec) - {"from", "exclude"} or "from" not in spec:
+        raise ConfigError(f"{path}: best_other must be {{from: <grid file>, exclude: [variant names]}}; got {spec!r}")
+    from hinet.train import read_state
+
+    source = str(spec["from"])
+    excluded = set(spec.get("exclude") or [])
+    source_grid = _read_grid(Path(source))
+    candidates = [v for v in source_grid["variants"] if v.get("name") not in excluded]
+    if not candidates:
+        raise ConfigError(f"{path}: best_other excludes every variant of {source}")
+    scores = {}
+    for run in plan(source, results_dir):
+        if run.task != task or run.variant in excluded:
+            continue
+        state = read_state(run.run_dir)
+        finished = state is not None and state["step"] >= run.config.steps and (state.get("best") or {}).get("psnr")
+        scores.setdefault(run.variant, []).append(state["best"]["psnr"] if finished else None)
+    complete = {name: sum(values) / len(values) for name, values in scores.items() if None not in values}
+    if len(complete) < len(candidates):
+        placeholder = dict(candidates[0], name="best-other", lr_from=source)
+        return placeholder, f"the best other variant of {source} is chosen once all its {task} runs finished"
+    best = max(complete, key=complete.get)
+    return dict(next(v for v in candidates if v["name"] == best), lr_from=source), ""
 
 
 def lr_search_rows(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> list[dict]:
@@ -296,11 +396,17 @@ def _same_circumstances(source: Path, run: PlannedRun) -> bool:
     return True
 
 
-def _copy_identical_run(run: PlannedRun, results_dir) -> str | None:
+def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) -> str | None:
     """Copy a finished run folder of `<results>/runs` whose training is exactly `run`'s (every setting but
     the name) into `run`'s empty folder and return its name; None when there is none. Training is
     deterministic given its settings, so the copy is what retraining would produce: a search candidate
-    at the grid's own rate and seed is the grid's run, and the other way round."""
+    at the grid's own rate and seed is the grid's run, and the other way round.
+
+    A source that was already scored under every protocol is copied with its scores (`eval.csv`, and
+    `sweep.json` renamed to `run`), so it needs no weights: the same run appears in two grids (e.g. HIN in
+    the norm grid and in the knob-separation grid) without being trained or scored twice (never for a
+    search candidate, `with_scores=False`: it must not carry test-set scores). A source
+    without scores needs its weights (to be scored), trained here in this machine's precision."""
     import shutil
 
     import yaml
@@ -311,6 +417,7 @@ def _copy_identical_run(run: PlannedRun, results_dir) -> str | None:
         return None
     wanted = run.config.to_dict()
     ignored = ("run_name", "out_dir", "checkpoint_every", "log_every", "progress")  # none changes the weights
+    scored_sources, weighted_sources = [], []
     for config_path in sorted((Path(results_dir) / "runs").glob(f"*/{CONFIG_FILE}")):
         source = config_path.parent
         if source == run.run_dir or (source / FAILED_FILE).exists():
@@ -320,14 +427,44 @@ def _copy_identical_run(run: PlannedRun, results_dir) -> str | None:
             state = read_state(source)
         except (OSError, yaml.YAMLError, HINetError):
             continue
-        if state is None or state["step"] != run.config.steps or not (source / "model.safetensors").is_file():
+        if state is None or state["step"] != run.config.steps:
             continue
-        if all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored) \
-                and _same_circumstances(source, run):
-            shutil.copytree(source, run.run_dir,
-                            ignore=shutil.ignore_patterns(".staging", "*.tmp", EVAL_FILE, RUN_INFO_FILE))
-            return source.name
+        if not all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored):
+            continue
+        if with_scores and scored_protocols(source) >= set(STATS_PROTOCOLS) and (source / RUN_INFO_FILE).is_file() \
+                and json.loads((source / RUN_INFO_FILE).read_text()).get("eval_seed", 0) == run.eval_seed:
+            scored_sources.append(source)
+        elif (source / "model.safetensors").is_file() and _same_circumstances(source, run):
+            weighted_sources.append(source)
+    if scored_sources:  # preferred: nothing to train or score
+        from hinet.io import atomic_write_bytes
+
+        source = scored_sources[0]
+        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(".staging", "*.tmp", SHIPPED_WEIGHTS_FILE))
+        info = json.loads((run.run_dir / RUN_INFO_FILE).read_text())
+        info.update(run=run.name, ablation=run.ablation, variant=run.variant, copied_from=source.name)
+        atomic_write_bytes(run.run_dir / RUN_INFO_FILE, json.dumps(info, indent=1).encode())
+        return source.name
+    if weighted_sources:
+        source = weighted_sources[0]
+        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(".staging", "*.tmp", EVAL_FILE,
+                                                                            RUN_INFO_FILE, SHIPPED_WEIGHTS_FILE))
+        return source.name
     return None
+
+
+def ship_weights(run: PlannedRun) -> Path:
+    """Write the run's final weights as fp16 safetensors (`SHIPPED_WEIGHTS_FILE`), metadata kept: the file
+    the app opens on a fresh clone, where the fp32 training checkpoint (git-ignored) is absent."""
+    from hinet.checkpoint import load_checkpoint, save_checkpoint
+
+    import torch
+
+    model, metadata = load_checkpoint(run.run_dir / "model.safetensors")
+    metadata = {key: value for key, value in metadata.items() if key != "config"}  # rewritten from the model
+    metadata = dict(metadata, shipped_precision="float16 weights of the fp32 training checkpoint",
+                    ablation=run.ablation, ablation_variant=run.variant)
+    return save_checkpoint(run.run_dir / SHIPPED_WEIGHTS_FILE, model, metadata=metadata, dtype=torch.float16)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -378,7 +515,8 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
         "train_seconds": round(float(state["train_seconds"]), 2), "params": count_parameters(model),
         "macs": int(count_macs(model, LATENCY_SIZE, LATENCY_SIZE)["flop_counter_macs"]),
         "latency_ms": round(measure_latency_ms(model), 2), "device": describe_device("cpu"),
-        "train_device": metadata.get("device", ""),
+        "train_device": metadata.get("device", ""), "precision": metadata.get("precision", ""),
+        "eval_seed": run.eval_seed,
     }
     atomic_write_bytes(run.run_dir / RUN_INFO_FILE, json.dumps(info, indent=1).encode())
 
@@ -424,20 +562,48 @@ def _select(runs: list[PlannedRun], only: str | None) -> list[PlannedRun]:
 
 def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False,
               images=None, echo=print) -> list[dict]:
-    """Search learning rates (grids with `lr_search`), then train, evaluate and tabulate every selected
-    run; returns one {run, status} per run, plus "error" for a run that failed (it is left out of the
-    table; the other runs go on). `only` selects search and main runs alike by name."""
+    """Grid after grid: search learning rates (grids with `lr_search`), then train, evaluate (and ship)
+    every selected run; then tabulate. Returns one {run, status} per run, plus "error" for a run that
+    failed (it is left out of the table; the other runs go on). `only` selects search and main runs alike
+    by name. A grid's plan is made when its turn comes, so it sees the choices of the grids before it."""
+    names = [run.name for path in grid_paths for run in plan(path, results_dir)]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"two grids define the same run(s): {', '.join(duplicates)}")
+    report: list[dict] = []
+    selected = 0
+    for path in grid_paths:
+        if len(grid_paths) > 1:
+            echo(f"== {path}")
+        searches = _select(plan_lr_search(path, results_dir), only)
+        selected += len(searches)
+        _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, echo)
+        runs = _select(plan(path, results_dir), only)
+        selected += len(runs)
+        _train_and_score(runs, results_dir, dry_run, images, report, echo)
+    if only and not selected:
+        raise ConfigError(f"--only {only!r} matches no run of {', '.join(map(str, grid_paths))}")
+    if not dry_run:
+        echo(f"wrote {rebuild_table(results_dir)}")
+    failed = [r["run"] for r in report if "error" in r]
+    if failed:
+        echo(f"{len(failed)} run(s) failed and are not in the table: {', '.join(failed)}")
+    waiting = [r["run"] for r in report if r["status"].startswith("waiting")]
+    if waiting:
+        echo(f"{len(waiting)} run(s) wait for earlier runs to finish (run the sweep again)")
+    return report
+
+
+def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, echo) -> None:
     from hinet.train import TrainingDiverged, train
 
-    searches = _select([run for path in grid_paths for run in plan_lr_search(path, results_dir)], only)
-    report = []
     for index, run in enumerate(searches, 1):
         status = run.status()
         report.append({"run": run.name, "status": status})
         echo(f"[lr {index}/{len(searches)}] {run.name}: {status}")
         if dry_run or status not in ("new", "resume"):
             continue
-        copied = _copy_identical_run(run, results_dir) if status == "new" else None
+        copied = _copy_identical_run(run, results_dir, with_scores=False) if status == "new" else None
         if copied:
             echo(f"    the same training as {copied}: copied")
         else:
@@ -456,45 +622,40 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
     if searches and not dry_run:
         echo(f"wrote {write_lr_search_table(grid_paths, results_dir)}")
 
-    all_runs = [run for path in grid_paths for run in plan(path, results_dir)]
-    runs = _select(all_runs, only)
-    if only and not runs and not searches:
-        raise ConfigError(f"--only {only!r} matches no run of {', '.join(map(str, grid_paths))}")
-    names = [run.name for run in runs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ConfigError(f"two grids define the same run(s): {', '.join(duplicates)}")
+
+def _train_and_score(runs, results_dir, dry_run, images, report, echo) -> None:
+    import shutil
+
+    from hinet.train import train
+
+    # new cells first: a run trained again only to keep its weights waits until they are done
+    runs = sorted(runs, key=lambda run: run.status() == RETRAIN_TO_SHIP)
     for index, run in enumerate(runs, 1):
         status = run.status()
         copied = _copy_identical_run(run, results_dir) if status == "new" and not dry_run else None
         if copied:
-            status = "evaluate"
+            status = run.status()
             echo(f"    {run.name}: the same training as {copied}; copied")
         report.append({"run": run.name, "status": status})
         echo(f"[{index}/{len(runs)}] {run.name}: {status}")
-        if dry_run or status in ("done", "failed", WEIGHTLESS) or run.lr_pending:
+        if dry_run or status in ("done", "failed", WEIGHTLESS) or status.startswith("waiting"):
             continue
         try:
+            if status == RETRAIN_TO_SHIP:  # same settings, trained again so that its weights exist
+                shutil.rmtree(run.run_dir)
+                status = "new"
             if status in ("new", "resume"):
                 result = train(run.config)
                 val = "none" if result["val_psnr"] is None else f"{result['val_psnr']:.2f} dB"
                 echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, val PSNR {val}")
-            evaluate_run(run, images=images)
+            if status != "ship":
+                evaluate_run(run, images=images)
+                echo(f"    evaluated -> {run.run_dir / EVAL_FILE}")
+            if run.ship:
+                echo(f"    shipped -> {ship_weights(run)}")
         except HINetError as error:  # e.g. a diverged variant: record it and go on with the others
             report[-1]["error"] = str(error)
             echo(f"    FAILED: {error}")
-            continue
-        echo(f"    evaluated -> {run.run_dir / EVAL_FILE}")
-    if not dry_run:
-        path = rebuild_table(results_dir)
-        echo(f"wrote {path}")
-    failed = [r["run"] for r in report if "error" in r]
-    if failed:
-        echo(f"{len(failed)} run(s) failed and are not in the table: {', '.join(failed)}")
-    waiting = [run.name for run in runs if run.lr_pending]
-    if waiting:
-        echo(f"{len(waiting)} run(s) wait for their learning-rate search to finish (run the sweep again)")
-    return report
 
 
 def main(argv: list[str] | None = None) -> int:
