@@ -873,3 +873,114 @@ def _verdict(claim: str, comparisons: list[tuple[str, PairedDelta]], reference: 
     else:
         verdict = "inconclusive"
     return ClaimCheck(claim, verdict, evidence)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The budget ladder: one comparison trained at several step budgets (ablations `<family><budget>`,
+# e.g. norm300, norm1k, norm3k, norm10k; configs/ablation_norm_*.yaml)
+
+LADDER_FAMILY = "norm"
+LADDER_COLUMNS = ("protocol", "steps", "ablation", "variant", "n_seeds", "psnr_mean", "psnr_std", "delta",
+                  "low", "high", "per_seed")
+
+
+def _budget_of(name: str, family: str) -> int | None:
+    """300 for "norm300", 3000 for "norm3k", None for a name outside the family (e.g. "norm" or "normx")."""
+    rest = str(name)[len(family):] if str(name).startswith(family) else ""
+    if rest.endswith("k") and rest[:-1].isdigit():
+        return int(rest[:-1]) * 1000
+    return int(rest) if rest.isdigit() else None
+
+
+def ladder_ablations(table: pd.DataFrame, family: str = LADDER_FAMILY) -> list[str]:
+    """The family's ablations in the table, by increasing budget (the budget is part of the name)."""
+    names = {str(a) for a in table["ablation"].unique() if _budget_of(a, family) is not None}
+    return sorted(names, key=lambda name: _budget_of(name, family))
+
+
+def budget_ladder(table: pd.DataFrame, family: str = LADDER_FAMILY, baseline: str = "hin",
+                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED) -> pd.DataFrame:
+    """One row per (protocol, budget, variant) of one task and level: the seed mean ± std of PSNR and the
+    paired Δ to `baseline` at the same budget and protocol with its hierarchical interval (`LADDER_COLUMNS`).
+    The ranking-vs-budget figure and the README's ladder table are drawn from it."""
+    rows = []
+    for ablation in ladder_ablations(table, family):
+        at_budget = select(table, ablation=ablation)
+        if baseline not in set(at_budget["variant"]):
+            continue
+        for protocol in protocols(at_budget):
+            rung = select(at_budget, protocol=protocol)
+            per_seed = seed_means(rung)
+            for variant in variant_order(rung):
+                delta = paired_delta(rung, variant, baseline, "psnr", n_resamples, DEFAULT_CONFIDENCE, seed)
+                scores = per_seed[per_seed["variant"] == variant]["psnr"]
+                rows.append({"protocol": protocol, "steps": _budget_of(ablation, family), "ablation": ablation,
+                             "variant": variant, "n_seeds": int(scores.size), "psnr_mean": float(scores.mean()),
+                             "psnr_std": float(scores.std(ddof=1)) if scores.size > 1 else math.nan,
+                             "delta": delta.mean, "low": delta.low, "high": delta.high, "per_seed": delta.per_seed})
+    return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
+
+
+def ladder_claims(table: pd.DataFrame, family: str = LADDER_FAMILY, n_resamples: int = DEFAULT_RESAMPLES,
+                  seed: int = DEFAULT_BOOTSTRAP_SEED) -> pd.DataFrame:
+    """The paper's claims checked at each budget and protocol of the ladder (`check_paper_claims` on that
+    rung's rows): columns claim, steps, protocol, verdict, evidence; claims the ladder cannot test (e.g.
+    placement, which has its own grid) are left out."""
+    rows = []
+    for ablation in ladder_ablations(table, family):
+        at_budget = select(table, ablation=ablation)
+        for protocol, checks in claims_by_protocol(at_budget, n_resamples, seed).items():
+            for check in checks:
+                if check.verdict != "not tested":
+                    rows.append({"claim": check.claim, "steps": _budget_of(ablation, family), "protocol": protocol,
+                                 "verdict": check.verdict, "evidence": check.evidence})
+    return pd.DataFrame(rows, columns=["claim", "steps", "protocol", "verdict", "evidence"])
+
+
+def verdict_grid(claims: pd.DataFrame) -> pd.DataFrame:
+    """`ladder_claims` as a grid: a row per (claim, protocol), a column per budget, the verdict in each cell."""
+    if claims.empty:
+        return pd.DataFrame()
+    grid = claims.pivot_table(index=["claim", "protocol"], columns="steps", values="verdict", aggfunc="first")
+    order = {p: i for i, p in enumerate(STATS_PROTOCOLS)}
+    grid = grid.reset_index()
+    grid["_claim"] = grid["claim"].map({c: i for i, c in enumerate(_CLAIMS)})
+    grid["_protocol"] = grid["protocol"].map(order)
+    grid = grid.sort_values(["_claim", "_protocol"]).drop(columns=["_claim", "_protocol"])
+    grid.columns = ["claim", "protocol", *[format_steps(s) for s in grid.columns[2:]]]
+    return grid.reset_index(drop=True)
+
+
+def format_steps(steps) -> str:
+    """3000 -> "3k", 300 -> "300" (the budget names of the ladder grids)."""
+    steps = int(steps)
+    return f"{steps // 1000}k" if steps >= 1000 and steps % 1000 == 0 else str(steps)
+
+
+def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
+    """Plain words per protocol, generated from `budget_ladder` rows: at each budget, which variant leads
+    and whether the baseline is significantly behind it (the interval of the leader's Δ excludes 0)."""
+    sentences = []
+    for protocol in [p for p in STATS_PROTOCOLS if p in set(ladder["protocol"])]:
+        parts = []
+        for steps, rung in ladder[ladder["protocol"] == protocol].groupby("steps", sort=True):
+            leader = rung.loc[rung["psnr_mean"].idxmax()]
+            seeds = f"{int(rung['n_seeds'].min())}-{int(rung['n_seeds'].max())}" \
+                if rung["n_seeds"].min() != rung["n_seeds"].max() else f"{int(rung['n_seeds'].min())}"
+            if leader["variant"] == baseline:
+                runner = rung[rung["variant"] != baseline]
+                if runner.empty:
+                    continue
+                second = runner.loc[runner["psnr_mean"].idxmax()]
+                significant = not math.isnan(second["high"]) and second["high"] < 0
+                parts.append(f"at {format_steps(steps)} steps {baseline} leads ({second['variant']} "
+                             f"{_signed(second['delta'], PSNR_DIGITS)} dB, "
+                             f"{'significant' if significant else 'within the interval'}; {seeds} seeds)")
+            else:
+                significant = not math.isnan(leader["low"]) and leader["low"] > 0
+                parts.append(f"at {format_steps(steps)} steps {leader['variant']} leads "
+                             f"({_signed(leader['delta'], PSNR_DIGITS)} dB vs {baseline}, "
+                             f"{'significant' if significant else 'within the interval'}; {seeds} seeds)")
+        if parts:
+            sentences.append(f"Under `{protocol}` scoring: " + "; ".join(parts) + ".")
+    return sentences

@@ -1,0 +1,77 @@
+"""The budget ladder's tables and verdicts (hinet.results_table) on synthetic rungs with known answers:
+batch norm leads at the small budget, HIN at the large one, so the verdict must flip with the budget."""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from hinet import results_table as rt
+
+from test_results_table import row
+
+NORMS = {"hin": {}, "batch": dict(norm="batch", norm_ratio=None), "layer": dict(norm="layer", norm_ratio=None),
+         "instance": dict(norm="instance", norm_ratio=None), "none": dict(norm="none", norm_ratio=None)}
+# true PSNR effect vs HIN (dB) per budget: BN ahead early, every norm clearly behind HIN late
+EFFECTS = {300: {"hin": 0.0, "batch": 1.5, "layer": -0.2, "instance": 0.1, "none": -0.5},
+           3000: {"hin": 0.0, "batch": -1.0, "layer": -0.6, "instance": -0.4, "none": -0.8}}
+
+
+def ladder_table(effects=EFFECTS, seeds=(0, 1, 2), images=("a", "b", "c", "d"), protocols=("whole", "tiled")):
+    rng = np.random.default_rng(0)
+    rows = []
+    for steps, by_variant in effects.items():
+        ablation = f"norm{rt.format_steps(steps)}"
+        for protocol in protocols:
+            for variant, effect in by_variant.items():
+                for seed in seeds:
+                    for index, image in enumerate(images):
+                        psnr = 28 + index + 0.2 * seed + effect + rng.normal(0, 0.05)
+                        rows.append(row(variant, seed, image, psnr, ablation=ablation, protocol=protocol,
+                                        run=f"{ablation}__{variant}__s{seed}", **dict(NORMS[variant], steps=steps)))
+    # an ablation outside the ladder (same family prefix, no budget) is never part of it
+    rows += [dict(r, ablation="norm") for r in rows if r["ablation"] == "norm300"]
+    return rt.validate_ablation_table(pd.DataFrame(rows))
+
+
+def test_ladder_rungs_are_found_by_budget():
+    table = ladder_table()
+    assert rt.ladder_ablations(table) == ["norm300", "norm3k"]
+    assert [rt.format_steps(s) for s in (300, 1000, 3000, 10000, 1500)] == ["300", "1k", "3k", "10k", "1500"]
+
+
+def test_budget_ladder_recovers_the_true_effects_per_budget_and_protocol():
+    ladder = rt.budget_ladder(rt.select(ladder_table(), task="denoise"), n_resamples=300)
+    assert set(ladder["protocol"]) == {"whole", "tiled"} and set(ladder["steps"]) == {300, 3000}
+    for (steps, variant), effect in {(s, v): e for s, by in EFFECTS.items() for v, e in by.items()}.items():
+        cells = ladder[(ladder["steps"] == steps) & (ladder["variant"] == variant)]
+        assert len(cells) == 2 and np.allclose(cells["delta"], effect, atol=0.1)
+        assert (cells["n_seeds"] == 3).all()
+        if variant != "hin":
+            assert ((cells["low"] <= effect + 0.1) & (cells["high"] >= effect - 0.1)).all()
+
+
+def test_verdicts_flip_with_the_budget_and_follow_the_data():
+    claims = rt.ladder_claims(ladder_table(), n_resamples=300)
+    first = claims[claims["claim"] == rt._CLAIMS[0]].set_index(["steps", "protocol"])["verdict"]
+    assert first[(300, "whole")] == "does not reproduce"  # batch is significantly ahead at 300 steps
+    assert first[(3000, "whole")] == "reproduces"  # every norm significantly behind HIN at 3k
+    bn_most = claims[claims["claim"] == rt._CLAIMS[1]].set_index(["steps", "protocol"])["verdict"]
+    assert bn_most[(3000, "tiled")] == "reproduces" and bn_most[(300, "tiled")] == "does not reproduce"
+    grid = rt.verdict_grid(claims)
+    assert list(grid.columns) == ["claim", "protocol", "300", "3k"]
+    assert grid.iloc[0].tolist() == [rt._CLAIMS[0], "whole", "does not reproduce", "reproduces"]
+
+    # change the data: at 3k, layer norm now beats HIN, and the verdict must follow
+    changed = {**EFFECTS, 3000: dict(EFFECTS[3000], layer=+0.8)}
+    claims = rt.ladder_claims(ladder_table(changed), n_resamples=300)
+    first = claims[claims["claim"] == rt._CLAIMS[0]].set_index(["steps", "protocol"])["verdict"]
+    assert first[(3000, "whole")] == "does not reproduce"
+
+
+def test_sentences_say_who_leads_at_each_budget():
+    ladder = rt.budget_ladder(ladder_table(protocols=("whole",)), n_resamples=300)
+    (sentence,) = rt.ladder_sentences(ladder)
+    assert re.fullmatch(r"Under `whole` scoring: at 300 steps batch leads \(\+1\.[45]\d dB vs hin, significant; "
+                        r"3 seeds\); at 3k steps hin leads \(instance -0\.[34]\d dB, significant; 3 seeds\)\.",
+                        sentence), sentence
