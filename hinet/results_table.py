@@ -959,19 +959,20 @@ def format_steps(steps) -> str:
 
 def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
     """Plain words per protocol, generated from `budget_ladder` rows: at each budget, which variant leads
-    and whether the baseline is significantly behind it (the interval of the leader's Δ excludes 0)."""
+    and whether the baseline is significantly behind it (the interval of the leader's Δ excludes 0). The
+    ranking is by the paired Δ to the baseline (same seeds and images), never by means over unequal seeds."""
     sentences = []
     for protocol in [p for p in STATS_PROTOCOLS if p in set(ladder["protocol"])]:
         parts = []
         for steps, rung in ladder[ladder["protocol"] == protocol].groupby("steps", sort=True):
-            leader = rung.loc[rung["psnr_mean"].idxmax()]
+            leader = rung.loc[rung["delta"].fillna(-math.inf).idxmax()]
             seeds = f"{int(rung['n_seeds'].min())}-{int(rung['n_seeds'].max())}" \
                 if rung["n_seeds"].min() != rung["n_seeds"].max() else f"{int(rung['n_seeds'].min())}"
             if leader["variant"] == baseline:
                 runner = rung[rung["variant"] != baseline]
                 if runner.empty:
                     continue
-                second = runner.loc[runner["psnr_mean"].idxmax()]
+                second = runner.loc[runner["delta"].fillna(-math.inf).idxmax()]
                 significant = not math.isnan(second["high"]) and second["high"] < 0
                 parts.append(f"at {format_steps(steps)} steps {baseline} leads ({second['variant']} "
                              f"{_signed(second['delta'], PSNR_DIGITS)} dB, "

@@ -77,6 +77,10 @@ SHIPPED_WEIGHTS_FILE = "weights_fp16.safetensors"  # a run's final weights in fp
 RETRAIN_TO_SHIP = "retrain to ship: scored, but the weights to ship were not kept"
 EVAL_FILE = "eval.csv"
 LATENCY_SIZE = 256
+# The normalization budget ladder in its priority order (`python -m hinet.sweep --ladder`): the 3k rung,
+# the 300 and 1k rungs, knob separation, training patch size, placement, then the 10k rung.
+LADDER_GRIDS = tuple(f"configs/ablation_{name}.yaml" for name in (
+    "norm_3k", "norm_300", "norm_1k", "knobs_3k", "patch_3k", "placement_3k", "norm_10k"))
 
 
 @dataclass
@@ -550,6 +554,17 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
     return path
 
 
+def progress(grid_paths, results_dir: str | os.PathLike = "results") -> list[dict]:
+    """One row per planned run of each grid, search runs included: grid, run, kind ("search" or "run"),
+    steps, seed and status (`PlannedRun.status`); how far a ladder got, and which cells are missing."""
+    rows = []
+    for path in grid_paths:
+        for kind, runs in (("search", plan_lr_search(path, results_dir)), ("run", plan(path, results_dir))):
+            rows += [{"grid": str(path), "run": run.name, "kind": kind, "steps": run.config.steps, "seed": run.seed,
+                      "status": run.status()} for run in runs]
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------------
 # Driver
 
@@ -660,13 +675,19 @@ def _train_and_score(runs, results_dir, dry_run, images, report, echo) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hinet.sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("grids", nargs="+", help="grid files, e.g. configs/ablation_norm.yaml")
+    parser.add_argument("grids", nargs="*", help="grid files, e.g. configs/ablation_norm.yaml")
+    parser.add_argument("--ladder", action="store_true",
+                        help=f"the budget ladder's grids, in order, after any given ({', '.join(LADDER_GRIDS)})")
     parser.add_argument("--only", help="run only runs whose name matches this glob or contains this text")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--table-only", action="store_true",
                         help="only rebuild RESULTS/ablation.csv from the runs evaluated so far; train nothing")
     args = parser.parse_args(argv)
+    if args.ladder:
+        args.grids = [*args.grids, *[g for g in LADDER_GRIDS if g not in args.grids]]
+    if not args.grids and not args.table_only:
+        parser.error("give grid files or --ladder")
     if args.table_only:
         print(f"wrote {rebuild_table(args.results)}")
         return 0
