@@ -220,3 +220,44 @@ def training_figure(log: pd.DataFrame, title: str = "Training") -> go.Figure:
 
 __all__ = ["PROTOCOL_LABEL", "PROTOCOL_INFO", "pick_protocol", "scope", "selected_rows", "empty_figure", "psnr_by_variant_figure", "validation_curve_figure", "pareto_figure",
            "delta_heatmap_figure", "training_figure"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The budget ladder (norm300 / norm1k / norm3k / norm10k of one task and level)
+
+
+def ladder_rows(table: pd.DataFrame, task, level) -> pd.DataFrame:
+    """The ladder rungs' rows of one task and level (empty when the table has no ladder there)."""
+    rows = rt.select(table, task=task, level=level)
+    return rows[rows["ablation"].isin(rt.ladder_ablations(rows))]
+
+
+def ladder_figure(ladder: pd.DataFrame, baseline: str = "hin") -> go.Figure:
+    """Ranking vs budget: Δ PSNR to `baseline` (paired, 95% hierarchical interval) against training steps
+    on a log axis, one line per variant, one panel per test-time protocol (`rt.budget_ladder` rows)."""
+    if ladder.empty:
+        return empty_figure("No budget ladder for this task yet (python -m hinet.sweep --ladder)")
+    present = [p for p in rt.STATS_PROTOCOLS if p in set(ladder["protocol"])]
+    figure = make_subplots(rows=1, cols=len(present), shared_yaxes=True,
+                           subplot_titles=[f"protocol {p}" for p in present])
+    variants = list(dict.fromkeys(ladder["variant"]))
+    for column, protocol in enumerate(present, 1):
+        for index, variant in enumerate(variants):
+            points = ladder[(ladder["protocol"] == protocol) & (ladder["variant"] == variant)].sort_values("steps")
+            if points.empty:
+                continue
+            seeds = points["n_seeds"].astype(int)
+            figure.add_trace(go.Scatter(
+                x=points["steps"], y=points["delta"], mode="lines+markers", name=variant, legendgroup=variant,
+                showlegend=column == 1, line=dict(color=_color(index), dash="dot" if variant == baseline else None),
+                error_y=dict(type="data", symmetric=False, visible=True,
+                             array=(points["high"] - points["delta"]).fillna(0.0),
+                             arrayminus=(points["delta"] - points["low"]).fillna(0.0)),
+                customdata=np.stack([seeds, points["psnr_mean"]], axis=-1),
+                hovertemplate=(f"{variant}, {protocol}<br>%{{x}} steps: Δ %{{y:+.2f}} dB vs {baseline}"
+                               "<br>%{customdata[0]} seed(s), mean %{customdata[1]:.2f} dB<extra></extra>"),
+            ), row=1, col=column)
+        figure.update_xaxes(type="log", title_text="training steps (log)", row=1, col=column)
+    figure.add_hline(y=0.0, line=dict(color="#666666", width=1))
+    figure.update_yaxes(title_text=f"Δ PSNR vs {baseline} (dB)", row=1, col=1)
+    return _layout(figure, f"Ranking vs budget: paired Δ to {baseline}, 95% interval", "", "")

@@ -75,3 +75,20 @@ def test_sentences_say_who_leads_at_each_budget():
     assert re.fullmatch(r"Under `whole` scoring: at 300 steps batch leads \(\+1\.[45]\d dB vs hin, significant; "
                         r"3 seeds\); at 3k steps hin leads \(instance -0\.[34]\d dB, significant; 3 seeds\)\.",
                         sentence), sentence
+
+
+def test_ranking_vs_budget_figure_has_a_line_per_variant_and_a_panel_per_protocol():
+    from app.ablation_views import ladder_figure, ladder_rows
+
+    table = ladder_table()
+    rows = ladder_rows(table, "denoise", "25")
+    assert set(rows["ablation"]) == {"norm300", "norm3k"}  # "norm" (no budget) is not a rung
+    ladder = rt.budget_ladder(rows, n_resamples=200)
+    figure = ladder_figure(ladder)
+    assert len(figure.data) == 5 * 2  # 5 variants x 2 protocols
+    batch_whole = next(t for t in figure.data if t.name == "batch" and t.xaxis == "x")
+    assert list(batch_whole.x) == [300, 3000]
+    assert batch_whole.y[0] > 1.3 and batch_whole.y[1] < -0.8  # ahead early, behind late
+    assert all(up >= 0 for up in batch_whole.error_y.array) and figure.layout.xaxis.type == "log"
+    assert [t.showlegend for t in figure.data if t.name == "batch"] == [True, False]
+    assert "No budget ladder" in ladder_figure(ladder.iloc[:0]).layout.annotations[0].text
