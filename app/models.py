@@ -24,7 +24,7 @@ import torch
 from hinet.checkpoint import OFFICIAL_SUFFIXES, load_any_checkpoint, read_metadata
 from hinet.errors import ConfigError, HINetError
 from hinet.inference import training_patch
-from hinet.model import HINet, HINetConfig, count_parameters
+from hinet.model import HINet, HINetConfig
 from hinet.registry import get_config, list_variants
 from hinet.sweep import SHIPPED_WEIGHTS_FILE
 
@@ -60,7 +60,7 @@ class ModelEntry:
 
 @lru_cache(maxsize=64)
 def _param_count(config: HINetConfig) -> int:
-    return count_parameters(HINet(config))
+    return config.parameter_count()  # counted from the config: listing a checkpoint allocates no model
 
 
 def entry_label(name: str, config: HINetConfig, params: int, trained: bool, task: str | None,

@@ -16,19 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hinet.data import DEFAULT_LEVELS, TASKS, degrade
+from hinet.data import degrade
 from hinet.errors import ConfigError, ImageError
 from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_output_array
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tiled_stats_options, tile_boxes
-from hinet.metrics import Protocol, evaluate_pair
+from hinet.metrics import evaluate_pair
+from hinet.tasks import get_task
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive, as hinet.inference.tile_boxes
 
 MAX_VARIANTS = 4
 TILE_STEP = 32
 MIN_TILE = 64
-# The protocol of every table under results/ (HINET.md): RGB, outputs rounded to uint8, no border crop.
-RESULTS_PROTOCOL = Protocol(channel="rgb", round_to_uint8=True, border=0)
 DIFFERENCE_COLORMAP = "magma"
 ZOOM_PANEL_SIZE = 256  # a zoom crop is enlarged by an integer factor up to about this many pixels a side
 SCREEN_MAX_PIXELS = 4_000_000  # larger pictures are reduced for the browser (never the downloads)
@@ -113,9 +112,7 @@ def check_stats(stats: str) -> str:
 
 
 def check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ConfigError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
-    return task
+    return get_task(task).name
 
 
 def check_tile(tile: int | None) -> None:
@@ -127,7 +124,7 @@ def check_tile(tile: int | None) -> None:
 
 def strength_for(task: str, values: dict) -> dict:
     """The task's own strength kwargs out of all the tab's sliders (named "<task>_<kwarg>")."""
-    strength = dict(DEFAULT_LEVELS[task])
+    strength = get_task(task).defaults
     prefix = f"{task}_"
     for key, value in values.items():
         if key.startswith(prefix) and value is not None:
@@ -171,7 +168,8 @@ def run_restore(
     and "local"; None assumes `hinet.inference.training_patch`'s default for every model."""
     from hinet.inference import training_patch
 
-    check_task(request.task)
+    # Scored as results/ scores the task (`Task.protocol`), so the numbers compare with the tables there.
+    protocol = get_task(request.task).protocol
     stats = check_stats(request.stats) if request.tile is None else "whole"
     variant_ids = check_variant_ids(request.variant_ids)
     check_tile(request.tile)
@@ -199,13 +197,13 @@ def run_restore(
         pixels = restore(model, input_pixels, tile=request.tile, overlap=overlap if request.tile else None,
                          blend=blend, progress=tile_done, stats=stats, train_patch=patch)
         seconds = time.perf_counter() - t0
-        metrics = evaluate_pair(pixels, gt, RESULTS_PROTOCOL) if gt is not None else None
+        metrics = evaluate_pair(pixels, gt, protocol) if gt is not None else None
         stats_text = describe_stats(stats, patch, tile=request.tile, overlap=overlap if request.tile else None)
         if note and stats != "whole":
             stats_text += f" ({note})"
         outputs.append(VariantOutput(entry_id, label, pixels, seconds, metrics, stats_text))
 
-    input_metrics = evaluate_pair(input_pixels, gt, RESULTS_PROTOCOL) if gt is not None else None
+    input_metrics = evaluate_pair(input_pixels, gt, protocol) if gt is not None else None
     return RestoreResult(
         request=request,
         source=source,
@@ -427,7 +425,9 @@ def summary(result: RestoreResult) -> str:
         lines.append("Test-time statistics per model: " + "; ".join(
             f"{out.label}: {out.stats_text}" for out in result.outputs) + ".")
     if result.gt_pixels is not None:
-        lines.append("Metrics: RGB PSNR/SSIM on outputs rounded to 8 bits, no border crop (the protocol of results/).")
+        protocol = get_task(req.task).protocol
+        lines.append(f"Metrics: PSNR/SSIM on {protocol.describe()} (how results/ scores {req.task}).")
+    lines.extend(f"Note: {warning}." for warning in result.source.warnings)
     return "  \n".join(lines)
 
 
@@ -459,7 +459,7 @@ def example_path(name: str) -> Path:
     return path
 
 
-__all__ = ["MAX_VARIANTS", "RESULTS_PROTOCOL", "RestoreRequest", "RestoreResult", "VariantOutput", "run_restore",
+__all__ = ["MAX_VARIANTS", "RestoreRequest", "RestoreResult", "VariantOutput", "run_restore",
            "metrics_table", "save_outputs", "crop_box", "zoom_crop", "zoom_panels", "difference_map",
            "difference_scale", "absolute_error", "describe_scale", "describe_box", "draw_boxes", "overview",
            "summary", "check_variant_ids", "check_tile", "TILE_STEP", "MIN_TILE", "screen_factor", "screen_size",

@@ -42,7 +42,7 @@ from app.restore_logic import (
     summary,
     zoom_panels,
 )
-from hinet.data import STRENGTH_SPECS, TASKS
+from hinet.tasks import TASK_NAMES, TASKS
 from hinet.errors import HINetError
 from hinet.image import DEFAULT_MAX_PIXELS, load_image
 
@@ -229,13 +229,13 @@ def set_center(state: dict | None, evt: gr.SelectData):
 @user_errors
 def on_task_change(task: str):
     choices, default, warnings = _choices(task)
-    group_updates = [gr.update(visible=(name == task)) for name in TASKS]
+    group_updates = [gr.update(visible=(name == task)) for name in TASK_NAMES]
     return (gr.update(choices=choices, value=default), gr.update(choices=[("first chosen", "")] + choices, value=""),
             warnings, *group_updates)
 
 
 def build_tab(ctx: AppContext) -> None:
-    first_task = TASKS[0]
+    first_task = TASK_NAMES[0]
     choices, default, warnings = _choices(first_task)
     # A 12 MP compare holds ~1 GB: free it when idle, and its files with it.
     state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=delete_download_dir)
@@ -252,11 +252,11 @@ def build_tab(ctx: AppContext) -> None:
                                         "degradation and keep the original as ground truth")
             strength_inputs = {}
             strength_groups = []
-            for task in TASKS:
-                with gr.Group(visible=(task == first_task)) as group:
-                    for name, (low, high, default_value, step, label) in STRENGTH_SPECS[task].items():
-                        strength_inputs[f"{task}_{name}"] = gr.Slider(low, high, value=default_value, step=step,
-                                                                      label=label)
+            for task in TASKS.values():
+                with gr.Group(visible=(task.name == first_task)) as group:
+                    for spec in task.strengths:
+                        strength_inputs[f"{task.name}_{spec.name}"] = gr.Slider(spec.low, spec.high, value=spec.default,
+                                                                                step=spec.step, label=spec.label)
                 strength_groups.append(group)
             seed = gr.Number(value=0, precision=0, label="Degradation seed")
             ground_truth = gr.File(label="Ground truth for an already degraded upload (optional, same size)",
@@ -264,7 +264,7 @@ def build_tab(ctx: AppContext) -> None:
 
             gr.Markdown("### 2. Models")
             with gr.Row():
-                task_picker = gr.Dropdown(list(TASKS), value=first_task, label="Task", scale=4)
+                task_picker = gr.Dropdown(list(TASK_NAMES), value=first_task, label="Task", scale=4)
                 refresh = gr.Button("Rescan models", size="sm", scale=1)
             variants = gr.Dropdown(choices, value=default, multiselect=True, max_choices=MAX_VARIANTS,
                                    allow_custom_value=True,  # API callers may name any entry; models checks it

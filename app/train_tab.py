@@ -23,10 +23,10 @@ from app import ablation_views as views
 from app import models
 from app.context import AppContext
 from app.errors import user_errors
-from hinet.data import TASKS
 from hinet.errors import ConfigError, HINetError
 from hinet.model import NORM_NAMES
 from hinet.results_table import LOG_COLUMNS
+from hinet.tasks import TASK_NAMES, get_task
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ def make_config(task: str, norm: str, ratio: float, left: int, right: int, decod
     """The `TrainConfig` of an app run; raises `ConfigError` with a plain message for impossible choices."""
     from hinet.train import TrainConfig
 
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    get_task(task)  # ConfigError naming the known tasks
     steps, seed, wf, depth, left, right = (_whole_number(name, value) for name, value in (
         ("steps", steps), ("seed", seed), ("wf", wf), ("depth", depth), ("first normalized level", left),
         ("last normalized level", right)))
@@ -306,7 +305,7 @@ def build_tab(ctx: AppContext) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            task = gr.Dropdown(list(TASKS), value=TASKS[0], label="Task (default degradation level)")
+            task = gr.Dropdown(list(TASK_NAMES), value=TASK_NAMES[0], label="Task (default degradation level)")
             norm = gr.Dropdown(list(NORM_NAMES), value="half_instance", label="Normalization")
             ratio = gr.Slider(0.125, 1.0, value=0.5, step=0.125,
                               label="Normalized fraction of channels (0.5 + half_instance = HIN)")

@@ -17,6 +17,9 @@ pass --checkpoint to measure a trained model too.
 `--local-stats` times the test-time statistics protocols (`hinet.inference.STATS_PROTOCOLS`) of trained
 checkpoints (default: the shipped denoisers) on a 512 x 512 noisy crop through `restore`, interleaved,
 and prints local/whole: TLC's windowed norms must stay within 1.5x the one-pass time.
+
+The tables go to stdout; `-v`/`-q` set how much of the library's logging reaches stderr (`hinet.logs`).
+Exit status 2 on a user error (e.g. an unreadable --checkpoint), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import time
 import numpy as np
 import torch
 
+from hinet.errors import HINetError
 from hinet.inference import (
     FAST_PATH,
     FAST_PATH_BF16,
@@ -43,6 +47,7 @@ from hinet.inference import (
     training_patch,
 )
 from hinet.local_stats import uses_input_statistics
+from hinet.logs import add_verbosity_flags, configure_logging, verbosity
 from hinet.registry import create_model
 
 PATHS = [
@@ -272,8 +277,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="time the stats protocols whole / tiled / local of --checkpoint (default: "
                              "the shipped denoisers) at --local-size")
     parser.add_argument("--local-size", type=int, default=512)
+    add_verbosity_flags(parser)
     args = parser.parse_args(argv)
+    configure_logging(verbosity(args))
+    try:
+        return _run(args)
+    except HINetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
+
+def _run(args: argparse.Namespace) -> int:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}; default fast path: '{FAST_PATH.name}' (marked *)"

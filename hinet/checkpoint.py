@@ -25,6 +25,9 @@ from hinet.io import atomic_write
 from hinet.model import HINet, HINetConfig
 
 CONFIG_KEY = "config"
+# The largest model a checkpoint may ask for: ~5.6x the paper's 88.7 M, 2 GB of float32. Checked from the
+# config before anything is allocated, so a damaged or hostile config is refused instead of exhausting memory.
+MAX_PARAMETERS = 500_000_000
 _LISTED_KEYS = 8  # how many keys of each kind a mismatch message lists before "... and N more"
 
 
@@ -102,6 +105,7 @@ def load_checkpoint(path) -> tuple[HINet, dict]:
         config = HINetConfig.from_dict(metadata[CONFIG_KEY])
     except (ConfigError, TypeError) as error:
         raise CheckpointError(f"{path.name} has an invalid model config in its metadata: {error}") from error
+    check_model_size(config, path.name)
     try:
         with safe_open(str(path), framework="pt") as handle:
             state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
@@ -131,6 +135,17 @@ def load_any_checkpoint(path) -> tuple[HINet, dict]:
                     "train_patch": OFFICIAL_TRAIN_PATCH}
         return model, metadata
     return load_checkpoint(path)
+
+
+def check_model_size(config: HINetConfig, source: str = "the checkpoint") -> int:
+    """The parameter count of `config` (computed, not allocated); `CheckpointError` above `MAX_PARAMETERS`."""
+    parameters = config.parameter_count()
+    if parameters > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{source} asks for a model with {parameters:,} parameters ({config.describe()}), more than the "
+            f"limit of {MAX_PARAMETERS:,}; the file is damaged or is not a HINet checkpoint"
+        )
+    return parameters
 
 
 def _existing_file(path) -> Path:
@@ -166,6 +181,7 @@ def load_official_checkpoint(path, config: HINetConfig | None = None) -> HINet:
     state_dict = _unwrap_state_dict(loaded, path.name)
     if config is None:
         config = infer_config_from_state_dict(state_dict)
+    check_model_size(config, path.name)
     model = HINet(config)
     load_state_dict_checked(model, state_dict, source=path.name)
     return model.eval()
@@ -441,6 +457,8 @@ def _changed_fields(config: HINetConfig) -> dict:
 
 
 __all__ = [
+    "MAX_PARAMETERS",
+    "check_model_size",
     "save_checkpoint",
     "load_checkpoint",
     "load_any_checkpoint",

@@ -1,22 +1,12 @@
-"""Clean images, synthetic degradations and training batches: the project's one data module.
+"""Clean images, degraded inputs and training batches: the project's one data module.
 
 Everything here works on float32 numpy arrays in [0, 1], shape H x W x 3 (`degrade` may return values
-slightly outside [0, 1] for denoising, see below). Training, evaluation and the app all call `degrade`,
-so a model is always tested on exactly the degradation it was trained on.
+slightly outside [0, 1] for denoising, see `hinet.degradations`). Training, evaluation and the app all
+call `degrade`, so a model is always tested on exactly the degradation it was trained on.
 
-Degradations and their strength parameters (`DEFAULT_LEVELS`, `STRENGTH_SPECS`, `BLIND_RANGES`):
-
-- ``denoise(sigma)``: additive white Gaussian noise, sigma on the 0-255 scale. The noisy image is *not*
-  clipped to [0, 1] (the usual practice for synthetic AWGN training pairs: clipping would make the noise
-  signal-dependent near black and white). Metrics under the default protocol clamp before measuring.
-- ``deblur(length, angle, kernel=None)``: linear motion blur, an anti-aliased line `length` pixels long at
-  `angle` degrees (0 = horizontal, counter-clockwise positive), or a user `kernel` array; convolved per
-  channel with a symmetric ('reflect') boundary; output the same size. No noise is added.
-- ``jpeg(quality)``: Pillow JPEG round trip at `quality` (1-95), through uint8, in memory.
-- ``derain(density, length, angle)``: synthetic rain. `density` in [0, 1] scales the fraction of streak
-  seed pixels (density 1 = 1.2% of pixels seed a streak); every seed is smeared into a streak `length`
-  pixels long, tilted `angle` degrees from vertical (positive = top leaning right), with a random
-  brightness; streaks are added to the image and the sum is clipped to [0, 1].
+What each task's degradation does and which strengths it takes (ranges, defaults, blind ranges, the
+strength a bare `--level` number means) is stated once, in the task records of `hinet.tasks`; the
+functions here take a task name and read its record.
 
 Randomness always comes from a `numpy.random.Generator` passed in (or built from an int seed), so
 every result is reproducible. `rng=None` means seed 0.
@@ -26,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import io
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,44 +25,10 @@ import numpy as np
 
 from hinet.errors import ConfigError, ImageError
 from hinet.io import atomic_write
+from hinet.tasks import TASK_NAMES, get_task
 
-TASKS = ("denoise", "deblur", "jpeg", "derain")
-
-DEFAULT_LEVELS: dict[str, dict[str, float]] = {
-    "denoise": {"sigma": 25},
-    "deblur": {"length": 15, "angle": 30},
-    "jpeg": {"quality": 10},
-    "derain": {"density": 0.5, "length": 20, "angle": -15},
-}
-
-# name -> (min, max, default, step, label) for UI sliders; also the accepted range of `degrade`.
-STRENGTH_SPECS: dict[str, dict[str, tuple[float, float, float, float, str]]] = {
-    "denoise": {"sigma": (0, 100, 25, 1, "Noise sigma (0-255 scale)")},
-    "deblur": {
-        "length": (1, 51, 15, 1, "Motion length (pixels)"),
-        "angle": (-180, 180, 30, 1, "Motion angle (degrees, 0 = horizontal)"),
-    },
-    "jpeg": {"quality": (1, 95, 10, 1, "JPEG quality (lower = stronger artifacts)")},
-    "derain": {
-        "density": (0.0, 1.0, 0.5, 0.05, "Rain density"),
-        "length": (3, 60, 20, 1, "Streak length (pixels)"),
-        "angle": (-45, 45, -15, 1, "Streak tilt from vertical (degrees)"),
-    },
-}
-
-# Ranges sampled per patch when training a blind model (one model for a range of strengths).
-BLIND_RANGES: dict[str, dict[str, tuple[float, float]]] = {
-    "denoise": {"sigma": (0, 50)},
-    "deblur": {"length": (5, 25), "angle": (-180, 180)},
-    "jpeg": {"quality": (10, 40)},
-    "derain": {"density": (0.2, 0.8), "length": (10, 30), "angle": (-30, 30)},
-}
-
-# The strength a bare number means (`--level 25`).
-PRIMARY_STRENGTH = {"denoise": "sigma", "deblur": "length", "jpeg": "quality", "derain": "density"}
-
-_INTEGER_STRENGTHS = {("jpeg", "quality")}
-_RAIN_SEED_FRACTION = 0.012  # seed pixels per image pixel at density 1
+# The task names in menu order, for callers that only need names (the records: `hinet.tasks.TASKS`).
+TASKS = TASK_NAMES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 Rng = np.random.Generator | int | None
@@ -95,32 +50,12 @@ def _check_image(clean: np.ndarray, what: str = "image") -> np.ndarray:
     return np.asarray(clean, dtype=np.float32)
 
 
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-
-
 def validate_strength(task: str, **strength) -> dict[str, float]:
-    """The full strength dict for `task` (defaults filled in), checked against `STRENGTH_SPECS`.
+    """The full strength dict for `task` (defaults filled in), checked against its record's strengths.
 
-    Raises `ConfigError` for an unknown parameter name or a value outside its range.
+    Raises `ConfigError` for an unknown task or parameter name, or a value outside its range.
     """
-    _check_task(task)
-    specs = STRENGTH_SPECS[task]
-    unknown = sorted(set(strength) - set(specs))
-    if unknown:
-        raise ConfigError(f"{task} has no strength parameter {', '.join(unknown)}; it takes: {', '.join(specs)}")
-    resolved: dict[str, float] = {}
-    for name, (low, high, _default, _step, label) in specs.items():
-        value = strength.get(name, DEFAULT_LEVELS[task][name])
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{task} {name} must be a number, got {value!r}") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise ConfigError(f"{task} {name} = {value:g} is out of range; {label} must be in [{low:g}, {high:g}]")
-        resolved[name] = int(round(value)) if (task, name) in _INTEGER_STRENGTHS else value
-    return resolved
+    return get_task(task).validate(strength)
 
 
 def format_level(strength: Mapping[str, float]) -> str:
@@ -129,155 +64,38 @@ def format_level(strength: Mapping[str, float]) -> str:
 
 
 def parse_level(task: str, text: str) -> dict[str, float]:
-    """Parse a command-line level: a bare number sets the task's main strength (`PRIMARY_STRENGTH`),
+    """Parse a command-line level: a bare number sets the task's main strength (`Task.primary`),
     `key=value,key=value` sets any (e.g. ``length=15,angle=30``). Returns the validated full dict."""
-    _check_task(task)
-    text = str(text).strip()
-    strength: dict[str, str] = {}
-    if "=" not in text:
-        strength[PRIMARY_STRENGTH[task]] = text
-    else:
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            key, sep, value = part.partition("=")
-            if not sep:
-                raise ConfigError(f"level {text!r}: expected key=value pairs separated by commas, got {part!r}")
-            strength[key.strip()] = value.strip()
-    return validate_strength(task, **strength)
+    return get_task(task).parse_level(text)
 
 
 def sample_strength(task: str, rng: Rng = None, blind: bool = False) -> dict[str, float]:
-    """The strength for one training sample: `DEFAULT_LEVELS[task]` when not blind, else uniform in
-    `BLIND_RANGES[task]` (JPEG quality rounded to an integer)."""
-    _check_task(task)
-    if not blind:
-        return dict(DEFAULT_LEVELS[task])
-    rng = _as_rng(rng)
-    values = {name: float(rng.uniform(low, high)) for name, (low, high) in BLIND_RANGES[task].items()}
-    return validate_strength(task, **values)
+    """The strength for one training sample: the task's defaults when not blind, else uniform in its
+    blind ranges (JPEG quality rounded to an integer)."""
+    return get_task(task).sample(_as_rng(rng), blind)
 
 
 # --------------------------------------------------------------------------------------------------
 # Degradations
 
 
-def motion_kernel(length: float, angle: float) -> np.ndarray:
-    """A normalized (sum 1) linear motion-blur kernel: the area each pixel shares with a bar 1 pixel wide
-    and `length` pixels long, centred on the middle pixel and turned `angle` degrees (0 = horizontal,
-    counter-clockwise positive, image rows pointing down).
-
-    Coverage is measured with 8 x 8 samples per pixel, which anti-aliases the line: a horizontal bar of
-    odd length L covers exactly L pixels of one row; an even length covers L - 1 pixels fully and half of
-    each end pixel. Kernels are square and odd-sized, so the blur does not shift the image.
-    """
-    length = float(length)
-    if not math.isfinite(length) or length < 1:
-        raise ConfigError(f"motion blur length must be at least 1 pixel, got {length:g}")
-    radius = int(math.ceil(length / 2 + 0.5))
-    samples = 8
-    offsets = (np.arange(samples) + 0.5) / samples - 0.5
-    grid = np.arange(-radius, radius + 1)
-    y = (grid[:, None] + offsets[None, :]).ravel()
-    x = y.copy()
-    theta = math.radians(float(angle))
-    along = x[None, :] * math.cos(theta) - y[:, None] * math.sin(theta)  # rows grow downwards
-    across = x[None, :] * math.sin(theta) + y[:, None] * math.cos(theta)
-    inside = (np.abs(along) <= length / 2) & (np.abs(across) <= 0.5)
-    size = 2 * radius + 1
-    kernel = inside.reshape(size, samples, size, samples).sum(axis=(1, 3)).astype(np.float64)
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-def _check_kernel(kernel) -> np.ndarray:
-    kernel = np.asarray(kernel, dtype=np.float64)
-    if kernel.ndim != 2 or kernel.size == 0:
-        raise ConfigError(f"a blur kernel must be a 2-D array, got shape {kernel.shape}")
-    if not np.all(np.isfinite(kernel)) or np.any(kernel < 0) or kernel.sum() <= 0:
-        raise ConfigError("a blur kernel must be finite, non-negative and have a positive sum")
-    return (kernel / kernel.sum()).astype(np.float32)
-
-
-def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Convolve each channel of an H x W x C image with a 2-D kernel; symmetric ('reflect' in
-    scipy.ndimage terms) boundary; output the same size."""
-    from scipy.signal import fftconvolve
-
-    kh, kw = kernel.shape
-    top, left = (kh - 1) // 2, (kw - 1) // 2
-    padded = np.pad(image, ((top, kh - 1 - top), (left, kw - 1 - left), (0, 0)), mode="symmetric")
-    out = fftconvolve(padded, kernel[:, :, None].astype(np.float32), mode="valid", axes=(0, 1))
-    return out.astype(np.float32)
-
-
-def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    noise = rng.standard_normal(clean.shape, dtype=np.float32) * np.float32(sigma / 255.0)
-    return clean + noise
-
-
-def motion_blur(clean: np.ndarray, length: float, angle: float, kernel=None) -> np.ndarray:
-    kernel = motion_kernel(length, angle) if kernel is None else _check_kernel(kernel)
-    return convolve(clean, kernel)
-
-
-def jpeg_compress(clean: np.ndarray, quality: int) -> np.ndarray:
-    from PIL import Image
-
-    pixels = np.clip(np.rint(clean * 255.0), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality))
-    buffer.seek(0)
-    with Image.open(buffer) as decoded:
-        return np.asarray(decoded.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def rain_layer(shape: tuple[int, int], density: float, length: float, angle: float,
-               rng: np.random.Generator) -> np.ndarray:
-    """The H x W streak intensity in [0, 1]: sparse random seeds smeared along the fall direction."""
-    from scipy.ndimage import gaussian_filter
-
-    h, w = shape
-    seeds = np.zeros((h, w), dtype=np.float32)
-    n_seeds = int(rng.binomial(h * w, min(1.0, density * _RAIN_SEED_FRACTION)))
-    if n_seeds:
-        index = rng.choice(h * w, size=n_seeds, replace=False)
-        seeds.flat[index] = rng.uniform(0.25, 0.9, size=n_seeds).astype(np.float32)
-    # Thin streaks are slightly soft across their width, like out-of-focus drops.
-    seeds = gaussian_filter(seeds, 0.6) * np.float32(2.0)
-    kernel = motion_kernel(length, 90.0 - angle)  # angle is the tilt from vertical
-    streaks = convolve(seeds[:, :, None], kernel)[:, :, 0] * np.float32(length) / np.float32(2.0)
-    return np.clip(streaks, 0.0, 1.0)
-
-
-def add_rain(clean: np.ndarray, density: float, length: float, angle: float,
-             rng: np.random.Generator) -> np.ndarray:
-    streaks = rain_layer(clean.shape[:2], density, length, angle, rng)
-    return np.clip(clean + streaks[:, :, None], 0.0, 1.0)
-
-
 def degrade(clean: np.ndarray, task: str, rng: Rng = None, kernel=None, **strength) -> np.ndarray:
-    """Degrade a clean H x W x 3 float image for `task` at `strength` (missing values default to
-    `DEFAULT_LEVELS[task]`; out-of-range values raise `ConfigError`). `kernel` (deblur only) replaces the
+    """Degrade a clean H x W x 3 float image for `task` at `strength` (missing values default to the
+    task's defaults; out-of-range values raise `ConfigError`). `kernel` (deblur only) replaces the
     motion kernel with a user array. Returns a new float32 array of the same shape."""
     clean = _check_image(clean, "clean image")
-    level = validate_strength(task, **strength)
-    if kernel is not None and task != "deblur":
-        raise ConfigError(f"a blur kernel only applies to the deblur task, not {task}")
-    rng = _as_rng(rng)
-    if task == "denoise":
-        return add_noise(clean, level["sigma"], rng)
-    if task == "deblur":
-        # A non-negative normalized kernel keeps values in [0, 1]; the clip only removes FFT round-off.
-        return np.clip(motion_blur(clean, level["length"], level["angle"], kernel=kernel), 0.0, 1.0)
-    if task == "jpeg":
-        return jpeg_compress(clean, level["quality"])
-    return add_rain(clean, level["density"], level["length"], level["angle"], rng)
+    record = get_task(task)
+    level = record.validate(strength)
+    if kernel is not None and not record.takes_kernel:
+        takers = ", ".join(name for name in TASK_NAMES if get_task(name).takes_kernel)
+        raise ConfigError(f"a blur kernel only applies to the {takers} task, not {task}")
+    return record.degrade(clean, level, _as_rng(rng), kernel)
 
 
 def blur_margin(task: str, strength: Mapping[str, float]) -> int:
     """Pixels of context a degradation reads around a patch: the motion-kernel radius for deblur, the
     streak half-length for derain (streaks from just outside a patch reach into it)."""
-    if task in ("deblur", "derain"):
-        return int(math.ceil(float(strength.get("length", DEFAULT_LEVELS[task]["length"])) / 2 + 0.5))
-    return 0
+    return get_task(task).margin(strength)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -445,11 +263,17 @@ def folder_images(directory) -> dict[str, np.ndarray]:
     folder is missing or has no images, `ImageError` for an unreadable file."""
     from hinet.image import load_image
 
+    return {path.name: load_image(path).pixels for path in image_files(directory)}
+
+
+def image_files(directory) -> list[Path]:
+    """The image files in `directory` (not recursive; suffixes in `IMAGE_SUFFIXES`), sorted by name.
+    Raises `ConfigError` when the folder is missing or has none."""
     directory = _checked_folder(directory)
     files = _image_files(directory)
     if not files:
         raise ConfigError(f"image folder {str(directory)!r} contains no images ({', '.join(IMAGE_SUFFIXES)})")
-    return {path.name: load_image(path).pixels for path in files}
+    return files
 
 
 def sporco_data_dir() -> Path:
@@ -607,8 +431,8 @@ def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np
     probability proportional to its area (`area`: `cumulative_area(clean_images)`, computed when None),
     a random crop, a random dihedral transform and channel order, then `degrade`. The crop is taken with a
     margin that the degradation may read (blur) and cut back, so no patch sees an artificial border.
-    `blind=True` draws the strength per pair from `BLIND_RANGES` (`strength` is then ignored); otherwise
-    `strength` is used (None = `DEFAULT_LEVELS[task]`)."""
+    `blind=True` draws the strength per pair from the task's blind ranges (`strength` is then ignored);
+    otherwise `strength` is used (None = the task's defaults)."""
     if not len(clean_images):
         raise ConfigError("no clean training images")
     level = sample_strength(task, rng, blind) if blind or strength is None else validate_strength(task, **strength)
@@ -660,7 +484,7 @@ class SyntheticPairs(_IterableDataset):
 
     def __init__(self, clean_images, task: str, patch: int = 64, blind: bool = False,
                  strength: Mapping[str, float] | None = None, seed: int = 0, rank: int = 0, world_size: int = 1):
-        _check_task(task)
+        get_task(task)  # an unknown task fails here, not at the first sample
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
         if int(patch) < 8:

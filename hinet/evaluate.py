@@ -16,6 +16,7 @@ fast mode, 5x5 patches, 13x13 search; h chosen on a skimage training image, not 
 deblur: Richardson-Lucy with the true kernel, 30 iterations per channel on a symmetrically padded copy;
 jpeg: none beyond the input; derain: a 5x5 median filter per channel. The "input" row (the degraded
 image itself) is listed with the baselines. With `--pairs` the baselines assume the --task/--level given.
+Which baselines a task has is its record's `baselines` (`hinet.tasks`); their code is `BASELINES` here.
 
 Test-time statistics (`--protocol`, see `hinet.inference.STATS_PROTOCOLS`): "whole" (default) restores
 each image in one pass; "tiled" in tiles of the training patch; "local" in one pass with TLC's windowed
@@ -23,31 +24,42 @@ norm statistics; "all" runs the model under each of them (the baselines once: th
 Every row records it in the column `stats` (the column `protocol` is the metric protocol). The training
 patch is `--train-patch`, else the checkpoint's "train_patch" metadata, else 64 px (the summary says so).
 
-Exit status 0 on success, 2 on any user error (one line on stderr).
+Files of `--images` / pairs of `--pairs` that cannot be read are skipped: the others are evaluated and
+reported, the skipped ones are listed on stderr at the end, and the exit status is 2.
+
+Exit status 0 on success, 2 on any user error (one line on stderr) or skipped file. `-v`/`-q` set how
+much goes to stderr (`hinet.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from hinet import data
-from hinet.errors import ConfigError, HINetError
+from hinet.degradations import motion_kernel
+from hinet.errors import ConfigError, HINetError, ImageError
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, training_patch
 from hinet.local_stats import DEFAULT_FACTOR, EDGES, uses_input_statistics
-from hinet.metrics import Protocol, default_protocol, evaluate_pair
+from hinet.logs import add_verbosity_flags, configure_logging, verbosity
+from hinet.metrics import Protocol, evaluate_pair
+from hinet.tasks import TASK_NAMES, TASKS, get_task
+
+log = logging.getLogger(__name__)
 
 EXIT_ERROR = 2
 MODEL_METHOD = "hinet"
 ALL_STATS = "all"  # --protocol all: the model under every one of STATS_PROTOCOLS
 CSV_COLUMNS = ("image", "method", "stats", "psnr", "ssim", "seconds", "task", "strength", "seed", "protocol")
+Skipped = list[tuple[str, str]]  # (file or pair name, why it could not be read)
 
 
 def image_seed(seed: int, name: str) -> np.random.Generator:
@@ -88,7 +100,7 @@ def _nl_means(lq: np.ndarray, strength) -> np.ndarray:
 def _richardson_lucy(lq: np.ndarray, strength) -> np.ndarray:
     from skimage.restoration import richardson_lucy
 
-    kernel = data.motion_kernel(strength["length"], strength["angle"])
+    kernel = motion_kernel(strength["length"], strength["angle"])
     pad = kernel.shape[0]  # skimage convolves with zero borders: a symmetric margin avoids edge ringing
     padded = np.pad(np.clip(lq, 0, 1), ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
     channels = [richardson_lucy(padded[:, :, c], kernel, num_iter=30, clip=True) for c in range(3)]
@@ -101,11 +113,12 @@ def _median(lq: np.ndarray, strength) -> np.ndarray:
     return median_filter(lq, size=(5, 5, 1), mode="reflect")
 
 
-BASELINES: dict[str, dict[str, Callable]] = {
-    "denoise": {"bm3d": _bm3d, "nl_means": _nl_means},
-    "deblur": {"richardson_lucy": _richardson_lucy},
-    "jpeg": {},
-    "derain": {"median5": _median},
+# name -> method; a task runs the ones its record names (`hinet.tasks.Task.baselines`)
+BASELINES: dict[str, Callable[[np.ndarray, Mapping[str, float]], np.ndarray]] = {
+    "bm3d": _bm3d,
+    "nl_means": _nl_means,
+    "richardson_lucy": _richardson_lucy,
+    "median5": _median,
 }
 
 
@@ -115,13 +128,14 @@ def _chosen_baselines(task: str, baselines) -> list[str] | None:
     """None for no baseline rows; else the baseline names to run (True = all of the task's)."""
     if baselines is False or baselines is None:
         return None
+    own = get_task(task).baselines
     if baselines is True:
-        return list(BASELINES[task])
+        return list(own)
     names = [baselines] if isinstance(baselines, str) else list(baselines)
-    unknown = [name for name in names if name not in BASELINES[task]]
+    unknown = [name for name in names if name not in own]
     if unknown:
         raise ConfigError(f"{task} has no baseline {', '.join(unknown)}; "
-                          f"its baselines are: {', '.join(BASELINES[task]) or 'none (only the input)'}")
+                          f"its baselines are: {', '.join(own) or 'none (only the input)'}")
     return names
 
 
@@ -153,7 +167,7 @@ def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iter
         if chosen is not None:
             methods.append(("input", "", lambda: lq))
             for method in chosen:
-                methods.append((method, "", lambda run=BASELINES[task][method]: run(lq, strength)))
+                methods.append((method, "", lambda run=BASELINES[method]: run(lq, strength)))
         if model is not None:
             for protocol_name in stats:
                 methods.append((method_name, protocol_name, lambda s=protocol_name: restore(
@@ -191,12 +205,12 @@ def evaluate_model(model, task: str, strength: Mapping[str, float] | None = None
                    train_patch: int | None = None, local_factor: float = DEFAULT_FACTOR,
                    local_edge: str = "replicate", local_min_ratio: float = 1.0) -> list[dict]:
     """Score `model` (a HINet, or None for baselines only) on `images` (name -> clean H x W x 3 float;
-    default `data.test_images()`) degraded for `task` at `strength` (default `DEFAULT_LEVELS[task]`).
+    default `data.test_images()`) degraded for `task` at `strength` (default: the task's defaults).
 
     Returns one row per image and method: ``{"image", "method", "stats", "psnr", "ssim", "seconds"}``; the
     model's method is `method_name`. `baselines`: True adds the row "input" and every one of the task's
-    `BASELINES` before the model's row; a list of names runs only those (plus "input")
-    `protocol` defaults to `default_protocol(task)`. `save_dir` writes `<save_dir>/<method>/<image>.png`
+    baselines before the model's row; a list of names runs only those (plus "input")
+    `protocol` defaults to the task's (`hinet.tasks.Task.protocol`). `save_dir` writes `<save_dir>/<method>/<image>.png`
     (`<method>_<stats>` for the model under "tiled"/"local").
     `stats`: the test-time statistics protocol(s) of the model (`STATS_PROTOCOLS`, "all" or a list): one
     model row per image and protocol, `stats` column set; baseline rows have stats "". "tiled"/"local" need
@@ -206,7 +220,7 @@ def evaluate_model(model, task: str, strength: Mapping[str, float] | None = None
     images = data.test_images() if images is None else images
     if not images:
         raise ConfigError("no images to evaluate on")
-    protocol = default_protocol(task) if protocol is None else protocol
+    protocol = get_task(task).protocol if protocol is None else protocol
     stats = chosen_stats(stats)
     options = _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
     items = ((name, degraded_input(np.asarray(clean, np.float32), task, level, seed, name), clean)
@@ -219,14 +233,50 @@ def evaluate_pairs(model, pairs: data.PairedFolder, task: str, strength: Mapping
                    protocol: Protocol | None = None, tile: int | None = None, baselines: bool = False,
                    save_dir=None, method_name: str = MODEL_METHOD, progress=None, stats: str | Iterable[str] = "whole",
                    train_patch: int | None = None, local_factor: float = DEFAULT_FACTOR,
-                   local_edge: str = "replicate", local_min_ratio: float = 1.0) -> list[dict]:
-    """Like `evaluate_model` on given (degraded, clean) pairs; `task`/`strength` only inform the baselines."""
+                   local_edge: str = "replicate", local_min_ratio: float = 1.0,
+                   skipped: Skipped | None = None) -> list[dict]:
+    """Like `evaluate_model` on given (degraded, clean) pairs; `task`/`strength` only inform the baselines.
+
+    `skipped`: None lets an unreadable pair raise `ImageError`; a list skips it and appends (name, reason)."""
     level = data.validate_strength(task, **(strength or {}))
-    protocol = default_protocol(task) if protocol is None else protocol
+    protocol = get_task(task).protocol if protocol is None else protocol
     stats = chosen_stats(stats)
     options = _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
-    return _evaluate_items(model, task, level, iter(pairs), protocol, tile, baselines,
+    items = iter(pairs) if skipped is None else _readable_pairs(pairs, skipped)
+    return _evaluate_items(model, task, level, items, protocol, tile, baselines,
                            None if save_dir is None else Path(save_dir), method_name, progress, stats, options)
+
+
+def _readable_pairs(pairs: data.PairedFolder, skipped: Skipped) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    for index, name in enumerate(pairs.names):
+        try:
+            pair = pairs[index]
+        except ImageError as error:
+            skipped.append((name, str(error)))
+            continue
+        yield pair
+
+
+def readable_folder_images(directory) -> tuple[dict[str, np.ndarray], Skipped]:
+    """Every image of `directory` that can be read, by file name, and (file name, reason) for each one
+    that cannot. Raises `ConfigError` for a missing or empty folder, `ImageError` when no file is readable."""
+    from hinet.image import load_image
+
+    images: dict[str, np.ndarray] = {}
+    skipped: Skipped = []
+    for path in data.image_files(directory):
+        try:
+            loaded = load_image(path)
+        except ImageError as error:
+            skipped.append((path.name, str(error)))
+            continue
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        images[path.name] = loaded.pixels
+    if not images:
+        raise ImageError(f"none of the {len(skipped)} image file(s) in {directory} can be read; "
+                         + "; ".join(f"{name}: {reason}" for name, reason in skipped[:3]))
+    return images, skipped
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -276,10 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hinet.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a hinet .safetensors checkpoint or an official HINet .pth")
-    parser.add_argument("--task", choices=data.TASKS, help="default: the checkpoint's 'task' metadata")
+    parser.add_argument("--task", choices=TASK_NAMES, help="default: the checkpoint's 'task' metadata")
     parser.add_argument("--level", default=None,
-                        help="strength: a number (sigma / length / quality / density) or key=value,... "
-                             "(e.g. length=15,angle=30); default: data.DEFAULT_LEVELS[task]")
+                        help=f"strength: a number ({' / '.join(t.primary for t in TASKS.values())}) or "
+                             "key=value,... (e.g. length=15,angle=30); default: the task's defaults (hinet.tasks)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", metavar="DIR", help="clean images to degrade (default: the sporco test set)")
     source.add_argument("--pairs", nargs=2, metavar=("LQ", "GT"), help="folders of degraded and clean images")
@@ -299,20 +349,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--local-min-ratio", type=float, default=1.0,
                         help="local windows only at maps larger than this x their training size (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
-    parser.add_argument("--channel", choices=("rgb", "y"), default=None, help="metric channel (default: y for derain, else rgb)")
+    parser.add_argument("--channel", choices=("rgb", "y"), default=None,
+                        help="metric channel (default: the task's: "
+                             + ", ".join(f"{t.name} {t.protocol.channel}" for t in TASKS.values()) + ")")
     parser.add_argument("--border", type=int, default=0, help="pixels cropped from each side before metrics")
     parser.add_argument("--float", dest="round_to_uint8", action="store_false",
                         help="measure float outputs without rounding to uint8 (SIDD style)")
+    add_verbosity_flags(parser)
     return parser
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
+    """Evaluate and print the report; returns (rows, the files or pairs skipped as unreadable)."""
     from hinet.checkpoint import load_any_checkpoint
 
     model, metadata = load_any_checkpoint(args.checkpoint)
     task = args.task or metadata.get("task")
-    if task not in data.TASKS:
-        raise ConfigError(f"give --task ({', '.join(data.TASKS)}): the checkpoint does not name its task")
+    if task not in TASKS:
+        raise ConfigError(f"give --task ({', '.join(TASK_NAMES)}): the checkpoint does not name its task")
     strength = data.validate_strength(task) if args.level is None else data.parse_level(task, args.level)
     if args.tile is not None and args.tile < 1:
         raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
@@ -320,7 +374,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         raise ConfigError("--tile replaces the tiles of --protocol tiled (the training patch), so whole and tiled "
                           "would be the same computation under two labels; drop --tile, or use --protocol whole "
                           "or local with it")
-    base = default_protocol(task)
+    base = get_task(task).protocol
     protocol = Protocol(channel=args.channel or base.channel, round_to_uint8=args.round_to_uint8, border=args.border)
     stats = chosen_stats(args.protocol)
     if args.train_patch is not None:
@@ -331,15 +385,20 @@ def run(args: argparse.Namespace) -> list[dict]:
     stats_lines = [describe_stats(name, train_patch, args.tile, None, **local) for name in stats]
 
     def progress(name, method):
-        print(f"  {name}: {method}", file=sys.stderr, flush=True)
+        log.info("  %s: %s", name, method)
 
     common = dict(protocol=protocol, tile=args.tile, baselines=args.baselines, save_dir=args.save_outputs,
                   progress=progress, stats=stats, train_patch=train_patch, **local)
+    skipped: Skipped = []
     if args.pairs:
-        rows = evaluate_pairs(model, data.PairedFolder(*args.pairs), task, strength, **common)
+        pairs = data.PairedFolder(*args.pairs)
+        rows = evaluate_pairs(model, pairs, task, strength, skipped=skipped, **common)
+        if not rows:
+            raise ImageError(f"none of the {len(pairs)} pairs can be read; "
+                             + "; ".join(f"{name}: {reason}" for name, reason in skipped[:3]))
         source = f"pairs {args.pairs[0]} / {args.pairs[1]}"
     else:
-        images = data.folder_images(args.images) if args.images else data.test_images()
+        images, skipped = readable_folder_images(args.images) if args.images else (data.test_images(), [])
         rows = evaluate_model(model, task, strength, images, seed=args.seed, **common)
         source = f"{len(images)} image{'s' if len(images) != 1 else ''} from {args.images or 'the sporco test set'}, degradation seed {args.seed}"
     level = ", ".join(f"{k}={v:g}" for k, v in strength.items())
@@ -355,18 +414,24 @@ def run(args: argparse.Namespace) -> list[dict]:
     print(format_table(summarize(rows)))
     if args.out_csv:
         print(f"wrote {write_csv(args.out_csv, rows, task, strength, args.seed, protocol)}")
-    return rows
+    return rows, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(verbosity(args))
     try:
-        run(args)
+        _, skipped = run(args)
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:  # e.g. an unwritable --out-csv or --save-outputs location
         print(f"error: {error.filename or ''} {error.strerror or error}".strip(), file=sys.stderr)
+        return EXIT_ERROR
+    if skipped:
+        print(f"error: {len(skipped)} unreadable image(s) skipped (the table covers the rest):", file=sys.stderr)
+        for name, reason in skipped:
+            print(f"  {name}: {reason}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

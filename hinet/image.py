@@ -4,7 +4,9 @@
 `pixels` are H x W x 3 float32 in [0, 1] (gray is replicated to 3 channels, because every model takes
 RGB). Everything needed to give the user back an image like the one they gave is kept beside it: the
 alpha channel (never restored, never touched), whether it was gray, and its bit depth. `to_output_array`
-and `save_image` use that to write gray as gray, 16-bit as 16-bit and RGBA as RGBA.
+and `save_image` use that to write gray as gray, 16-bit as 16-bit and RGBA as RGBA. What the loader
+had to leave out is said in `warnings` (e.g. the later frames of an animated GIF), for the app and the
+command-line tools to show.
 
 Pillow decodes 16-bit RGB(A) PNGs to 8 bits, so those are decoded twice (high bytes, then low bytes)
 through the same Pillow decoder; and Pillow cannot write them, so `_encode_png16` does.
@@ -17,7 +19,7 @@ import math
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,7 @@ class LoadedImage:
     bit_depth: int  # 8 or 16
     source_mode: str  # PIL mode of the source ("array:<dtype>" for numpy input)
     name: str
+    warnings: tuple[str, ...] = ()  # what of the source is not in `pixels`, in words for the user
 
     @property
     def height(self) -> int:
@@ -147,6 +150,23 @@ def _decode(image: Image.Image, name: str) -> None:
 
 
 def _load_pil(image: Image.Image, name: str) -> LoadedImage:
+    loaded = _load_first_frame(image, name)
+    frames = _frame_count(image)
+    if frames > 1:
+        kind = "an animated GIF" if image.format == "GIF" else f"an animation or multi-page {image.format or 'image'}"
+        warning = f"{name} is {kind} with {frames} frames; only the first frame is used"
+        loaded = replace(loaded, warnings=loaded.warnings + (warning,))
+    return loaded
+
+
+def _frame_count(image: Image.Image) -> int:
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception:  # counting seeks through the file; a damaged later frame still leaves the first
+        return 1
+
+
+def _load_first_frame(image: Image.Image, name: str) -> LoadedImage:
     mode = image.mode
     wide = _decode_png16(image, name)
     if wide is not None:  # 16-bit RGB, RGBA or gray+alpha PNG, full precision

@@ -138,6 +138,8 @@ def evaluate_pair(output, target, protocol: Protocol = Protocol()) -> dict[str, 
 
 
 def default_protocol(task: str) -> Protocol:
-    """The protocol a restoration task is reported with: RGB, except derain on the Y channel (as the
-    official Rain13k results are)."""
-    return Protocol(channel="y") if task == "derain" else Protocol()
+    """The protocol `task` is reported with: its record's `hinet.tasks.Task.protocol` (RGB, except derain
+    on the Y channel as the official Rain13k results are). `ConfigError` for an unknown task."""
+    from hinet.tasks import get_task  # tasks builds its records from this module's Protocol
+
+    return get_task(task).protocol

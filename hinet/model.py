@@ -33,6 +33,10 @@ from hinet.errors import ConfigError
 
 
 NORM_NAMES = ("none", "batch", "layer", "instance", "group", "half_instance")
+# Sizes far past any HINet (the paper's is wf 64, depth 5): a config outside them is a mistake or a
+# damaged file, and building it would try to allocate terabytes.
+MAX_WF = 256
+MAX_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,12 @@ class HINetConfig:
             raise ConfigError(f"norm must be one of {', '.join(NORM_NAMES)}; got {self.norm!r}")
         if self.in_chn < 1 or self.wf < 1:
             raise ConfigError(f"in_chn and wf must be positive; got in_chn={self.in_chn}, wf={self.wf}")
+        if self.wf > MAX_WF:
+            raise ConfigError(f"wf must be at most {MAX_WF} (the paper's HINet has 64); got {self.wf}")
         if self.depth < 2:
             raise ConfigError(f"depth must be at least 2; got {self.depth}")
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"depth must be at most {MAX_DEPTH} (the paper's HINet has 5); got {self.depth}")
         if self.norm_ratio is not None and not 0.0 < self.norm_ratio <= 1.0:
             raise ConfigError(f"norm_ratio must be in (0, 1]; got {self.norm_ratio}")
         if self.norm_groups < 1:
@@ -94,6 +102,42 @@ class HINetConfig:
 
     def decoder_level_is_normalized(self, level: int) -> bool:
         return self.norm_in_decoder and self.encoder_level_is_normalized(level)
+
+    def parameter_count(self) -> int:
+        """The number of parameters `HINet(self)` has, counted from the config alone (nothing is
+        allocated), so an absurd size can be refused before building it. Equals `count_parameters`."""
+
+        def conv(c_in: int, c_out: int, kernel: int, bias: bool = True) -> int:
+            return c_in * c_out * kernel * kernel + (c_out if bias else 0)
+
+        def norm(level: int, normalized: bool) -> int:
+            # Every norm layer holds one gamma and one beta per channel it sees (batch norm's running
+            # statistics are buffers, not parameters).
+            return 2 * self.normalized_channels(level) if normalized and self.norm_affine else 0
+
+        def block(c_in: int, c_out: int, downsample: bool, csff: bool, norm_params: int) -> int:
+            total = conv(c_in, c_out, 1) + conv(c_in, c_out, 3) + conv(c_out, c_out, 3) + norm_params
+            if downsample:
+                total += conv(c_out, c_out, 4, bias=False)
+                if csff:
+                    total += 2 * conv(c_out, c_out, 3)
+            return total
+
+        total = 2 * conv(self.in_chn, self.wf, 3)  # conv_01, conv_02
+        previous = self.wf
+        for level in range(self.depth):
+            channels, downsample = self.channels(level), level + 1 < self.depth
+            normalized = norm(level, self.encoder_level_is_normalized(level))
+            total += block(previous, channels, downsample, False, normalized)  # stage 1
+            total += block(previous, channels, downsample, True, normalized)  # stage 2 (CSFF)
+            previous = channels
+        for level in range(self.depth - 1):
+            c_in, c_out = self.channels(level + 1), self.channels(level)
+            up = conv(c_in, c_out, 2) + block(c_in, c_out, False, False, norm(level, self.decoder_level_is_normalized(level)))
+            total += 2 * (up + conv(c_out, c_out, 3))  # up_path_1/2 and skip_conv_1/2
+        total += conv(self.wf, self.wf, 3) + conv(self.wf, self.in_chn, 3) + conv(self.in_chn, self.wf, 3)  # SAM
+        total += conv(2 * self.wf, self.wf, 1) + conv(self.wf, self.in_chn, 3)  # cat12, last
+        return total
 
     def describe(self) -> str:
         """Norm, ratio, placement and size in a few words, e.g. "norm half_instance r0.50, levels 0-3, wf16 d4"."""
@@ -351,4 +395,4 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["HINet", "HINetConfig", "NORM_NAMES", "create_norm", "count_parameters", "UNetConvBlock", "SAM"]
+__all__ = ["HINet", "HINetConfig", "NORM_NAMES", "MAX_WF", "MAX_DEPTH", "create_norm", "count_parameters", "UNetConvBlock", "SAM"]

@@ -25,6 +25,7 @@ import argparse
 import functools
 import hashlib
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from hinet.errors import ConfigError
+from hinet.logs import add_verbosity_flags, configure_logging, verbosity
+
+log = logging.getLogger(__name__)
 
 MANIFEST_PATH = Path(__file__).with_name("photos_manifest.json")
 SPLITS = ("train", "validation")
@@ -191,18 +195,20 @@ def validation_crops(size: int, per_photo: int = VALIDATION_CROPS_PER_PHOTO) -> 
 
 def _install(packages: list[str]) -> int:
     if shutil.which("apt-get") is None:
-        print("apt-get not found: the photos come from Debian packages; on Debian/Ubuntu run:\n  "
-              + install_command(packages), file=sys.stderr)
+        log.error("apt-get not found: the photos come from Debian packages; on Debian/Ubuntu run:\n  %s",
+                  install_command(packages))
         return 2
     command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
-    print("running: " + " ".join(command), file=sys.stderr)
+    log.info("running: %s", " ".join(command))
     return subprocess.call(command)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hinet.photos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--install", action="store_true", help="apt-get install the missing packages first (root)")
+    add_verbosity_flags(parser)
     args = parser.parse_args(argv)
+    configure_logging(verbosity(args))
     missing = missing_packages()
     if missing and args.install:
         if _install(missing) != 0:

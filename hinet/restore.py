@@ -8,23 +8,30 @@
 Outputs are lossless PNG (16-bit when the input was 16-bit; gray stays gray; alpha is kept untouched).
 Without --checkpoint/--variant the task's shipped model `results/models/<task>.safetensors` is used.
 Exit code 0 when everything was written, 2 on any error (folders: the other files are still written and
-the failures are listed at the end).
+the failures are listed at the end). Warnings (an untrained variant, a model trained for another task, an
+animated image of which only the first frame is used) go to stderr; `-q` hides the progress bar, `-qq`
+the warnings too, `-v` adds detail.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from hinet.checkpoint import load_any_checkpoint
-from hinet.data import TASKS
 from hinet.errors import ConfigError, HINetError
 from hinet.image import load_image, save_image
 from hinet.inference import restore
+from hinet.logs import PACKAGE_LOGGER, add_verbosity_flags, configure_logging, verbosity
 from hinet.registry import VARIANTS, create_model
+from hinet.tasks import TASK_NAMES
+
+log = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = PROJECT_ROOT / "results" / "models"
@@ -48,10 +55,9 @@ def load_model(task: str, checkpoint: str | None, variant: str | None):
     if variant is not None:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}")
-        print(
-            f"WARNING: --variant {variant} builds an UNTRAINED model with random weights. Its output is NOT a "
-            "restoration; use it only to test the pipeline. Pass --checkpoint or train a model for real results.",
-            file=sys.stderr,
+        log.warning(
+            "--variant %s builds an UNTRAINED model with random weights. Its output is NOT a restoration; use it "
+            "only to test the pipeline. Pass --checkpoint or train a model for real results.", variant
         )
         return create_model(variant), f"untrained {variant}"
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(task)
@@ -64,7 +70,7 @@ def load_model(task: str, checkpoint: str | None, variant: str | None):
     model, metadata = load_any_checkpoint(path)
     trained_for = metadata.get("task")
     if trained_for is not None and trained_for != task:
-        print(f"warning: {path.name} was trained for {trained_for!r}, not {task!r}", file=sys.stderr)
+        log.warning("%s was trained for %r, not %r", path.name, trained_for, task)
     return model, f"{path.name}"
 
 
@@ -105,6 +111,8 @@ def _pairs(source: Path, target: Path) -> list[tuple[Path, Path]]:
 
 def restore_file(model, source: Path, target: Path, tile: int | None, overlap: int) -> None:
     loaded = load_image(source)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
     pixels = restore(model, loaded.pixels, tile=tile, overlap=overlap)
     save_image(target, pixels, like=loaded)
 
@@ -119,13 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hinet.restore", description=__doc__.split("\n\n")[0])
     parser.add_argument("input", type=Path, help="an image file or a folder of images")
     parser.add_argument("output", type=Path, help="a .png file (or a folder) for a file input; a folder for a folder")
-    parser.add_argument("--task", required=True, choices=TASKS, help="selects the default model")
+    parser.add_argument("--task", required=True, choices=TASK_NAMES, help="selects the default model")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="a .safetensors checkpoint or an official .pth (default: results/models/<task>.safetensors)")
     source.add_argument("--variant", help="an UNTRAINED registry variant, for testing the pipeline only")
     parser.add_argument("--tile", type=int, default=None, help="restore in tiles of N x N pixels (bounds memory)")
     parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    add_verbosity_flags(parser)
     args = parser.parse_args(argv)
+    configure_logging(verbosity(args))
 
     try:
         model, description = load_model(args.task, args.checkpoint, args.variant)
@@ -139,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
     failures: list[tuple[Path, str]] = []
-    for src, dst in tqdm(jobs, desc=f"restoring ({description})", unit="image", disable=len(jobs) == 1):
-        try:
-            restore_file(model, src, dst, args.tile, args.overlap)
-        except (HINetError, OSError, RuntimeError, MemoryError) as error:
-            message = _one_line(error)
-            failures.append((src, message))
-            tqdm.write(f"error: {src.name}: {message}", file=sys.stderr)
+    bar = tqdm(jobs, desc=f"restoring ({description})", unit="image", disable=len(jobs) == 1 or verbosity(args) < 0)
+    with logging_redirect_tqdm(loggers=[logging.getLogger(PACKAGE_LOGGER)]):  # warnings print above the bar
+        for src, dst in bar:
+            try:
+                restore_file(model, src, dst, args.tile, args.overlap)
+            except (HINetError, OSError, RuntimeError, MemoryError) as error:
+                message = _one_line(error)
+                failures.append((src, message))
+                tqdm.write(f"error: {src.name}: {message}", file=sys.stderr)
 
     if failures:
         print(f"{len(failures)} of {len(jobs)} image(s) failed:", file=sys.stderr)

@@ -22,6 +22,7 @@ from app.restore_logic import (
     run_restore,
     save_outputs,
     strength_for,
+    summary,
     zoom_crop,
     zoom_panels,
 )
@@ -300,12 +301,12 @@ def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_pat
 
 def test_task_change_shows_that_tasks_sliders_and_a_default_model(monkeypatch, tmp_path):
     from app.restore_tab import on_task_change
-    from hinet.data import TASKS
+    from hinet.tasks import TASK_NAMES
 
     monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
     monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
     variants, slider_variant, warnings, *groups = on_task_change("deblur")
-    assert [g["visible"] for g in groups] == [t == "deblur" for t in TASKS]
+    assert [g["visible"] for g in groups] == [t == "deblur" for t in TASK_NAMES]
     assert variants["value"] == ["registry/small_hin"] and warnings == ""
     assert all("untrained" in label for label, _ in variants["choices"])
 
@@ -447,3 +448,74 @@ def test_entries_carry_their_training_patch(tmp_path, monkeypatch, tiny_model):
     assert models.train_patch_of("results/models/p") == (96, None)
     patch, note = models.train_patch_of("results/models/q")
     assert patch == 64 and "assuming 64 px" in note
+
+
+# ------------------------------------------------------------------------------------ task protocols
+
+
+def test_app_derain_psnr_equals_hinet_evaluate_on_the_same_image(tmp_path, tiny_model):
+    """The app scores a task as results/ does (`Task.protocol`: derain on Y), so its numbers are the
+    numbers `hinet.evaluate` publishes for the same image, model and degradation."""
+    from hinet.data import PairedFolder, skimage_images
+    from hinet.evaluate import degraded_input, evaluate_pairs
+    from hinet.metrics import Protocol, evaluate_pair
+    from hinet.tasks import get_task
+
+    clean = np.ascontiguousarray(skimage_images()["astronaut"][180:228, 200:264])
+    degraded = degraded_input(clean, "derain", get_task("derain").defaults, 0, "astro")
+    (tmp_path / "lq").mkdir()
+    (tmp_path / "gt").mkdir()
+    lq_path = save_image(tmp_path / "lq" / "astro.png", np.clip(degraded, 0, 1))
+    gt_path = save_image(tmp_path / "gt" / "astro.png", clean)
+
+    request = RestoreRequest(task="derain", variant_ids=("m",), image_path=str(lq_path), gt_path=str(gt_path))
+    app = run_restore(request, lambda _: tiny_model)
+    rows = evaluate_pairs(tiny_model, PairedFolder(tmp_path / "lq", tmp_path / "gt"), "derain", baselines=True)
+    published = {row["method"]: row for row in rows}
+    assert app.outputs[0].metrics["psnr"] == pytest.approx(published["hinet"]["psnr"], abs=1e-9)
+    assert app.outputs[0].metrics["ssim"] == pytest.approx(published["hinet"]["ssim"], abs=1e-9)
+    assert app.input_metrics["psnr"] == pytest.approx(published["input"]["psnr"], abs=1e-9)
+    # ...and that is the Y channel: RGB, which the app used before, gives another number.
+    rgb = evaluate_pair(app.outputs[0].pixels, app.gt_pixels, Protocol(channel="rgb"))["psnr"]
+    assert abs(rgb - app.outputs[0].metrics["psnr"]) > 0.01
+    assert "Y (BT.601, 0-255)" in summary(app) and "derain" in summary(app)
+
+    # Degrading in the app scores the same way.
+    degrade_first = run_restore(RestoreRequest(task="derain", variant_ids=("m",), image_path=str(gt_path),
+                                               degrade_first=True), lambda _: tiny_model)
+    expected = evaluate_pair(degrade_first.outputs[0].pixels, degrade_first.gt_pixels, Protocol(channel="y"))
+    assert degrade_first.outputs[0].metrics == pytest.approx(expected)
+
+
+def test_an_animated_upload_says_only_its_first_frame_is_used(tmp_path, tiny_model):
+    from PIL import Image
+
+    frames = [Image.new("RGB", (24, 16), color) for color in ((200, 30, 30), (30, 30, 200))]
+    path = tmp_path / "moving.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
+    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path)),
+                         lambda _: tiny_model)
+    assert "moving.gif is an animated GIF with 2 frames; only the first frame is used" in summary(result)
+
+
+def test_a_checkpoint_asking_for_an_absurd_model_is_listed_but_refused_without_allocating(tmp_path, monkeypatch):
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from hinet.errors import CheckpointError
+
+    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path / "no_results")
+    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
+    for name, config in (("huge", {"wf": 256, "depth": 8}), ("absurd", {"wf": 100000, "depth": 40})):
+        (tmp_path / name).mkdir()
+        save_file({"conv_01.weight": torch.zeros(1)}, str(tmp_path / name / "model.safetensors"),
+                  metadata={"config": json.dumps(config), "task": json.dumps("denoise"), "trained": "true"})
+    entries, warnings = models.scan("denoise")
+    assert any("absurd" in w and "wf must be at most 256" in w for w in warnings)
+    huge = next(e for e in entries if e.id == "runs/huge")
+    assert huge.params > 10**10  # counted from the config; building it would need hundreds of GB
+    with pytest.raises(CheckpointError, match="more than the limit"):
+        models.get_model("runs/huge")

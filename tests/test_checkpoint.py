@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 import hinet.checkpoint as checkpoint_module
 from hinet.checkpoint import (
+    MAX_PARAMETERS,
     infer_config_from_state_dict,
     load_checkpoint,
     load_official_checkpoint,
@@ -21,7 +22,7 @@ from hinet.checkpoint import (
     save_checkpoint,
 )
 from hinet.errors import CheckpointError
-from hinet.model import HINet
+from hinet.model import HINet, HINetConfig
 from hinet.registry import VARIANTS, create_model, get_config
 
 
@@ -402,3 +403,31 @@ def test_saved_checkpoint_has_normal_permissions_and_no_temp_left(tmp_path):
         hinet.io._umask = None
     assert (path.stat().st_mode & 0o777) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("config, words", [
+    ({"wf": 100000, "depth": 40}, "wf must be at most 256"),
+    ({"wf": 256, "depth": 8}, "parameters"),
+])
+def test_a_config_asking_for_an_absurd_model_is_refused_before_allocating(tmp_path, config, words):
+    path = tmp_path / "absurd.safetensors"
+    save_file({"conv_01.weight": torch.zeros(1)}, str(path), metadata={"config": json.dumps(config)})
+    with pytest.raises(CheckpointError, match=words) as caught:
+        load_checkpoint(path)
+    assert "absurd.safetensors" in str(caught.value)
+    if words == "parameters":
+        assert f"limit of {MAX_PARAMETERS:,}" in str(caught.value)
+
+
+def test_an_official_file_with_an_absurd_config_is_refused_before_allocating(tmp_path):
+    path = tmp_path / "official.pth"
+    torch.save({"params": {"conv_01.weight": torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match="more than the limit"):
+        load_official_checkpoint(path, config=HINetConfig(wf=256, depth=8))
+    torch.save({"params": {"conv_01.weight": torch.zeros(100000, 3, 1, 1)}}, path)  # infers wf=100000
+    with pytest.raises(CheckpointError, match="wf must be at most 256"):
+        load_official_checkpoint(path)
+
+
+def test_the_paper_model_is_within_the_size_limit():
+    assert HINetConfig().parameter_count() < MAX_PARAMETERS / 5

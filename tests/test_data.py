@@ -5,8 +5,10 @@ import pytest
 from PIL import Image
 
 from hinet import data
+from hinet.degradations import motion_kernel
 from hinet.errors import ConfigError, ImageError
 from hinet.metrics import psnr
+from hinet.tasks import TASK_NAMES, TASKS
 
 
 def smooth_image(h=64, w=80, seed=0):
@@ -38,7 +40,7 @@ def test_noise_is_not_clipped():
 
 @pytest.mark.parametrize("length", [1, 5, 15, 24])
 def test_motion_kernel_extent_and_sum(length):
-    horizontal = data.motion_kernel(length, 0)
+    horizontal = motion_kernel(length, 0)
     assert horizontal.sum() == pytest.approx(1.0, abs=1e-5)
     columns = horizontal.sum(axis=0)
     assert np.count_nonzero(horizontal.sum(axis=1)) == 1
@@ -48,14 +50,14 @@ def test_motion_kernel_extent_and_sum(length):
     else:  # even: length - 1 full pixels and two half pixels
         assert np.count_nonzero(columns) == length + 1
         assert np.allclose(sorted(columns[columns > 0])[:2], 0.5 / length)
-    vertical = data.motion_kernel(length, 90)
+    vertical = motion_kernel(length, 90)
     assert np.count_nonzero(vertical.sum(axis=1)) == np.count_nonzero(columns)
     assert np.count_nonzero(vertical.sum(axis=0)) == 1
 
 
 @pytest.mark.parametrize("angle", [30, -60, 120])
 def test_motion_kernel_orientation(angle):
-    kernel = data.motion_kernel(21, angle).astype(np.float64)
+    kernel = motion_kernel(21, angle).astype(np.float64)
     ys, xs = np.mgrid[0:kernel.shape[0], 0:kernel.shape[1]]
     cy, cx = (kernel * ys).sum(), (kernel * xs).sum()
     assert cy == pytest.approx(kernel.shape[0] // 2, abs=1e-6) and cx == pytest.approx(kernel.shape[1] // 2, abs=1e-6)
@@ -115,18 +117,16 @@ def test_strength_validation_and_parsing():
     assert data.parse_level("jpeg", "20") == {"quality": 20}
     with pytest.raises(ConfigError):
         data.parse_level("deblur", "length=abc")
-    for task in data.TASKS:
-        assert data.validate_strength(task) == data.DEFAULT_LEVELS[task]
-        for name, (low, high, default, _step, _label) in data.STRENGTH_SPECS[task].items():
-            assert low <= data.DEFAULT_LEVELS[task][name] == default <= high
+    for task in TASK_NAMES:
+        assert data.validate_strength(task) == TASKS[task].defaults
 
 
 def test_sample_strength_blind_ranges():
     rng = np.random.default_rng(0)
-    for task in data.TASKS:
-        assert data.sample_strength(task, rng, blind=False) == data.DEFAULT_LEVELS[task]
+    for task in TASK_NAMES:
+        assert data.sample_strength(task, rng, blind=False) == TASKS[task].defaults
         draws = [data.sample_strength(task, rng, blind=True) for _ in range(50)]
-        for name, (low, high) in data.BLIND_RANGES[task].items():
+        for name, (low, high) in TASKS[task].blind_ranges.items():
             values = [d[name] for d in draws]
             assert low <= min(values) and max(values) <= high and len(set(values)) > 5
 
@@ -157,7 +157,7 @@ def test_random_crop_same_window_and_padding():
 
 def test_make_batch_deterministic_and_shaped():
     pool = [smooth_image(64, 64, s) for s in range(3)]
-    for task in data.TASKS:
+    for task in TASK_NAMES:
         lq, gt = data.make_batch(pool, task, batch=2, patch=32, rng=np.random.default_rng([1, 5, 0]))
         lq2, gt2 = data.make_batch(pool, task, batch=2, patch=32, rng=np.random.default_rng([1, 5, 0]))
         assert lq.shape == gt.shape == (2, 3, 32, 32) and lq.dtype == gt.dtype

@@ -7,10 +7,11 @@ import torch
 from hinet import data
 from hinet.checkpoint import save_checkpoint
 from hinet.errors import ConfigError
-from hinet.evaluate import default_protocol, degraded_input, evaluate_model, main, summarize, write_csv
+from hinet.evaluate import degraded_input, evaluate_model, main, summarize, write_csv
 from hinet.image import save_image
 from hinet.metrics import Protocol, evaluate_pair
 from hinet.registry import create_model
+from hinet.tasks import get_task
 
 
 def small_images():
@@ -65,7 +66,7 @@ def test_baselines_per_task(task, baseline):
 
 
 def test_protocol_defaults_and_summary(tiny_model):
-    assert default_protocol("derain") == Protocol(channel="y")
+    assert get_task("derain").protocol == Protocol(channel="y")
     rows = evaluate_model(tiny_model, "jpeg", {"quality": 20}, small_images(), tile=36)
     summary = summarize(rows)
     assert summary[0]["method"] == "hinet" and summary[0]["images"] == 2
@@ -111,6 +112,45 @@ def test_cli_pairs(tmp_path, tiny_model, capsys):
     assert main([str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"),
                  "--channel", "y"]) == 0
     assert "Y (BT.601" in capsys.readouterr().out
+
+
+def test_cli_skips_unreadable_files_lists_them_and_fails_at_the_end(tmp_path, tiny_model, capsys):
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model, metadata={"task": "denoise"})
+    image_dir = tmp_path / "images"
+    for name, image in small_images().items():
+        save_image(image_dir / f"{name}.png", image)
+    (image_dir / "broken.png").write_bytes(b"\x89PNG truncated")
+    (image_dir / "empty.jpg").write_bytes(b"")
+    out_csv = tmp_path / "eval.csv"
+    assert main([str(checkpoint), "--images", str(image_dir), "--out-csv", str(out_csv)]) == 2
+    captured = capsys.readouterr()
+    assert "2 images from" in captured.out and "hinet" in captured.out  # the readable ones are reported
+    assert "error: 2 unreadable image(s) skipped" in captured.err
+    assert "  broken.png: " in captured.err and "  empty.jpg: " in captured.err
+    assert "  astro.png: hinet" in captured.err  # progress, at the default verbosity
+    with open(out_csv) as handle:
+        assert {r["image"] for r in csv.DictReader(handle)} == {"astro.png", "coffee.png", "mean"}
+
+    (image_dir / "astro.png").unlink()
+    (image_dir / "coffee.png").unlink()
+    assert main([str(checkpoint), "--images", str(image_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 image file(s)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_pairs_skip_unreadable_pairs(tmp_path, tiny_model, capsys):
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    clean = small_images()["astro"]
+    for name in ("a", "b"):
+        save_image(tmp_path / "gt" / f"{name}.png", clean)
+        save_image(tmp_path / "lq" / f"{name}.png", data.degrade(clean, "jpeg", quality=10))
+    (tmp_path / "lq" / "b.png").write_bytes(b"not a png")
+    assert main([str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"),
+                 "-q"]) == 2
+    captured = capsys.readouterr()
+    assert "hinet" in captured.out
+    assert "1 unreadable image(s) skipped" in captured.err and "  b: " in captured.err
+    assert "a: hinet" not in captured.err  # -q: no progress
 
 
 def test_cli_errors(tmp_path, tiny_model, capsys):

@@ -247,6 +247,27 @@ def test_exif_rotation_of_a_jpeg(tmp_path):
     assert loaded.pixels.shape == (32, 16, 3)
 
 
+def _animation(format_name: str, colors) -> bytes:
+    frames = [Image.new("RGB", (20, 12), color) for color in colors]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=format_name, save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+def test_an_animated_gif_says_only_its_first_frame_is_used(tmp_path):
+    path = tmp_path / "moving.gif"
+    path.write_bytes(_animation("GIF", [(255, 0, 0), (0, 0, 255), (0, 255, 0)]))
+    loaded = load_image(path)
+    assert np.allclose(loaded.pixels[0, 0], [1, 0, 0])  # the first frame
+    assert loaded.warnings == ("moving.gif is an animated GIF with 3 frames; only the first frame is used",)
+    assert load_image(_animation("PNG", [(255, 0, 0), (0, 0, 255)])).warnings[0].endswith(
+        "PNG with 2 frames; only the first frame is used")
+    still = io.BytesIO()
+    Image.new("RGB", (20, 12), (255, 0, 0)).save(still, format="GIF")
+    assert load_image(still.getvalue()).warnings == ()
+    assert load_image(np.zeros((4, 4, 3), np.uint8)).warnings == ()
+
+
 def test_cmyk_is_converted_to_rgb():
     cmyk = Image.fromarray(random_uint8(8, 9, 3)).convert("CMYK")
     buffer = io.BytesIO()

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from hinet.errors import ConfigError
-from hinet.model import HINet, HINetConfig, count_parameters
+from hinet.model import MAX_DEPTH, MAX_WF, HINet, HINetConfig, count_parameters
 from hinet.registry import VARIANTS, create_model, get_config
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -306,12 +306,40 @@ def test_encoder_norm_placement_follows_hin_positions():
         (dict(depth=1), "depth must be at least 2"),
         (dict(wf=0), "must be positive"),
         (dict(wf=2, norm_ratio=0.1), "normalizes no channel"),
+        (dict(wf=100000, depth=40), "wf must be at most 256"),
+        (dict(wf=257), "wf must be at most 256"),
+        (dict(depth=9), "depth must be at most 8"),
     ],
 )
 def test_config_validation_errors(fields, words):
     with pytest.raises(ConfigError, match=None) as caught:
         HINetConfig(**fields)
     assert words in str(caught.value)
+
+
+def test_size_bounds_keep_the_official_configs_valid():
+    assert HINetConfig().wf == 64 and HINetConfig().depth == 5  # the paper's model
+    HINetConfig(wf=MAX_WF, depth=MAX_DEPTH)  # the bounds themselves are allowed
+    for name in ("hinet_gopro", "hinet_sidd", "hinet_sidd_0.5x", "hinet_rain13k"):
+        get_config(name)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_parameter_count_from_the_config_equals_the_built_model(name):
+    config = get_config(name)
+    assert config.parameter_count() == count_parameters(build_on_meta(config))
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer", "instance", "group", "half_instance"])
+@pytest.mark.parametrize("affine, decoder", [(True, False), (False, True), (True, True)])
+def test_parameter_count_covers_every_norm_and_placement(norm, affine, decoder):
+    config = HINetConfig(in_chn=1, wf=8, depth=3, norm=norm, norm_affine=affine, norm_in_decoder=decoder,
+                         hin_position_left=1, hin_position_right=2, norm_ratio=0.375 if norm != "none" else None)
+    assert config.parameter_count() == count_parameters(HINet(config))
+
+
+def test_parameter_count_of_a_huge_config_allocates_nothing():
+    assert HINetConfig(wf=MAX_WF, depth=MAX_DEPTH).parameter_count() > 9 * 10**10  # instant, no memory
 
 
 def test_from_dict_rejects_unknown_keys_and_round_trips():

@@ -156,3 +156,13 @@ def test_official_pth_checkpoint_is_accepted(tmp_path):
     assert restore_cli.main([str(src), str(dst), "--task", "denoise", "--checkpoint", str(checkpoint)]) == 0
     expected = np.rint(restore(model, load_image(src).pixels) * 255).astype(np.uint8)
     assert np.array_equal(np.asarray(Image.open(dst)), expected)
+
+
+def test_an_animated_input_is_restored_from_its_first_frame_with_a_warning(tmp_path, model_dir, capsys):
+    frames = [Image.new("RGB", (24, 16), color) for color in ((200, 30, 30), (30, 30, 200))]
+    src = tmp_path / "moving.gif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100)
+    assert restore_cli.main([str(src), str(tmp_path / "out.png"), "--task", "denoise"]) == 0
+    assert "warning: moving.gif is an animated GIF with 2 frames; only the first frame is used" in capsys.readouterr().err
+    assert restore_cli.main([str(src), str(tmp_path / "out.png"), "--task", "denoise", "-qq"]) == 0
+    assert "animated" not in capsys.readouterr().err  # -qq: errors only

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from hinet.checkpoint import load_checkpoint, read_metadata
-from hinet.data import TASKS, degrade, test_images
+from hinet.data import degrade, test_images
 from hinet.inference import restore
 from hinet.metrics import psnr
+from hinet.tasks import TASKS
 
 MODELS = Path(__file__).resolve().parents[1] / "results" / "models"
 SHIPPED = sorted(MODELS.glob("*.safetensors"))
