@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from app.context import TAB_IDS, AppContext
+from app.models import ModelStore
 
 TITLES = {
     "restore": "Restore & compare",
@@ -19,8 +20,9 @@ THEME = "soft"
 CSS = ".gradio-container {max-width: 1500px !important}"
 
 
-def build_demo() -> gr.Blocks:
-    """The whole app; the restore tab comes first because the other tabs read its components."""
+def build_demo(store: ModelStore | None = None) -> gr.Blocks:
+    """The whole app over `store` (by default the project's results/ and $HINET_RUNS_DIR); the restore tab
+    comes first because the other tabs read its components."""
     from app import ablation_tab, features_tab, learn_tab, restore_tab, train_tab
 
     builders = {
@@ -37,7 +39,7 @@ def build_demo() -> gr.Blocks:
             "Models marked *untrained* have random weights: they show the pipeline, not HINet's quality."
         )
         with gr.Tabs() as tabs:
-            ctx = AppContext(tabs=tabs, blocks=demo)
+            ctx = AppContext(tabs=tabs, blocks=demo, store=store or ModelStore())
             for tab_id in TAB_IDS:
                 with gr.Tab(TITLES[tab_id], id=tab_id):
                     builders[tab_id](ctx)

@@ -10,17 +10,17 @@ import hashlib
 import logging
 import tempfile
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from app import ablation_views as views
-from app import models
+from app.choices import task_model_choices
 from app.context import AppContext
 from app.errors import user_errors
-from app.restore_tab import _choices as restore_choices
+from app.models import ModelStore
 from hinet import results_table as rt
 from hinet.errors import HINetError
 from hinet.io import atomic_write_text
@@ -38,12 +38,12 @@ EXPORT_KEEP = 200  # export files kept; Gradio copies a returned file into its c
 PENDING_OPEN_SECONDS = 10.0  # how long an "open in restore" waits for the restore tab to list the new task
 
 
-def ablation_csv() -> Path:
-    return models.RESULTS_DIR / "ablation.csv"
+def ablation_csv(store: ModelStore) -> Path:
+    return store.results_dir / "ablation.csv"
 
 
-def ablation_runs_dir() -> Path:
-    return models.RESULTS_DIR / "runs"
+def ablation_runs_dir(store: ModelStore) -> Path:
+    return store.results_dir / "runs"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -105,17 +105,17 @@ def _prune_exports() -> None:
         path.unlink(missing_ok=True)
 
 
-def _run_entries(rows: pd.DataFrame) -> list[tuple[str, str]]:
+def _run_entries(store: ModelStore, rows: pd.DataFrame) -> list[tuple[str, str]]:
     """Open-in-restore choices: (label, model-store entry id) for each run that has weights."""
     choices = []
     for (variant, seed, run), _ in rows.groupby(["variant", "seed", "run"], sort=False):
-        if (ablation_runs_dir() / run / "model.safetensors").is_file():
+        if (ablation_runs_dir(store) / run / "model.safetensors").is_file():
             choices.append((f"{variant} · seed {seed} ({run})", f"results/runs/{run}"))
     return choices
 
 
 
-def render(csv_path, task, level, ablation, variants, seeds, baseline, cost="MACs", spread="min-max",
+def render(store: ModelStore, csv_path, task, level, ablation, variants, seeds, baseline, cost="MACs", spread="min-max",
            only_differing=True, protocol=None):
     """Every output of the explorer for one selection, all of one test-time protocol (`protocol`, or the
     one `views.pick_protocol` falls back to):
@@ -137,13 +137,13 @@ def render(csv_path, task, level, ablation, variants, seeds, baseline, cost="MAC
         shown, f"**{task}, level {level}, ablation {ablation}, protocol {protocol}**\n\n" + markdown,
         f"ablation_{task}_{level}_{ablation}_{protocol}")
     run_variants = dict(zip(rows["run"], rows["variant"]))
-    curves = rt.validation_curves(rt.read_run_logs(ablation_runs_dir(), run_variants), run_variants)
+    curves = rt.validation_curves(rt.read_run_logs(ablation_runs_dir(store), run_variants), run_variants)
     missing_seeds = summary.loc[summary["n_seeds"] < len(seeds), "variant"].tolist()
     status = (f"protocol **{protocol}** · {len(summary)} variants · {len(seeds)} seeds · "
               f"{rows['image'].nunique()} test images · baseline **{baseline}**")
     if missing_seeds:
         status += f" · fewer seeds than selected for: {', '.join(missing_seeds)}"
-    entries = _run_entries(rows)
+    entries = _run_entries(store, rows)
     return (
         status,
         shown,
@@ -217,8 +217,8 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
     return table, (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["run", *rt.LOG_COLUMNS])), labels
 
 
-def render_user_runs():
-    runs_dir = models.runs_dir()
+def render_user_runs(store: ModelStore):
+    runs_dir = store.runs_dir
     table, logs, labels = user_runs(runs_dir)
     if table.empty:
         note = f"No runs of yours yet in `{runs_dir}`: train one in the *Train a variant* tab."
@@ -235,7 +235,7 @@ def render_user_runs():
 
 
 @user_errors
-def open_in_restore(entry_id, current_task):
+def open_in_restore(store: ModelStore, entry_id, current_task):
     """Switch to the restore tab with this run's weights selected.
 
     When the task changes, the restore tab's own task listener resets its variant list; the wanted entry
@@ -243,24 +243,24 @@ def open_in_restore(entry_id, current_task):
     """
     if not entry_id:
         raise gr.Error("Pick a run first.")
-    entry = models.find_entry(entry_id)
+    entry = store.find_entry(entry_id)
     if not entry.trained:
         gr.Warning(f"{entry_id} is untrained (random weights).")
     if entry.task and entry.task != current_task:
         return gr.update(value=entry.task), gr.skip(), (entry_id, time.monotonic()), gr.Tabs(selected="restore")
-    return gr.skip(), _variants_update(entry_id, current_task), None, gr.Tabs(selected="restore")
+    return gr.skip(), _variants_update(store, entry_id, current_task), None, gr.Tabs(selected="restore")
 
 
-def _variants_update(entry_id: str, task: str | None):
+def _variants_update(store: ModelStore, entry_id: str, task: str | None):
     """The restore picker with the entry selected; the choices are refreshed too, since a run finished after
     the restore tab last listed its models is not among its choices yet."""
-    choices = restore_choices(task)[0] if task else []
+    choices = task_model_choices(store, task)[0] if task else []
     if entry_id not in [value for _, value in choices]:
         choices.append((entry_id, entry_id))
     return gr.update(choices=choices, value=[entry_id])
 
 
-def apply_pending(pending, current_variants, current_task):
+def apply_pending(store: ModelStore, pending, current_variants, current_task):
     if not pending:
         return gr.skip(), None
     entry_id, since = pending
@@ -268,7 +268,7 @@ def apply_pending(pending, current_variants, current_task):
         return gr.skip(), None
     if current_variants == [entry_id]:
         return gr.skip(), None
-    return _variants_update(entry_id, current_task), None
+    return _variants_update(store, entry_id, current_task), None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -282,17 +282,18 @@ def build_tab(ctx: AppContext) -> None:
         "hierarchical bootstrap (seeds, then images within each seed), so an interval that excludes 0 is a "
         "difference the seeds agree on. **Δ per seed** shows each seed's own difference."
     )
-    table, message = load_table(ablation_csv())
+    store = ctx.store
+    table, message = load_table(ablation_csv(store))
     first = views.scope(table) if table is not None else None
     if first:
-        initial = render(str(ablation_csv()), first["task"], first["level"], first["ablation"], first["variants"],
-                         first["seeds"], first["baseline"], protocol=first["protocol"])
+        initial = render(store, str(ablation_csv(store)), first["task"], first["level"], first["ablation"],
+                         first["variants"], first["seeds"], first["baseline"], protocol=first["protocol"])
     else:
         initial = (message, None, None, None, None, "", None, None, None, None, gr.update(choices=[], value=None))
     (status_value, table_value, diff_value, csv_value, md_value, measurement_value, psnr_value, curve_value,
      pareto_value, heatmap_value, open_value) = initial
-    user_note_value, user_table_value, user_plot_value, user_choice_value = render_user_runs()
-    csv_path = gr.State(str(ablation_csv()))
+    user_note_value, user_table_value, user_plot_value, user_choice_value = render_user_runs(store)
+    csv_path = gr.State(str(ablation_csv(store)))
 
     with gr.Row():
         task = gr.Dropdown(first["tasks"] if first else [], value=first and first["task"], label="Task")
@@ -367,7 +368,7 @@ def build_tab(ctx: AppContext) -> None:
 
     scope_inputs = [csv_path, task, level, ablation, protocol]
     scope_outputs = [task, level, ablation, protocol, variants, seeds, baseline]
-    render_event = user_errors(render)
+    render_event = user_errors(partial(render, store))
 
     def reload_results(path):
         _read_cached.cache_clear()
@@ -382,16 +383,16 @@ def build_tab(ctx: AppContext) -> None:
     for control in (variants, seeds, baseline, cost, spread, only_differing):
         control.input(render_event, render_inputs, outputs, api_visibility="private", trigger_mode="always_last")
 
-    user_refresh.click(render_user_runs, None, user_outputs, api_name="user_runs")
+    user_refresh.click(partial(render_user_runs, store), None, user_outputs, api_name="user_runs")
     # Runs finished in the train tab appear when the user comes back to this tab.
-    ctx.tabs.select(render_user_runs, None, user_outputs, api_visibility="private")
+    ctx.tabs.select(partial(render_user_runs, store), None, user_outputs, api_visibility="private")
 
     if ctx.restore_task is not None and ctx.restore_variants is not None:
         pending = gr.State(None)
         for choice, button in ((open_choice, open_button), (user_choice, user_open_button)):
-            button.click(open_in_restore, [choice, ctx.restore_task],
+            button.click(partial(open_in_restore, store), [choice, ctx.restore_task],
                          [ctx.restore_task, ctx.restore_variants, pending, ctx.tabs], api_visibility="private")
-        ctx.restore_variants.change(apply_pending, [pending, ctx.restore_variants, ctx.restore_task],
+        ctx.restore_variants.change(partial(apply_pending, store), [pending, ctx.restore_variants, ctx.restore_task],
                                     [ctx.restore_variants, pending],
                                     api_visibility="private")
     else:

@@ -1,10 +1,13 @@
-"""Components shared between tabs, filled in as the tabs are built (restore tab first)."""
+"""What the tabs share: the model store, the page-load hook, and components filled in as the tabs are built
+(restore tab first). A tab reads another tab's components from here, never by importing that tab."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
+
+from app.models import ModelStore
 
 TAB_IDS = ("restore", "features", "learn", "ablation", "train")
 # Events that run a model pass concurrency_id=CPU_QUEUE: with the app's default limit of 1 they queue
@@ -16,6 +19,14 @@ CPU_QUEUE = "cpu"
 class AppContext:
     tabs: gr.Tabs  # switch tabs with gr.Tabs(selected=<tab id>)
     blocks: gr.Blocks | None = None  # the app being built: tabs register page-load events on it
-    restore_image: gr.Image | None = None  # the restore tab's input image (numpy)
+    store: ModelStore = field(default_factory=ModelStore)  # every model the tabs offer, and the loaded ones
+    # The restore tab's current model input, server-side at full precision: an H x W x 3 float32 array (the
+    # upload as read, or its degraded copy, unrounded and unclipped), or None before the first restore.
+    restore_input: gr.State | None = None
     restore_task: gr.Dropdown | None = None  # the restore tab's task picker
     restore_variants: gr.Dropdown | None = None  # the restore tab's variant picker (multiselect of entry ids)
+
+    def on_page_load(self, fn, inputs, outputs) -> None:
+        """Run `fn` when a page opens, so a tab shows its default view without a click."""
+        if self.blocks is not None:
+            self.blocks.load(fn, inputs, outputs, api_visibility="private")

@@ -1,161 +1,30 @@
 """Feature maps tab: look inside one conv block of a HINet variant for one image.
 
-Wiring only: the model comes from the model store (`app.models`), the features from
-`hinet.features.capture_features`, and every picture, figure and table from `app.feature_views` /
-`app.architecture`. Captured features are cached per (variant, image, view) in the session's
-`gr.State`, so switching block, channel or k re-renders without running the model again.
+Wiring only: what the tab computes is `app.feature_logic` (models from the app's model store, features
+from `hinet.features`, pictures and figures from `app.feature_views` / `app.architecture`). Captured
+features are cached per (variant, image, view) in the session's `gr.State`, so switching block, channel
+or k re-renders without running the model again.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import gradio as gr
 
+from app import feature_logic as logic
 from app import feature_views as views
-from app.architecture import architecture_figure, block_choices, block_layout, default_block
+from app.architecture import architecture_figure, block_choices, default_block
 from app.context import AppContext
 from app.errors import user_errors
-from app.models import default_entry, find_entry, get_model, list_entries
-from hinet.data import skimage_images
-from hinet.errors import ConfigError, ImageError
-from hinet.features import capture_features
-from hinet.image import load_image
 
-EXAMPLES = ("astronaut", "coffee", "chelsea", "camera", "brick")
-DEFAULT_EXAMPLE = "astronaut"
 DEFAULT_K = 4
 MAX_K = 8
 STATE_SECONDS = 900
-CACHE_ENTRIES = 2  # captured (variant, image, view) sets per session (A and B of a comparison); ~70 MB each
-
-
-# ----------------------------------------------------------------------------------------------------
-# Image source (kept in a gr.State as {"pixels", "name", "key"})
-
-
-def _source(pixels, name: str) -> dict:
-    return {"pixels": pixels, "name": name, "key": views.image_key(pixels)}
-
-
-def example_source(name: str) -> dict:
-    images = skimage_images()
-    if name not in images:
-        raise ImageError(f"unknown example {name!r}; pick one of {', '.join(EXAMPLES)}")
-    return _source(images[name], f"example '{name}'")
-
-
-def upload_source(path: str | None) -> dict:
-    if not path:
-        raise ImageError("no image was uploaded; drop an image file on the upload box")
-    loaded = load_image(path)
-    return _source(loaded.pixels, loaded.name)
-
-
-def restore_tab_source(array) -> dict:
-    if array is None:
-        raise ImageError("the restore tab has no image yet; open it and load one first")
-    return _source(load_image(array).pixels, "the restore tab's current input")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Capture (cached) and views
-
-
-def captured_features(entry_id: str, source: dict, view_mode: str, cache: OrderedDict | None):
-    """(CapturedFeatures, cache): from the session cache, or one forward pass of the model."""
-    cache = OrderedDict() if cache is None else cache
-    key = (entry_id, source["key"], view_mode)
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key], cache
-    model = get_model(entry_id)
-    pixels = source["pixels"]
-    captured = capture_features(model, pixels, **views.view_arguments(view_mode, *pixels.shape[:2]))
-    cache[key] = captured
-    while len(cache) > CACHE_ENTRIES:
-        cache.popitem(last=False)
-    return captured, cache
-
-
-def _norm_layer(entry_id: str, block: str):
-    return get_model(entry_id).conv_blocks()[block].norm
-
-
-def render_block(entry_id: str, source: dict | None, view_mode: str, block: str | None, k: int,
-                 channel: int, cache: OrderedDict | None):
-    """Everything the tab shows for one block; pure data, no component updates."""
-    source = source or example_source(DEFAULT_EXAMPLE)
-    config = find_entry(entry_id).config
-    captured, cache = captured_features(entry_id, source, view_mode, cache)
-    if block not in captured:
-        block = default_block(config)
-    features = captured[block]
-    channels = len(features.mean_before)
-    channel = min(max(int(channel or 0), 0), channels - 1)
-    info = next(b for b in block_layout(config) if b.name == block)
-    caption = (
-        f"**{info.label}** of {source['name']}. {views.view_caption(captured)} "
-        f"Left to right: conv_1's output before the norm, the same channels after it (each pair shares one "
-        f"colour scale), the channels that skip the norm, and the block output; the {int(k)} channels of "
-        f"each with the largest spatial variance."
-    )
-    return {
-        "source": source,
-        "cache": cache,
-        "block": block,
-        "channel": channel,
-        "channels": channels,
-        "choices": block_choices(config),
-        "architecture": architecture_figure(config, block),
-        "overview": views.block_overview(features, int(k)),
-        "caption": caption,
-        "statistics": views.statistics_figure(features, channel),
-        "histogram": views.histogram_figure(features, channel),
-        "table": views.formula_table(features, channel, _norm_layer(entry_id, block)),
-    }
-
-
-def render_compare(entry_a: str, entry_b: str, source: dict | None, view_mode: str, block: str, k: int,
-                   cache: OrderedDict | None):
-    source = source or example_source(DEFAULT_EXAMPLE)
-    captured_a, cache = captured_features(entry_a, source, view_mode, cache)
-    captured_b, cache = captured_features(entry_b, source, view_mode, cache)
-    if block not in captured_a or block not in captured_b:
-        raise ConfigError(f"block {block} does not exist in both variants (they differ in depth); pick another")
-    fa, fb = captured_a[block], captured_b[block]
-    label_a, label_b = find_entry(entry_a).label, find_entry(entry_b).label
-    caption = (f"The same block ({block}) on the same view in two variants: A = {label_a}; B = {label_b}. "
-               "The bars compare the per-channel spread after the norm: normalized channels sit near |γ|.")
-    return {
-        "source": source, "cache": cache, "a": views.block_overview(fa, int(k)), "b": views.block_overview(fb, int(k)),
-        "figure": views.compare_figure(fa, fb, "A", "B"), "caption": caption,
-    }
-
-
-# ----------------------------------------------------------------------------------------------------
-# The tab
-
-
-def on_page_load(ctx: AppContext, fn, inputs, outputs) -> None:
-    """Run `fn` when a page opens, so the tab shows its default view without a click."""
-    if ctx.blocks is not None:
-        ctx.blocks.load(fn, inputs, outputs, api_visibility="private")
-
-
-def _variant_choices() -> tuple[list[tuple[str, str]], str, str]:
-    entries = list_entries()
-    # The tab is about HIN blocks, so it opens on a trained HIN model even where a task's default uses
-    # another norm; variant B is then the first model with a different norm.
-    hin = [e for e in entries if e.config.norm == "half_instance"]
-    default = default_entry(hin or entries, None)
-    other = next((e.id for e in entries if e.config.norm != default.config.norm), default.id)
-    return [(e.label, e.id) for e in entries], default.id, other
 
 
 def build_tab(ctx: AppContext) -> None:
-    choices, default_id, other_id = _variant_choices()
-    config = find_entry(default_id).config
+    store = ctx.store
+    choices, default_id, other_id = logic.variant_choices(store)
+    config = store.find_entry(default_id).config
     first_block = default_block(config)
 
     # Dropped 15 minutes after their last update: a closed page's features should not stay in memory.
@@ -172,10 +41,9 @@ def build_tab(ctx: AppContext) -> None:
             # a bare server error; load_image reads every upload and says plainly what is wrong.
             upload = gr.File(label="Your image (optional)", file_types=["image"], type="filepath")
             with gr.Row():
-                example = gr.Dropdown(list(EXAMPLES), value=DEFAULT_EXAMPLE, label="Example image")
+                example = gr.Dropdown(list(logic.EXAMPLES), value=logic.DEFAULT_EXAMPLE, label="Example image")
                 example_button = gr.Button("Use example")
-            restore_button = gr.Button("Use the restore tab's image", visible=ctx is not None and
-                                       getattr(ctx, "restore_image", None) is not None)
+            restore_button = gr.Button("Use the restore tab's image", visible=ctx.restore_input is not None)
             view_mode = gr.Radio(list(views.VIEW_MODES), value=views.VIEW_CROP, label="Large images: capture on")
         with gr.Column(scale=2):
             architecture = gr.Plot(architecture_figure(config, first_block), label="Architecture (both U-Nets)",
@@ -211,7 +79,7 @@ def build_tab(ctx: AppContext) -> None:
 
     @user_errors
     def show(entry_id, mode, block_name, k_value, channel_value, source, cache):
-        r = render_block(entry_id, source, mode, block_name, k_value, channel_value, cache)
+        r = logic.render_block(store, entry_id, source, mode, block_name, k_value, channel_value, cache)
         return (r["architecture"], r["overview"], r["caption"], r["statistics"], r["histogram"], r["table"],
                 gr.Dropdown(choices=r["choices"], value=r["block"]),
                 gr.Slider(maximum=r["channels"] - 1, value=r["channel"]), r["source"], r["cache"])
@@ -223,26 +91,28 @@ def build_tab(ctx: AppContext) -> None:
 
     @user_errors
     def use_upload(path):
-        return upload_source(path)
+        return logic.upload_source(path)
 
     @user_errors
     def use_example(name):
-        return example_source(name)
+        return logic.example_source(name)
 
     upload.upload(use_upload, upload, source_state, api_name="features_upload").then(
         show, view_inputs, view_outputs, api_visibility="private")
     example_button.click(use_example, example, source_state, api_name="features_example").then(
         show, view_inputs, view_outputs, api_visibility="private")
-    if ctx is not None and getattr(ctx, "restore_image", None) is not None:
-        restore_button.click(user_errors(restore_tab_source), ctx.restore_image, source_state,
+    if ctx.restore_input is not None:
+        # The restore tab's model input is read from its session state: no image crosses the browser, so it
+        # arrives unrounded, and an API caller has no image to send here (uploads go to /features_upload).
+        restore_button.click(user_errors(logic.restore_input_source), ctx.restore_input, source_state,
                              api_name="features_restore_image").then(
             show, view_inputs, view_outputs, api_visibility="private")
 
-    on_page_load(ctx, show, view_inputs, view_outputs)
+    ctx.on_page_load(show, view_inputs, view_outputs)
 
     @user_errors
     def compare(entry_a, entry_b, mode, block_name, k_value, source, cache):
-        r = render_compare(entry_a, entry_b, source, mode, block_name, k_value, cache)
+        r = logic.render_compare(store, entry_a, entry_b, source, mode, block_name, k_value, cache)
         return r["caption"], r["a"], r["b"], r["figure"], r["source"], r["cache"]
 
     compare_button.click(compare, [variant, variant_b, view_mode, block, k, source_state, cache_state],

@@ -1,5 +1,8 @@
 """The app's model store: every model a user can pick, and a thread-safe cache of loaded models.
 
+`build_demo()` creates one `ModelStore` and hands it to every tab on `AppContext.store`; tests make their
+own (a results folder, a runs folder, which registry variants are listed) instead of patching globals.
+
 Sources, in the order the pickers list them:
 - "results": models we trained and ship (`results/models/<task>.safetensors`) and ablation runs
   (`results/runs/<run>/model.safetensors`);
@@ -15,7 +18,8 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,7 +44,12 @@ UNTRAINED_SEED = 0  # untrained weights are drawn from this seed, so every resto
 CACHE_SIZE = 8  # loaded models kept in memory (a small model is ~6 MB)
 
 
+# What an entry id starts with, per source (checkpoint ids continue with a file or run name).
+ID_PREFIXES = ("registry/", "results/models/", "results/runs/", "runs/")
+
+
 def runs_dir() -> Path:
+    """Where the user's runs live by default: `$HINET_RUNS_DIR`, else `./runs`."""
     return Path(os.environ.get("HINET_RUNS_DIR", "runs"))
 
 
@@ -91,16 +100,6 @@ def _as_bool(value) -> bool:
     return bool(value)
 
 
-def ablation_test_psnr(run: str) -> float | None:
-    """Mean test PSNR of an ablation run over its rows of results/ablation.csv (None if not there)."""
-    table_path = RESULTS_DIR / "ablation.csv"
-    try:
-        means = _ablation_means(str(table_path), table_path.stat().st_mtime_ns)
-    except OSError:
-        return None
-    return means.get(run)
-
-
 @lru_cache(maxsize=4)
 def _ablation_means(table_path: str, mtime_ns: int) -> dict[str, float]:
     import pandas as pd
@@ -128,7 +127,8 @@ def _metadata(path: Path) -> dict:
     return read_metadata(path)
 
 
-def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> ModelEntry:
+def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str,
+                      ablation_psnr: Callable[[str], float | None]) -> ModelEntry:
     metadata = _metadata(path)
     config_value = metadata.get("config")
     if config_value is None:
@@ -138,7 +138,7 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
     test_psnr = _decode_value(metadata.get("test_psnr"))
     test_psnr = float(test_psnr) if isinstance(test_psnr, (int, float)) else None
     if test_psnr is None and source == "results" and path.name in ("model.safetensors", SHIPPED_WEIGHTS_FILE):
-        test_psnr = ablation_test_psnr(path.parent.name)
+        test_psnr = ablation_psnr(path.parent.name)
     # Only a checkpoint that says so is labelled trained: a file without the key may hold initial weights.
     trained = _as_bool(metadata.get("trained", False))
     params = _param_count(config)
@@ -157,13 +157,6 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
     )
 
 
-def train_patch_of(entry_id: str) -> tuple[int, str | None]:
-    """(training patch, note) for test-time tiling and local statistics: the recorded patch, or the
-    project's assumption with a note saying it was assumed (`hinet.inference.training_patch`)."""
-    entry = find_entry(entry_id)
-    return training_patch({"train_patch": entry.train_patch} if entry.train_patch else {})
-
-
 def _registry_entry(name: str) -> ModelEntry:
     config = get_config(name)
     params = _param_count(config)
@@ -180,81 +173,10 @@ def _registry_entry(name: str) -> ModelEntry:
     )
 
 
-def _checkpoint_paths() -> list[tuple[Path, str, str, str]]:
-    """(path, entry id, display name, source) of every checkpoint file on disk."""
-    found = []
-    for path in _weight_files(RESULTS_DIR / "models"):
-        found.append((path, f"results/models/{path.stem}", path.stem, "results"))
-    for run_dir in sorted(p for p in (RESULTS_DIR / "runs").glob("*") if p.is_dir()):
-        # the local fp32 training checkpoint where it exists, else the fp16 copy git keeps for a fresh clone
-        path = next((run_dir / name for name in ("model.safetensors", SHIPPED_WEIGHTS_FILE)
-                     if (run_dir / name).is_file()), None)
-        if path is not None:
-            found.append((path, f"results/runs/{run_dir.name}", run_dir.name, "results"))
-    for path in sorted(runs_dir().glob("*/model.safetensors")):
-        found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
-    for path in _weight_files(runs_dir(), official_only=True):
-        found.append((path, f"runs/{path.name}", f"my file {path.name}", "runs"))
-    return found
-
-
 def _weight_files(folder: Path, official_only: bool = False) -> list[Path]:
     """Checkpoint files directly in `folder`: ours (.safetensors) and official HINet weights (.pth, .pt)."""
     suffixes = OFFICIAL_SUFFIXES if official_only else (".safetensors", *OFFICIAL_SUFFIXES)
     return sorted(p for p in folder.glob("*") if p.suffix.lower() in suffixes and p.is_file())
-
-
-def scan(task: str | None = None) -> tuple[list[ModelEntry], list[str]]:
-    """(entries, warnings): trained models for `task` (all tasks if None), then the untrained variants."""
-    entries, warnings = [], []
-    for path, entry_id, name, source in _checkpoint_paths():
-        try:
-            entry = _checkpoint_entry(path, entry_id, name, source)
-        except (HINetError, OSError, ValueError, TypeError, KeyError) as error:
-            message = f"skipped {path}: {error}"
-            log.warning(message)
-            warnings.append(message)
-            continue
-        if task is None or entry.task is None or entry.task == task:
-            entries.append(entry)
-    entries.extend(_registry_entry(name) for name in list_variants(REGISTRY_PREFIX))
-    return entries, warnings
-
-
-def list_entries(task: str | None = None) -> list[ModelEntry]:
-    return scan(task)[0]
-
-
-def default_entry(entries: list[ModelEntry], task: str | None) -> ModelEntry:
-    """The trained model for the task (shipped first, the task's default file `results/models/<task>` before
-    its comparison variants, then best test PSNR), else small_hin untrained."""
-    trained = [e for e in entries if e.trained and (task is None or e.task == task)]
-    if trained:
-        rank = {"results": 0, "runs": 1}
-        return min(trained, key=lambda e: (rank.get(e.source, 2), not e.id.startswith("results/models/"),
-                                           e.id != f"results/models/{e.task}", -(e.test_psnr or float("-inf"))))
-    for entry in entries:
-        if entry.id == f"registry/{DEFAULT_UNTRAINED}":
-            return entry
-    if not entries:
-        raise ConfigError("no model is available")
-    return entries[0]
-
-
-def find_entry(entry_id: str) -> ModelEntry:
-    if entry_id.startswith("registry/"):
-        name = entry_id.split("/", 1)[1]
-        if not (name in list_variants() and name.startswith((REGISTRY_PREFIX, SELECTABLE_PREFIX, TEST_PREFIX))):
-            raise ConfigError(f"unknown model {entry_id!r}")
-        return _registry_entry(name)
-    for path, found_id, name, source in _checkpoint_paths():
-        if found_id == entry_id:
-            return _checkpoint_entry(path, found_id, name, source)
-    raise ConfigError(f"model {entry_id!r} is not available any more; refresh the model list")
-
-
-_cache: OrderedDict[tuple, HINet] = OrderedDict()
-_cache_lock = threading.Lock()
 
 
 def _load(entry: ModelEntry) -> HINet:
@@ -268,12 +190,6 @@ def _load(entry: ModelEntry) -> HINet:
     return model.eval()
 
 
-def weights_version(entry_id: str) -> int:
-    """The entry's checkpoint modification time (0 for untrained weights): part of every cache key of
-    things computed from a model, because a retrained run or a replaced file rewrites the checkpoint."""
-    return _version(find_entry(entry_id))
-
-
 def _version(entry: ModelEntry) -> int:
     try:
         return entry.path.stat().st_mtime_ns if entry.path else 0
@@ -281,25 +197,135 @@ def _version(entry: ModelEntry) -> int:
         raise ConfigError(f"model {entry.id!r} cannot be read any more ({error}); refresh the model list") from None
 
 
-def get_model(entry_id: str) -> HINet:
-    """The entry's model in eval mode, loaded once and shared (read-only) by every request."""
-    entry = find_entry(entry_id)
-    key = (entry_id, _version(entry))
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-        model = _load(entry)
-        _cache[key] = model
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-        return model
+# ----------------------------------------------------------------------------------------------------
+# The store
 
 
-def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+@dataclass(eq=False)  # compared and hashed by identity: caches of things computed from models key on it
+class ModelStore:
+    """Every model the app offers, read from two folders and the registry, and the models loaded so far."""
+
+    results_dir: Path = RESULTS_DIR  # shipped models (models/) and ablation runs (runs/, ablation.csv)
+    runs_dir: Path = field(default_factory=runs_dir)  # the user's runs (the train tab writes here)
+    registry_prefix: str = REGISTRY_PREFIX  # which untrained registry variants are listed
+    default_untrained: str = DEFAULT_UNTRAINED  # the default when no trained model fits
+    cache_size: int = CACHE_SIZE
+    _cache: OrderedDict = field(default_factory=OrderedDict, init=False, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # Checkpoint ids this store has listed: a missing one was deleted, any other was never a model.
+    _listed: set = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.results_dir, self.runs_dir = Path(self.results_dir), Path(self.runs_dir)
+
+    # Listing
+
+    def ablation_test_psnr(self, run: str) -> float | None:
+        """Mean test PSNR of an ablation run over its rows of results/ablation.csv (None if not there)."""
+        table_path = self.results_dir / "ablation.csv"
+        try:
+            means = _ablation_means(str(table_path), table_path.stat().st_mtime_ns)
+        except OSError:
+            return None
+        return means.get(run)
+
+    def _checkpoint_paths(self) -> list[tuple[Path, str, str, str]]:
+        """(path, entry id, display name, source) of every checkpoint file on disk."""
+        found = []
+        for path in _weight_files(self.results_dir / "models"):
+            found.append((path, f"results/models/{path.stem}", path.stem, "results"))
+        for run_dir in sorted(p for p in (self.results_dir / "runs").glob("*") if p.is_dir()):
+            # the local fp32 training checkpoint where it exists, else the fp16 copy git keeps for a fresh clone
+            path = next((run_dir / name for name in ("model.safetensors", SHIPPED_WEIGHTS_FILE)
+                         if (run_dir / name).is_file()), None)
+            if path is not None:
+                found.append((path, f"results/runs/{run_dir.name}", run_dir.name, "results"))
+        for path in sorted(self.runs_dir.glob("*/model.safetensors")):
+            found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
+        for path in _weight_files(self.runs_dir, official_only=True):
+            found.append((path, f"runs/{path.name}", f"my file {path.name}", "runs"))
+        self._listed.update(entry_id for _, entry_id, _, _ in found)
+        return found
+
+    def scan(self, task: str | None = None) -> tuple[list[ModelEntry], list[str]]:
+        """(entries, warnings): trained models for `task` (all tasks if None), then the untrained variants."""
+        entries, warnings = [], []
+        for path, entry_id, name, source in self._checkpoint_paths():
+            try:
+                entry = _checkpoint_entry(path, entry_id, name, source, self.ablation_test_psnr)
+            except (HINetError, OSError, ValueError, TypeError, KeyError) as error:
+                message = f"skipped {path}: {error}"
+                log.warning(message)
+                warnings.append(message)
+                continue
+            if task is None or entry.task is None or entry.task == task:
+                entries.append(entry)
+        entries.extend(_registry_entry(name) for name in list_variants(self.registry_prefix))
+        return entries, warnings
+
+    def list_entries(self, task: str | None = None) -> list[ModelEntry]:
+        return self.scan(task)[0]
+
+    def default_entry(self, entries: list[ModelEntry], task: str | None) -> ModelEntry:
+        """The trained model for the task (shipped first, the task's default file `results/models/<task>`
+        before its comparison variants, then best test PSNR), else the default untrained variant."""
+        trained = [e for e in entries if e.trained and (task is None or e.task == task)]
+        if trained:
+            rank = {"results": 0, "runs": 1}
+            return min(trained, key=lambda e: (rank.get(e.source, 2), not e.id.startswith("results/models/"),
+                                               e.id != f"results/models/{e.task}", -(e.test_psnr or float("-inf"))))
+        for entry in entries:
+            if entry.id == f"registry/{self.default_untrained}":
+                return entry
+        if not entries:
+            raise ConfigError("no model is available")
+        return entries[0]
+
+    def find_entry(self, entry_id: str) -> ModelEntry:
+        if entry_id.startswith("registry/"):
+            name = entry_id.split("/", 1)[1]
+            selectable = (self.registry_prefix, SELECTABLE_PREFIX, TEST_PREFIX)
+            if not (name in list_variants() and name.startswith(selectable)):
+                raise ConfigError(f"unknown model {entry_id!r}")
+            return _registry_entry(name)
+        for path, found_id, name, source in self._checkpoint_paths():
+            if found_id == entry_id:
+                return _checkpoint_entry(path, found_id, name, source, self.ablation_test_psnr)
+        if entry_id in self._listed:
+            raise ConfigError(f"model {entry_id!r} is not available any more; refresh the model list")
+        raise ConfigError(f"unknown model {entry_id!r}; pick one from the model list (ids start with "
+                          f"{', '.join(ID_PREFIXES)})")
+
+    def train_patch_of(self, entry_id: str) -> tuple[int, str | None]:
+        """(training patch, note) for test-time tiling and local statistics: the recorded patch, or the
+        project's assumption with a note saying it was assumed (`hinet.inference.training_patch`)."""
+        entry = self.find_entry(entry_id)
+        return training_patch({"train_patch": entry.train_patch} if entry.train_patch else {})
+
+    # Loading
+
+    def weights_version(self, entry_id: str) -> int:
+        """The entry's checkpoint modification time (0 for untrained weights): part of every cache key of
+        things computed from a model, because a retrained run or a replaced file rewrites the checkpoint."""
+        return _version(self.find_entry(entry_id))
+
+    def get_model(self, entry_id: str) -> HINet:
+        """The entry's model in eval mode, loaded once and shared (read-only) by every request."""
+        entry = self.find_entry(entry_id)
+        key = (entry_id, _version(entry))
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            model = _load(entry)
+            self._cache[key] = model
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+            return model
+
+    def clear_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
 
-__all__ = ["ModelEntry", "list_entries", "scan", "get_model", "default_entry", "find_entry", "entry_label",
-           "clear_cache", "runs_dir", "weights_version", "train_patch_of"]
+__all__ = ["ModelStore", "ModelEntry", "entry_label", "runs_dir", "RESULTS_DIR", "ID_PREFIXES"]

@@ -20,7 +20,7 @@ from hinet.data import degrade
 from hinet.errors import ConfigError, ImageError
 from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_output_array
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tiled_stats_options, tile_boxes
-from hinet.metrics import evaluate_pair
+from hinet.metrics import SSIM_WINDOW, Protocol, evaluate_pair, psnr
 from hinet.tasks import get_task
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive, as hinet.inference.tile_boxes
@@ -64,7 +64,7 @@ class VariantOutput:
     label: str
     pixels: np.ndarray  # H x W x 3 float32 in [0, 1]
     seconds: float
-    metrics: dict | None  # {"psnr", "ssim"} when a ground truth exists
+    metrics: dict | None  # {"psnr", "ssim"} when a ground truth exists; "ssim" None below SSIM's window
     stats_text: str = ""  # how its statistics were computed, e.g. "local: ... window; training patch 64 px"
 
 
@@ -122,6 +122,13 @@ def check_tile(tile: int | None) -> None:
         raise ConfigError(f"The tile size must be a multiple of {TILE_STEP} pixels, at least {MIN_TILE}; got {tile}.")
 
 
+def check_seed(seed: int) -> int:
+    # numpy's generators refuse negative seeds with a bare ValueError.
+    if seed < 0:
+        raise ConfigError(f"The degradation seed must be a whole number of at least 0; got {seed}.")
+    return seed
+
+
 def strength_for(task: str, values: dict) -> dict:
     """The task's own strength kwargs out of all the tab's sliders (named "<task>_<kwarg>")."""
     strength = get_task(task).defaults
@@ -138,7 +145,7 @@ def load_inputs(request: RestoreRequest) -> tuple[LoadedImage, np.ndarray, np.nd
         raise ImageError("Upload an image or pick an example first.")
     source = load_image(request.image_path, max_pixels=request.max_pixels)
     if request.degrade_first:
-        rng = np.random.default_rng(request.seed)
+        rng = np.random.default_rng(check_seed(request.seed))
         degraded = degrade(source.pixels, request.task, rng=rng, **request.strength)
         return source, np.asarray(degraded, dtype=np.float32), source.pixels
     gt = None
@@ -153,6 +160,18 @@ def load_inputs(request: RestoreRequest) -> tuple[LoadedImage, np.ndarray, np.nd
             )
         gt = gt_image.pixels
     return source, source.pixels, gt
+
+
+def ssim_fits(pixels: np.ndarray, protocol: Protocol) -> bool:
+    """Whether SSIM's window fits the image (after the protocol's border crop)."""
+    return min(pixels.shape[:2]) - 2 * protocol.border >= SSIM_WINDOW
+
+
+def score_pair(pixels: np.ndarray, gt: np.ndarray, protocol: Protocol) -> dict:
+    """PSNR and SSIM under `protocol`; an image too small for SSIM still gets its PSNR (SSIM None)."""
+    if ssim_fits(gt, protocol):
+        return evaluate_pair(pixels, gt, protocol)
+    return {"psnr": psnr(pixels, gt, protocol), "ssim": None}
 
 
 def run_restore(
@@ -197,13 +216,13 @@ def run_restore(
         pixels = restore(model, input_pixels, tile=request.tile, overlap=overlap if request.tile else None,
                          blend=blend, progress=tile_done, stats=stats, train_patch=patch)
         seconds = time.perf_counter() - t0
-        metrics = evaluate_pair(pixels, gt, protocol) if gt is not None else None
+        metrics = score_pair(pixels, gt, protocol) if gt is not None else None
         stats_text = describe_stats(stats, patch, tile=request.tile, overlap=overlap if request.tile else None)
         if note and stats != "whole":
             stats_text += f" ({note})"
         outputs.append(VariantOutput(entry_id, label, pixels, seconds, metrics, stats_text))
 
-    input_metrics = evaluate_pair(input_pixels, gt, protocol) if gt is not None else None
+    input_metrics = score_pair(input_pixels, gt, protocol) if gt is not None else None
     return RestoreResult(
         request=request,
         source=source,
@@ -222,17 +241,21 @@ def metrics_table(result: RestoreResult) -> pd.DataFrame:
     has_gt = result.gt_pixels is not None
     rows = []
     if has_gt:
-        rows.append({"variant": "input (no restoration)", "PSNR (dB)": round(result.input_metrics["psnr"], 2),
-                     "SSIM": round(result.input_metrics["ssim"], 4), "seconds": None})
+        rows.append({"variant": "input (no restoration)", "PSNR (dB)": _rounded(result.input_metrics["psnr"], 2),
+                     "SSIM": _rounded(result.input_metrics["ssim"], 4), "seconds": None})
     for out in result.outputs:
         row = {"variant": out.label}
         if has_gt:
-            row["PSNR (dB)"] = round(out.metrics["psnr"], 2)
-            row["SSIM"] = round(out.metrics["ssim"], 4)
+            row["PSNR (dB)"] = _rounded(out.metrics["psnr"], 2)
+            row["SSIM"] = _rounded(out.metrics["ssim"], 4)
         row["seconds"] = round(out.seconds, 3)
         rows.append(row)
     columns = ["variant", "PSNR (dB)", "SSIM", "seconds"] if has_gt else ["variant", "seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def save_outputs(result: RestoreResult, out_dir: Path) -> dict[str, Path]:
@@ -416,6 +439,9 @@ def summary(result: RestoreResult) -> str:
                      "the clean image is the ground truth.")
     elif result.gt_pixels is None:
         lines.append("No ground truth, so no PSNR/SSIM.")
+    if result.input_metrics is not None and result.input_metrics["ssim"] is None:
+        lines.append(f"No SSIM: its {SSIM_WINDOW} x {SSIM_WINDOW} window does not fit a {result.width} x "
+                     f"{result.height} px image; PSNR is shown.")
     if req.tile:
         mode = "zero overlap, no blending (seams visible)" if req.show_seams else f"overlap {result.overlap} px, blended"
         lines.append(f"Tiled: {len(result.tiles)} tiles of up to {req.tile} px, {mode}.")
@@ -464,4 +490,4 @@ __all__ = ["MAX_VARIANTS", "RestoreRequest", "RestoreResult", "VariantOutput", "
            "difference_scale", "absolute_error", "describe_scale", "describe_box", "draw_boxes", "overview",
            "summary", "check_variant_ids", "check_tile", "TILE_STEP", "MIN_TILE", "screen_factor", "screen_size",
            "fit_for_screen", "example_path", "EXAMPLE_CROPS", "check_task", "strength_for", "load_inputs",
-           "display_uint8"]
+           "display_uint8", "check_seed", "score_pair", "ssim_fits"]

@@ -3,7 +3,8 @@ four variants, compare them with a before/after slider, a synced zoom grid, diff
 metrics table, and download lossless outputs.
 
 Widgets only; the work is in `app/restore_logic.py` (views, orchestration) and `hinet/` (everything
-numerical). The heavy result lives in a per-user `gr.State`, so zoom and display changes never rerun a model.
+numerical). The heavy result lives in a per-user `gr.State`, so zoom and display changes never rerun a model;
+the model input of the last restore lives in another (`AppContext.restore_input`), read by the feature tab.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import logging
 import shutil
 import tempfile
 import uuid
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 
-from app import models
+from app.choices import task_model_choices
 from app.context import CPU_QUEUE, AppContext
 from app.errors import user_errors
+from app.models import ModelStore
 from app.restore_logic import (
     EXAMPLE_CROPS,
     MAX_VARIANTS,
@@ -69,17 +72,9 @@ def delete_download_dir(state: dict | None) -> None:
         shutil.rmtree(state["download_dir"], ignore_errors=True)
 
 
-def _choices(task: str) -> tuple[list[tuple[str, str]], list[str], str]:
-    """(dropdown choices, default selection, warnings markdown) for a task."""
-    entries, warnings = models.scan(task)
-    default = models.default_entry(entries, task)
-    text = "\n".join(f"- ⚠️ {w}" for w in warnings)
-    return [(e.label, e.id) for e in entries], [default.id], text
-
-
-def _label_of(entry_id: str) -> str:
+def _label_of(store: ModelStore, entry_id: str) -> str:
     try:
-        entry = models.find_entry(entry_id)
+        entry = store.find_entry(entry_id)
     except HINetError:
         return entry_id
     return entry.id.split("/", 1)[-1] + ("" if entry.trained else " (untrained)")
@@ -144,6 +139,7 @@ def _views(state: dict, center_x: float, center_y: float, zoom: float, show_diff
 
 @user_errors
 def restore(
+    store: ModelStore,
     image: str | None,
     example: str | None,
     degrade_first: bool,
@@ -179,22 +175,19 @@ def restore(
         show_seams=bool(show_seams) and tiling == TILED,
         max_pixels=DEFAULT_MAX_PIXELS,
     )
-    result = run_restore(request, models.get_model, _label_of,
+    result = run_restore(request, store.get_model, partial(_label_of, store),
                          progress=lambda fraction, text: progress(fraction, desc=text),
-                         train_patch_of=models.train_patch_of)
+                         train_patch_of=store.train_patch_of)
     # One folder per user for downloads and display files, replaced by the next restore.
     delete_download_dir(previous)
     download_dir = tempfile.mkdtemp(prefix="hinet_restore_")
     saved = save_outputs(result, Path(download_dir))
-    # The hidden "current model input" (read by other tabs) is re-sent only when the input changed.
-    input_key = (source, request.degrade_first, request.task, tuple(sorted(request.strength.items())), request.seed)
-    same_input = bool(previous) and previous.get("input_key") == input_key
-    state = {"result": result, "download_dir": download_dir, "saved": saved, "input_key": input_key}
+    state = {"result": result, "download_dir": download_dir, "saved": saved}
     overview_image, panels, note = _views(state, center_x, center_y, zoom, show_difference)
     text = summary(result) + (f"  \n{note}" if note else "")
-    current = gr.skip() if same_input else _screen_png(_screen(result.input_pixels), download_dir)
+    # The model input goes to the other tabs as it is (the same array, server-side): never rounded to 8 bits.
     return (state, _slider(state, slider_variant), overview_image, panels, metrics_table(result),
-            [str(p) for p in saved.values()], text, current)
+            [str(p) for p in saved.values()], text, result.input_pixels)
 
 
 @user_errors
@@ -227,8 +220,8 @@ def set_center(state: dict | None, evt: gr.SelectData):
 
 
 @user_errors
-def on_task_change(task: str):
-    choices, default, warnings = _choices(task)
+def on_task_change(store: ModelStore, task: str):
+    choices, default, warnings = task_model_choices(store, task)
     group_updates = [gr.update(visible=(name == task)) for name in TASK_NAMES]
     return (gr.update(choices=choices, value=default), gr.update(choices=[("first chosen", "")] + choices, value=""),
             warnings, *group_updates)
@@ -236,9 +229,11 @@ def on_task_change(task: str):
 
 def build_tab(ctx: AppContext) -> None:
     first_task = TASK_NAMES[0]
-    choices, default, warnings = _choices(first_task)
+    store = ctx.store
+    choices, default, warnings = task_model_choices(store, first_task)
     # A 12 MP compare holds ~1 GB: free it when idle, and its files with it.
     state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=delete_download_dir)
+    model_input = gr.State(None, time_to_live=STATE_TTL_S)  # the same array as the result's input_pixels
 
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -258,7 +253,7 @@ def build_tab(ctx: AppContext) -> None:
                         strength_inputs[f"{task.name}_{spec.name}"] = gr.Slider(spec.low, spec.high, value=spec.default,
                                                                                 step=spec.step, label=spec.label)
                 strength_groups.append(group)
-            seed = gr.Number(value=0, precision=0, label="Degradation seed")
+            seed = gr.Number(value=0, precision=0, minimum=0, label="Degradation seed")
             ground_truth = gr.File(label="Ground truth for an already degraded upload (optional, same size)",
                                    file_types=["image"], type="filepath")
 
@@ -298,9 +293,8 @@ def build_tab(ctx: AppContext) -> None:
             overview_image = gr.Image(label="Input with tile grid and zoom window (click to move the zoom)",
                                       format="png", interactive=False, elem_id="restore-overview")
             downloads = gr.File(label="Downloads (lossless PNG, 16-bit when the input was)", file_count="multiple")
-            current_input = gr.Image(label="Current model input", format="png", type="numpy", visible=False)
 
-    ctx.restore_image = current_input
+    ctx.restore_input = model_input
     ctx.restore_task = task_picker
     ctx.restore_variants = variants
 
@@ -311,16 +305,16 @@ def build_tab(ctx: AppContext) -> None:
     # An upload is usually already degraded; an example is clean. Either default can be changed by hand.
     image.upload(lambda: (None, False), None, [example, degrade_first], api_visibility="private")
     task_outputs = [variants, slider_variant, model_warnings, *strength_groups]
-    task_picker.change(on_task_change, task_picker, task_outputs, api_visibility="private")
+    task_picker.change(partial(on_task_change, store), task_picker, task_outputs, api_visibility="private")
     # Runs finished in the train tab (or copied into results/) appear without restarting the app.
-    refresh.click(on_task_change, task_picker, task_outputs, api_visibility="private")
+    refresh.click(partial(on_task_change, store), task_picker, task_outputs, api_visibility="private")
 
     run.click(
-        restore,
+        partial(restore, store),
         inputs=[image, example, degrade_first, seed, ground_truth, task_picker, variants, slider_variant, tiling,
                 tile_size, overlap, show_seams, center_x, center_y, zoom, show_difference, state],
         inputs_kwargs=strength_inputs,
-        outputs=[state, slider, overview_image, grid, metrics, downloads, summary_text, current_input],
+        outputs=[state, slider, overview_image, grid, metrics, downloads, summary_text, model_input],
         api_name="restore",
         concurrency_id=CPU_QUEUE,
         concurrency_limit=1,

@@ -72,12 +72,14 @@ def main() -> None:
     import torch
     from gradio_client import Client, handle_file
 
-    from app import build_demo, launch_kwargs, models
+    from app import build_demo, launch_kwargs
+    from app.models import ModelStore
 
     print(f"load: {os.getloadavg()}, torch threads: {torch.get_num_threads()}")
-    default_id = models.default_entry(models.list_entries("denoise"), "denoise").id
+    store = ModelStore()
+    default_id = store.default_entry(store.list_entries("denoise"), "denoise").id
     print(f"default denoise variant: {default_id}")
-    demo = build_demo()
+    demo = build_demo(store)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
                             **launch_kwargs())
     rows = []

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_features.py [--variant registry/small_hin] [--repeats 3]
 
-Calls the tab's own `render_block` (everything a switch computes: figures, picture, table), on a
+Calls the tab's own `render_block` (`app.feature_logic`) (everything a switch computes: figures, picture, table), on a
 256 x 256 crop of skimage's astronaut, then the same switches through a served demo of the tab
 (`/features_view` via gradio_client: a full round trip, PNG encoding and JSON included).
 The target is < 0.5 s per switch.
@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app import features_tab  # noqa: E402
+from app import feature_logic, features_tab  # noqa: E402
 from app.architecture import block_layout  # noqa: E402
 from app.feature_views import VIEW_CROP  # noqa: E402
-from app.models import find_entry  # noqa: E402
+from app.models import ModelStore  # noqa: E402
 from hinet.data import skimage_images  # noqa: E402
 
 
@@ -38,27 +38,29 @@ def main() -> None:
     args = parser.parse_args()
 
     pixels = skimage_images()["astronaut"][128:384, 128:384].copy()
-    source = features_tab._source(pixels, "astronaut 256 x 256 crop")
-    config = find_entry(args.variant).config
+    store = ModelStore()
+    source = feature_logic._source(pixels, "astronaut 256 x 256 crop")
+    config = store.find_entry(args.variant).config
     blocks = [b.name for b in block_layout(config)]
     k = features_tab.DEFAULT_K
 
-    features_tab.get_model(args.variant)  # model loading is not part of a switch
-    first, result = timed(features_tab.render_block, args.variant, source, VIEW_CROP, blocks[0], k, 0, None)
+    store.get_model(args.variant)  # model loading is not part of a switch
+    first, result = timed(feature_logic.render_block, store, args.variant, source, VIEW_CROP, blocks[0], k, 0, None)
     cache = result["cache"]
     block_times, channel_times = [], []
     for _ in range(args.repeats):
         for block in blocks:
-            seconds, result = timed(features_tab.render_block, args.variant, source, VIEW_CROP, block, k, 0, cache)
+            seconds, result = timed(feature_logic.render_block, store, args.variant, source, VIEW_CROP, block, k, 0,
+                                    cache)
             block_times.append(seconds)
         for channel in range(8):
-            seconds, result = timed(features_tab.render_block, args.variant, source, VIEW_CROP, blocks[0], k,
-                                    channel, cache)
+            seconds, result = timed(feature_logic.render_block, store, args.variant, source, VIEW_CROP, blocks[0],
+                                    k, channel, cache)
             channel_times.append(seconds)
     print(f"variant {args.variant}, image 256 x 256, k={k}, {len(blocks)} blocks")
     print(f"first view (forward pass + capture of every block + render): {first:.3f} s")
     report("handler", block_times, channel_times)
-    served(args.variant, blocks, args.repeats)
+    served(store, args.variant, blocks, args.repeats)
 
 
 def report(where: str, block_times: list[float], channel_times: list[float]) -> None:
@@ -67,7 +69,7 @@ def report(where: str, block_times: list[float], channel_times: list[float]) -> 
               f"{len(times)} switches -> {'OK' if max(times) < 0.5 else 'SLOWER THAN'} the 0.5 s target")
 
 
-def served(variant: str, blocks: list[str], repeats: int) -> None:
+def served(store: ModelStore, variant: str, blocks: list[str], repeats: int) -> None:
     import os
     import tempfile
 
@@ -75,9 +77,11 @@ def served(variant: str, blocks: list[str], repeats: int) -> None:
     from gradio_client import Client, handle_file
     from PIL import Image
 
+    from app.context import AppContext
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    with gr.Blocks() as demo:
-        features_tab.build_tab(None)
+    with gr.Blocks() as demo, gr.Tabs() as tabs, gr.Tab("Inside HIN blocks"):
+        features_tab.build_tab(AppContext(tabs=tabs, blocks=demo, store=store))
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True)
     try:

@@ -16,25 +16,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def serve_tiny_app(runs_dir, **module_patches):
-    """The whole app served in-process with tiny untrained registry models and an empty runs folder.
+def tiny_store(runs_dir):
+    """A model store listing the tiny untrained registry variants (default tiny_half_instance), the shipped
+    results/ and the runs under `runs_dir`."""
+    from app.models import ModelStore
 
-    `module_patches` maps "module.ATTRIBUTE" (under `app`) to a value, e.g. {"train_tab.UI_DATA": ...}.
+    return ModelStore(runs_dir=runs_dir, registry_prefix="tiny_", default_untrained="tiny_half_instance")
+
+
+@contextlib.contextmanager
+def serve_tiny_app(store, **module_patches):
+    """The whole app over `store` (see `tiny_store`) served in-process.
+
+    `module_patches` maps "module.ATTRIBUTE" (under `app`) to a value, e.g. {"train_logic.UI_DATA": ...}.
     Yields the local URL; closes the server and undoes every patch afterwards.
     """
     import importlib
 
-    from app import build_demo, launch_kwargs, models
+    from app import build_demo, launch_kwargs
 
     patch = pytest.MonkeyPatch()
-    patch.setenv("HINET_RUNS_DIR", str(runs_dir))
-    patch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    patch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
     for target, value in module_patches.items():
         module, attribute = target.split(".")
         patch.setattr(importlib.import_module(f"app.{module}"), attribute, value)  # imported even when run alone
-    demo = build_demo()
+    demo = build_demo(store)
     try:
         _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                                 quiet=True, **launch_kwargs())

@@ -7,8 +7,9 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from app import ablation_tab, ablation_views as views, models
+from app import ablation_tab, ablation_views as views
 from app.context import AppContext
+from app.models import ModelStore
 from hinet import results_table as rt
 from tests.test_results_table import synthetic_table, with_protocols
 
@@ -16,7 +17,7 @@ PROTOCOL_OFFSETS = {"whole": 0.0, "tiled": 5.0, "local": -1.0}  # dB added to ev
 
 
 @pytest.fixture
-def results(tmp_path, monkeypatch):
+def results(tmp_path):
     """A results folder with the synthetic ablation table under three protocols and one log per run."""
     folder = tmp_path / "results"
     (folder / "runs").mkdir(parents=True)
@@ -28,10 +29,14 @@ def results(tmp_path, monkeypatch):
         lines = [{"step": s, "loss": 1 / s, "lr": 1e-3, "val_psnr": 20 + s / 10 + seed, "val_ssim": 0.5, "wall": s}
                  for s in (10, 20)]
         (folder / "runs" / run / "log.jsonl").write_text("\n".join(map(json.dumps, lines)))
-    monkeypatch.setattr(models, "RESULTS_DIR", folder)
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "user_runs"))
     ablation_tab._read_cached.cache_clear()
     return folder
+
+
+@pytest.fixture
+def store(results, tmp_path):
+    """The model store over that results folder, with the user's runs under tmp_path/user_runs."""
+    return ModelStore(results_dir=results, runs_dir=tmp_path / "user_runs")
 
 
 def _norm_rows():
@@ -79,13 +84,13 @@ def test_training_figure_has_loss_and_validation_traces():
     assert list(figure.data[1].x) == [2, 3]
 
 
-def test_render_builds_every_output(results):
+def test_render_builds_every_output(results, store):
     table, message = ablation_tab.load_table(results / "ablation.csv")
     assert message == ""
     chosen = views.scope(table, ablation="placement")
     assert chosen["baseline"] == "small_hin" and chosen["seeds"] == [0, 1, 2]
     assert chosen["protocols"] == ["whole", "tiled", "local"] and chosen["protocol"] == "whole"
-    out = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "placement",
+    out = ablation_tab.render(store, results / "ablation.csv", chosen["task"], chosen["level"], "placement",
                               chosen["variants"], chosen["seeds"], chosen["baseline"])
     status, shown, diff, csv_file, md_file, protocol, psnr, curves, pareto, heat, open_choice = out
     assert "baseline **small_hin**" in status and "protocol **whole**" in status
@@ -96,7 +101,7 @@ def test_render_builds_every_output(results):
     assert len(curves.data) == 9  # band high, band low, mean for 3 variants
     assert open_choice["choices"] == []  # no weights in the synthetic runs
     # a different baseline and a seed subset
-    out = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "placement",
+    out = ablation_tab.render(store, results / "ablation.csv", chosen["task"], chosen["level"], "placement",
                               chosen["variants"], [0, 1], "small_hin_shallow")
     assert out[1].loc[out[1]["variant"] == "small_hin_shallow (baseline)", "Δ PSNR (dB)"].item() == 0
 
@@ -115,13 +120,13 @@ def test_scope_offers_the_protocols_of_the_ablation_and_keeps_the_chosen_one():
     assert views.PROTOCOL_INFO == "How normalization statistics were computed at test time"
 
 
-def test_render_filters_table_and_plots_by_protocol(results):
+def test_render_filters_table_and_plots_by_protocol(results, store):
     table, _ = ablation_tab.load_table(results / "ablation.csv")
     chosen = views.scope(table, ablation="norm")
     outputs = {}
     for protocol in ("whole", "tiled", None):
-        outputs[protocol] = ablation_tab.render(results / "ablation.csv", chosen["task"], chosen["level"], "norm",
-                                                chosen["variants"], chosen["seeds"], chosen["baseline"],
+        outputs[protocol] = ablation_tab.render(store, results / "ablation.csv", chosen["task"], chosen["level"],
+                                                "norm", chosen["variants"], chosen["seeds"], chosen["baseline"],
                                                 protocol=protocol)
     whole, tiled, default = outputs["whole"], outputs["tiled"], outputs[None]
     assert "protocol **tiled**" in tiled[0] and "protocol **whole**" in default[0]
@@ -135,25 +140,25 @@ def test_render_filters_table_and_plots_by_protocol(results):
     assert "protocol tiled" in open(tiled[4]).read()  # the export says which statistics it holds
 
 
-def test_missing_and_malformed_csv_give_a_message_not_a_crash(results):
+def test_missing_and_malformed_csv_give_a_message_not_a_crash(results, store):
     (results / "ablation.csv").unlink()
-    out = ablation_tab.render(results / "ablation.csv", "denoise", "25", "norm", ["x"], [0], "x")
+    out = ablation_tab.render(store, results / "ablation.csv", "denoise", "25", "norm", ["x"], [0], "x")
     assert "does not exist" in out[0] and "python -m hinet.sweep" in out[0]
     (results / "ablation.csv").write_text("run,variant\nr,v\n")
-    out = ablation_tab.render(results / "ablation.csv", "denoise", "25", "norm", ["x"], [0], "x")
+    out = ablation_tab.render(store, results / "ablation.csv", "denoise", "25", "norm", ["x"], [0], "x")
     assert "cannot be used" in out[0] and "lacks the columns" in out[0]
     (results / "ablation.csv").write_bytes(b"\x00\xff\xfe garbage")
     ablation_tab._read_cached.cache_clear()
     assert ablation_tab.load_table(results / "ablation.csv")[0] is None
 
 
-def test_tab_builds_with_and_without_results(results):
+def test_tab_builds_with_and_without_results(results, store):
     for present in (True, False):
         if not present:
             (results / "ablation.csv").unlink()
         with gr.Blocks() as demo:
             with gr.Tabs() as tabs:
-                ctx = AppContext(tabs=tabs)
+                ctx = AppContext(tabs=tabs, store=store)
                 with gr.Tab("Ablations", id="ablation"):
                     ablation_tab.build_tab(ctx)
         assert demo.fns
@@ -164,11 +169,11 @@ def test_tab_builds_with_and_without_results(results):
             assert [value for _, value in radio.choices] == ["whole", "tiled", "local"] and radio.value == "whole"
 
 
-def test_user_runs_lists_runs_dir(results, tmp_path):
+def test_user_runs_lists_runs_dir(store, tmp_path):
     runs_dir = tmp_path / "user_runs" / "my_first"
     runs_dir.mkdir(parents=True)
     (runs_dir / "log.jsonl").write_text(json.dumps({"step": 5, "loss": 0.1, "val_psnr": 24.5, "wall": 3.0}) + "\n")
-    note, table, figure, choice = ablation_tab.render_user_runs()
+    note, table, figure, choice = ablation_tab.render_user_runs(store)
     assert table["run"].tolist() == ["my_first"] and table["best val PSNR (dB)"].item() == 24.5
     assert choice["choices"] == []  # no weights yet
 

@@ -1,4 +1,5 @@
-"""The app served in-process and called through gradio_client's /restore endpoint (tiny untrained models)."""
+"""The app served in-process and called through gradio_client's /restore endpoint (tiny untrained models),
+and the restore tab's model input as the feature tab receives it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_harness import serve_tiny_app
+from app_harness import serve_tiny_app, tiny_store
 
 pytestmark = pytest.mark.app
 
@@ -22,7 +23,7 @@ TINY_BN = "registry/tiny_batch"
 def client(tmp_path_factory):
     from gradio_client import Client
 
-    with serve_tiny_app(tmp_path_factory.mktemp("runs")) as url:
+    with serve_tiny_app(tiny_store(tmp_path_factory.mktemp("runs"))) as url:
         yield Client(url, verbose=False)
 
 
@@ -57,6 +58,7 @@ def images(tmp_path_factory):
         "corrupt": corrupt,
         "empty": empty,
         "small_gt": save_image(folder / "small_gt.png", clean[:40]),
+        "under_ssim": save_image(folder / "under_ssim.png", clean[:8, :10]),
     }
 
 
@@ -75,7 +77,7 @@ def _metrics(output) -> dict:
 
 
 def test_restore_upload_without_gt_has_timing_but_no_metrics(client, images):
-    slider, overview, grid, metrics, downloads, summary, current = _restore(client, images["noisy"])
+    slider, overview, grid, metrics, downloads, summary = _restore(client, images["noisy"])
     assert len(slider) == 2 and all(str(p).endswith(".png") for p in slider)
     table = _metrics((slider, overview, grid, metrics))
     assert table["headers"] == ["variant", "seconds"] and len(table["rows"]) == 1
@@ -117,12 +119,16 @@ def test_bad_inputs_give_plain_errors_and_the_app_keeps_serving(client, images):
         (dict(image=images["noisy"], variants=[TINY, TINY_BN, "registry/tiny_none", "registry/tiny_layer",
                                                "registry/tiny_group"]), "at most 4"),
         (dict(image=None), "Upload an image"),
+        (dict(image=images["noisy"], variants=["no_such_model"]), "unknown model 'no_such_model'"),
+        (dict(image=images["noisy"], variants=["runs/never_trained"]), "unknown model 'runs/never_trained'"),
+        (dict(image=images["noisy"], degrade_first=True, seed=-1), "less than minimum value 0"),
     ]
     for kwargs, message in cases:
         with pytest.raises(AppError) as info:
             _restore(client, **kwargs)
         assert message.lower() in str(info.value).lower()
-        assert "Traceback" not in str(info.value)
+        assert "Traceback" not in str(info.value) and "Internal error" not in str(info.value)
+        assert "not available any more" not in str(info.value)
         # The very next call still works.
         assert _metrics(_restore(client, images["noisy"]))["headers"] == ["variant", "seconds"]
 
@@ -145,3 +151,53 @@ def test_statistics_protocols_are_offered_and_say_what_they_did(client, images):
     assert "assuming 64 px" in tiled[5]  # an untrained registry model records no training patch
     local = _restore(client, images["noisy"], tiling=LOCAL)
     assert "local: statistics over a sliding" in local[5]
+
+
+def test_an_image_too_small_for_ssim_is_restored_and_says_why_ssim_is_missing(client, images):
+    slider, overview, grid, metrics, downloads, summary = _restore(client, images["under_ssim"], degrade_first=True)
+    assert len(slider) == 2 and len(downloads) == 2  # the degraded input and the restoration
+    table = _metrics((slider, overview, grid, metrics))
+    assert table["headers"] == ["variant", "PSNR (dB)", "SSIM", "seconds"]
+    assert all(isinstance(row[1], (int, float)) and row[2] is None for row in table["rows"])
+    assert "No SSIM: its 11 x 11 window does not fit a 10 x 8 px image" in summary
+
+
+def test_the_feature_tab_receives_the_restore_tabs_float_input_unrounded(client, monkeypatch):
+    """The restore tab's model input reaches the feature tab server-side: the same float32 values, neither
+    rounded to 8 bits nor clipped to [0, 1] (sigma 50 noise goes well outside it)."""
+    from app import feature_logic
+    from app.restore_logic import example_path
+    from hinet.data import degrade
+    from hinet.image import load_image
+
+    received = []
+    capture = feature_logic.capture_features
+
+    def spy(model, pixels, **kwargs):
+        received.append(pixels)
+        return capture(model, pixels, **kwargs)
+
+    monkeypatch.setattr(feature_logic, "capture_features", spy)
+    _restore(client, example="chelsea", degrade_first=True, seed=7, denoise_sigma=50)
+    client.predict(api_name="/features_restore_image")
+    caption = client.predict(TINY, "centre crop 256", "down_path_1.0", 2, 0, api_name="/features_view")[2]
+    assert "the restore tab's current input" in caption
+    expected = degrade(load_image(example_path("chelsea")).pixels, "denoise", rng=np.random.default_rng(7), sigma=50)
+    pixels = received[-1]
+    assert pixels.dtype == np.float32 and np.array_equal(pixels, expected)
+    assert pixels.min() < 0 and pixels.max() > 1  # not clipped
+    assert not np.allclose(pixels * 255, np.rint(pixels * 255))  # not on the 8-bit grid
+
+
+def test_the_feature_tabs_restore_image_endpoint_takes_no_image(client, tmp_path_factory):
+    """/features_restore_image reads the session's restore input: there is no image for a caller to send (own
+    images go to /features_upload, read by the project's image loader), and before any restore it says so."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/features_restore_image"]
+    assert endpoint["parameters"] == []
+    fresh = Client(client.src, verbose=False)
+    with pytest.raises(AppError, match="the restore tab has no model input yet") as info:
+        fresh.predict(api_name="/features_restore_image")
+    assert "upstream Gradio app has raised an exception" not in str(info.value)

@@ -7,33 +7,32 @@ from PIL import Image
 gr = pytest.importorskip("gradio")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from app import features_tab, learn_tab  # noqa: E402
+from app import features_tab, learn_logic, learn_tab  # noqa: E402
 from app.context import AppContext  # noqa: E402
+from app.models import ModelStore  # noqa: E402
 
 pytestmark = pytest.mark.app
 
 VARIANT = "registry/small_hin"
 
 
+RESTORE_INPUT = np.random.default_rng(3).normal(0.5, 0.3, (48, 64, 3)).astype(np.float32)  # beyond [0, 1] too
+
+
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    """A demo made of the two tabs alone, with a stand-in for the restore tab's image component.
-
-    The model store is emptied of checkpoints, so every model is the registry's untrained one whatever
-    results/ or runs/ hold on this machine.
-    """
-    from app import models
-
+def store(tmp_path_factory):
+    """A model store without checkpoints, so every model is the registry's untrained one whatever results/
+    or runs/ hold on this machine."""
     empty = tmp_path_factory.mktemp("no_checkpoints")
-    patch = pytest.MonkeyPatch()
-    patch.setattr(models, "RESULTS_DIR", empty)
-    patch.setenv("HINET_RUNS_DIR", str(empty))
-    restore_pixels = (np.random.default_rng(3).random((48, 64, 3)) * 255).astype(np.uint8)
+    return ModelStore(results_dir=empty, runs_dir=empty)
+
+
+@pytest.fixture(scope="module")
+def client(store):
+    """A demo made of the two tabs alone, with a stand-in for the restore tab's model input."""
     with gr.Blocks() as demo:
         with gr.Tabs() as tabs:
-            with gr.Tab("restore", id="restore"):
-                restore_image = gr.Image(restore_pixels, type="numpy", label="restore input")
-            ctx = AppContext(tabs=tabs, blocks=demo, restore_image=restore_image)
+            ctx = AppContext(tabs=tabs, blocks=demo, store=store, restore_input=gr.State(RESTORE_INPUT))
             with gr.Tab("features", id="features"):
                 features_tab.build_tab(ctx)
             with gr.Tab("learn", id="learn"):
@@ -44,7 +43,6 @@ def client(tmp_path_factory):
         yield Client(url, verbose=False)
     finally:
         demo.close()
-        patch.undo()
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +93,19 @@ def test_channel_is_clamped_to_the_block(client, image_file):
 def test_example_and_restore_image_sources(client):
     client.predict("chelsea", api_name="/features_example")
     assert "example 'chelsea'" in view(client)[2]
-    client.predict(handle_file(_restore_png()), api_name="/features_restore_image")
+    client.predict(api_name="/features_restore_image")  # the session's restore input: nothing to send
     caption = view(client, block="up_path_1.0.conv_block")[2]
     assert "the restore tab's current input" in caption and "48 x 64" in caption and "decoder" in caption
 
 
-def _restore_png():
-    import tempfile
+def test_the_restore_input_source_keeps_every_float():
+    from app.feature_logic import restore_input_source
+    from hinet.errors import ImageError
 
-    path = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
-    Image.fromarray((np.random.default_rng(3).random((48, 64, 3)) * 255).astype(np.uint8)).save(path)
-    return path
+    source = restore_input_source(RESTORE_INPUT)
+    assert source["pixels"] is RESTORE_INPUT and "48x64" in source["key"]
+    with pytest.raises(ImageError, match="no model input yet"):
+        restore_input_source(None)
 
 
 def test_compare_two_variants(client, image_file):
@@ -124,15 +124,42 @@ def test_bad_upload_is_a_plain_error(client, tmp_path):
         client.predict(handle_file(str(bad)), api_name="/features_upload")
 
 
+def test_truncated_and_oversized_uploads_are_plain_errors_and_the_tab_keeps_serving(client, tmp_path, image_file):
+    import io
+    import struct
+    import zlib
+
+    from gradio_client.exceptions import AppError
+
+    data = image_file.read_bytes()
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(data[: len(data) // 2])
+    # A valid 1 x 1 PNG whose header claims 20000 x 10000 pixels: refused before any decoding.
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    header_bytes = bytearray(buffer.getvalue())
+    header = struct.pack(">II", 20000, 10000) + bytes(header_bytes[24:29])
+    header_bytes[16:29] = header
+    header_bytes[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    oversized = tmp_path / "oversized.png"
+    oversized.write_bytes(bytes(header_bytes))
+    for path, message in ((truncated, "truncated.png is damaged or truncated"), (oversized, "too large")):
+        with pytest.raises(AppError, match=message) as info:
+            client.predict(handle_file(str(path)), api_name="/features_upload")
+        assert "upstream Gradio app has raised an exception" not in str(info.value)
+        client.predict(handle_file(str(image_file)), api_name="/features_upload")
+        assert "wide.png" in view(client)[2]
+
+
 @pytest.mark.parametrize("experiment", ["batch", "mode", "tile", "affine", "ratio"])
-def test_learn_view_each_experiment(client, experiment):
+def test_learn_view_each_experiment(client, store, experiment):
     cube, cube_caption, figure, picture, caption, share = client.predict(
         "hin", 2, experiment, 4, 96, True, 0.5, api_name="/learn_view")
     assert cube["type"] == "plotly" and "Half InstanceNorm" in cube_caption
     assert "channel 2" in value(cube)["plot"]
     assert share == f"norm=hin&ch=2&exp={experiment}&bs=4&tile=96&affine=1&ratio=0.5"
     # With no checkpoint in the store, the experiments run the registry's untrained HIN variant.
-    assert learn_tab.entry_for("half_instance") == "registry/small_hin"
+    assert learn_logic.entry_for(store, "half_instance") == "registry/small_hin"
     assert caption.endswith("Model: small_hin with untrained (random, seed 0) weights." + (
         " Its γ/β are still 1/0, so illustrative γ/β are drawn at random (seed 0)." if experiment == "affine" else ""))
     figure, picture = value(figure), value(picture)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from app import models
+from app.models import ModelStore
 from app.restore_logic import (
     CROP_COLOR,
     TILE_COLOR,
@@ -208,43 +209,55 @@ def test_labels_say_untrained_and_trained_psnr():
     assert "untrained" not in trained and "test 28.12 dB" in trained and "1.38M" in trained
 
 
-def test_scan_lists_runs_skips_bad_files_and_prefers_trained(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path / "no_results")  # shipped or sweeping runs would win
-    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    monkeypatch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
+def test_scan_lists_runs_skips_bad_files_and_prefers_trained(tmp_path, tiny_model):
+    # no results folder: shipped or sweeping runs would win
+    store = ModelStore(results_dir=tmp_path / "no_results", runs_dir=tmp_path, registry_prefix="tiny_",
+                       default_untrained="tiny_half_instance")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"not a checkpoint")
     save_checkpoint(tmp_path / "mine" / "model.safetensors", tiny_model,
                     metadata={"task": "deblur", "test_psnr": 27.5, "trained": True})
 
-    entries, warnings = models.scan("deblur")
+    entries, warnings = store.scan("deblur")
     ids = [e.id for e in entries]
     assert "runs/mine" in ids and "registry/tiny_half_instance" in ids
     assert any("broken" in w for w in warnings)
     mine = next(e for e in entries if e.id == "runs/mine")
     assert mine.trained and mine.task == "deblur" and mine.test_psnr == 27.5 and mine.source == "runs"
     assert all(not e.trained and "untrained" in e.label for e in entries if e.source == "registry")
-    assert models.default_entry(entries, "deblur").id == "runs/mine"
+    assert store.default_entry(entries, "deblur").id == "runs/mine"
 
-    denoise_entries, _ = models.scan("denoise")
+    denoise_entries, _ = store.scan("denoise")
     assert "runs/mine" not in [e.id for e in denoise_entries]  # trained for another task
-    assert models.default_entry(denoise_entries, "denoise").id == "registry/tiny_half_instance"
+    assert store.default_entry(denoise_entries, "denoise").id == "registry/tiny_half_instance"
 
 
-def test_get_model_is_cached_eval_and_reproducible(monkeypatch):
-    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    models.clear_cache()
-    first = models.get_model("registry/tiny_batch")
-    assert models.get_model("registry/tiny_batch") is first and not first.training
-    models.clear_cache()
-    second = models.get_model("registry/tiny_batch")
+def test_get_model_is_cached_eval_and_reproducible(tmp_path):
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path, registry_prefix="tiny_")
+    first = store.get_model("registry/tiny_batch")
+    assert store.get_model("registry/tiny_batch") is first and not first.training
+    store.clear_cache()
+    second = store.get_model("registry/tiny_batch")
     assert second is not first
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.equal(a, b)
     with pytest.raises(ConfigError):
-        models.get_model("registry/not_a_variant")
-    models.clear_cache()
+        store.get_model("registry/not_a_variant")
+    # Two stores share nothing: each loads its own copy.
+    assert ModelStore(results_dir=tmp_path, runs_dir=tmp_path).get_model("registry/tiny_batch") is not second
+
+
+def test_unknown_and_deleted_models_are_told_apart(tmp_path, tiny_model):
+    store = ModelStore(results_dir=tmp_path / "results", runs_dir=tmp_path / "runs")
+    for never in ("no_such_model", "runs/never_trained", "registry/not_a_variant"):
+        with pytest.raises(ConfigError, match="unknown model") as info:
+            store.find_entry(never)
+        assert "not available any more" not in str(info.value)
+    save_checkpoint(tmp_path / "runs" / "gone" / "model.safetensors", tiny_model, metadata={"task": "denoise"})
+    assert "runs/gone" in [e.id for e in store.list_entries("denoise")]
+    (tmp_path / "runs" / "gone" / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match="not available any more; refresh the model list"):
+        store.find_entry("runs/gone")
 
 
 def test_user_errors_turn_exceptions_into_plain_gradio_errors():
@@ -282,9 +295,8 @@ def test_user_errors_turn_exceptions_into_plain_gradio_errors():
     assert info.value.message == "steps must be a number; got None"
 
 
-def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_path, tiny_model):
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
     save_checkpoint(tmp_path / "models" / "denoise.safetensors", tiny_model,
                     metadata={"task": "denoise", "trained": "true", "test_psnr": 28.25})
     save_checkpoint(tmp_path / "runs" / "r1" / "model.safetensors", tiny_model, metadata={"task": "denoise"})
@@ -292,51 +304,74 @@ def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_pat
     save_checkpoint(tmp_path / "models" / "denoise_hin.safetensors", tiny_model,
                     metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0})
     (tmp_path / "ablation.csv").write_text("run,image,psnr\nr1,a,27.0\nr1,b,28.0\nr2,a,30.0\n")
-    entries = {e.id: e for e in models.list_entries("denoise")}
+    entries = {e.id: e for e in store.list_entries("denoise")}
     shipped, run = entries["results/models/denoise"], entries["results/runs/r1"]
     assert shipped.trained and shipped.test_psnr == 28.25 and "test 28.25 dB" in shipped.label
     assert run.source == "results" and run.test_psnr == pytest.approx(27.5)
-    assert models.default_entry(list(entries.values()), "denoise").id == "results/models/denoise"
+    assert store.default_entry(list(entries.values()), "denoise").id == "results/models/denoise"
 
 
-def test_task_change_shows_that_tasks_sliders_and_a_default_model(monkeypatch, tmp_path):
+def test_task_change_shows_that_tasks_sliders_and_a_default_model(tmp_path):
     from app.restore_tab import on_task_change
     from hinet.tasks import TASK_NAMES
 
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
-    variants, slider_variant, warnings, *groups = on_task_change("deblur")
+    variants, slider_variant, warnings, *groups = on_task_change(ModelStore(results_dir=tmp_path, runs_dir=tmp_path),
+                                                                 "deblur")
     assert [g["visible"] for g in groups] == [t == "deblur" for t in TASK_NAMES]
     assert variants["value"] == ["registry/small_hin"] and warnings == ""
     assert all("untrained" in label for label, _ in variants["choices"])
 
 
-def test_checkpoints_without_a_trained_flag_are_labelled_untrained(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+def test_checkpoints_without_a_trained_flag_are_labelled_untrained(tmp_path, tiny_model):
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
     save_checkpoint(tmp_path / "models" / "unlabelled.safetensors", tiny_model, metadata={"task": "denoise"})
-    entry = models.find_entry("results/models/unlabelled")
+    entry = store.find_entry("results/models/unlabelled")
     assert not entry.trained and "untrained" in entry.label
-    assert models.default_entry(models.list_entries("denoise"), "denoise").source == "registry"
+    assert store.default_entry(store.list_entries("denoise"), "denoise").source == "registry"
 
 
-def test_official_pth_in_results_or_runs_is_listed_and_loads(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "runs_dir"))
+def test_official_pth_in_results_or_runs_is_listed_and_loads(tmp_path, tiny_model):
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "runs_dir")
     (tmp_path / "models").mkdir()
     (tmp_path / "runs_dir").mkdir()
     torch.save({"params": tiny_model.state_dict()}, tmp_path / "models" / "official.pth")
     torch.save(tiny_model.state_dict(), tmp_path / "runs_dir" / "mine.pth")
-    ids = [e.id for e in models.list_entries("deblur")]
+    ids = [e.id for e in store.list_entries("deblur")]
     assert "results/models/official" in ids and "runs/mine.pth" in ids
-    models.clear_cache()
     image = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         expected = tiny_model(image)[-1]
         for entry_id in ("results/models/official", "runs/mine.pth"):
-            assert models.find_entry(entry_id).trained  # load_any_checkpoint says official weights are trained
-            assert torch.equal(models.get_model(entry_id)(image)[-1], expected)
-    models.clear_cache()
+            assert store.find_entry(entry_id).trained  # load_any_checkpoint says official weights are trained
+            assert torch.equal(store.get_model(entry_id)(image)[-1], expected)
+
+
+def test_a_negative_seed_is_a_plain_config_error(clean_png):
+    request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), degrade_first=True,
+                             seed=-1)
+    with pytest.raises(ConfigError, match="seed must be a whole number of at least 0; got -1"):
+        run_restore(request, lambda _: create_model("tiny_half_instance").eval())
+
+
+def test_images_too_small_for_ssim_are_restored_and_scored_by_psnr(tmp_path, tiny_model):
+    from app.restore_logic import summary
+
+    rng = np.random.default_rng(0)
+    small = save_image(tmp_path / "small.png", rng.random((8, 10, 3)).astype(np.float32))
+    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(small), degrade_first=True),
+                         lambda _: tiny_model)
+    output = result.outputs[0]
+    assert output.pixels.shape == (8, 10, 3)
+    assert output.metrics["ssim"] is None and np.isfinite(output.metrics["psnr"])
+    assert result.input_metrics["ssim"] is None
+    table = metrics_table(result)
+    assert table["SSIM"].isna().all() and table["PSNR (dB)"].notna().all()
+    assert "No SSIM: its 11 x 11 window does not fit a 10 x 8 px image; PSNR is shown." in summary(result)
+    # 11 x 11 is enough
+    fits = save_image(tmp_path / "fits.png", rng.random((11, 11, 3)).astype(np.float32))
+    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(fits), degrade_first=True),
+                         lambda _: tiny_model)
+    assert result.outputs[0].metrics["ssim"] is not None and "No SSIM" not in summary(result)
 
 
 def test_slider_output_of_an_unknown_variant_is_a_config_error(clean_png):
@@ -347,19 +382,21 @@ def test_slider_output_of_an_unknown_variant_is_a_config_error(clean_png):
         result.output("registry/other")
 
 
-def test_a_restores_folder_is_deleted_when_its_state_expires(tmp_path, monkeypatch):
+def test_a_restores_folder_is_deleted_when_its_state_expires(tmp_path):
     import gradio as gr
 
     from app.context import AppContext
     from app.restore_tab import STATE_TTL_S, build_tab, delete_download_dir
 
-    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
-    monkeypatch.setattr(models, "DEFAULT_UNTRAINED", "tiny_half_instance")
+    store = ModelStore(runs_dir=tmp_path, registry_prefix="tiny_", default_untrained="tiny_half_instance")
     with gr.Blocks() as demo:
         with gr.Tabs() as tabs, gr.Tab("Restore"):
-            build_tab(AppContext(tabs=tabs))
+            ctx = AppContext(tabs=tabs, store=store)
+            build_tab(ctx)
     states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
-    assert [(s.time_to_live, s.delete_callback) for s in states] == [(STATE_TTL_S, delete_download_dir)]
+    # The restore's result (with its folder of files) and the model input it shares with the other tabs.
+    assert [s.time_to_live for s in states] == [STATE_TTL_S, STATE_TTL_S] and ctx.restore_input in states
+    assert [s.delete_callback for s in states if s is not ctx.restore_input] == [delete_download_dir]
 
     folder = tmp_path / "hinet_restore_x"
     (folder / "screen").mkdir(parents=True)
@@ -395,19 +432,17 @@ def test_example_images_are_written_atomically_by_concurrent_threads(tmp_path, m
     assert [p.name for p in (tmp_path / "app_examples").iterdir()] == ["chelsea.png"]  # no temporary files left
 
 
-def test_feature_tab_opens_on_a_trained_hin_model_when_the_task_default_uses_batch_norm(monkeypatch, tmp_path):
-    from app import models
-    from app.features_tab import _variant_choices
+def test_feature_tab_opens_on_a_trained_hin_model_when_the_task_default_uses_batch_norm(tmp_path):
+    from app.feature_logic import variant_choices
     from hinet import create_model
     from hinet.checkpoint import save_checkpoint
 
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
     for name, variant in (("denoise", "tiny_batch"), ("denoise_hin", "tiny_half_instance")):
         save_checkpoint(tmp_path / "models" / f"{name}.safetensors", create_model(variant),
                         metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0})
-    assert models.default_entry(models.list_entries("denoise"), "denoise").id == "results/models/denoise"
-    _, default_id, other_id = _variant_choices()
+    assert store.default_entry(store.list_entries("denoise"), "denoise").id == "results/models/denoise"
+    _, default_id, other_id = variant_choices(store)
     assert (default_id, other_id) == ("results/models/denoise_hin", "results/models/denoise")
 
 
@@ -439,14 +474,13 @@ def test_stats_protocols_run_per_model_training_patch_and_say_so(tmp_path, tiny_
                     lambda _: tiny_model)
 
 
-def test_entries_carry_their_training_patch(tmp_path, monkeypatch, tiny_model):
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path)
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path / "no_runs"))
+def test_entries_carry_their_training_patch(tmp_path, tiny_model):
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
     save_checkpoint(tmp_path / "models" / "p.safetensors", tiny_model,
                     metadata={"task": "denoise", "trained": "true", "train_patch": 96})
     save_checkpoint(tmp_path / "models" / "q.safetensors", tiny_model, metadata={"task": "denoise", "trained": "true"})
-    assert models.train_patch_of("results/models/p") == (96, None)
-    patch, note = models.train_patch_of("results/models/q")
+    assert store.train_patch_of("results/models/p") == (96, None)
+    patch, note = store.train_patch_of("results/models/q")
     assert patch == 64 and "assuming 64 px" in note
 
 

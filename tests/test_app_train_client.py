@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app_harness import serve_tiny_app
+from app_harness import serve_tiny_app, tiny_store
 
 pytestmark = [pytest.mark.app, pytest.mark.slow]
 
@@ -20,8 +20,9 @@ TINY_MODEL = ("denoise", "half_instance", 0.5, 0, 2, False, True, 8, 3)
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
-    with serve_tiny_app(runs_dir, **{"train_tab.UI_DATA": TINY_DATA}) as url:
-        yield url, runs_dir
+    store = tiny_store(runs_dir)
+    with serve_tiny_app(store, **{"train_logic.UI_DATA": TINY_DATA}) as url:
+        yield url, store
 
 
 def _client(url):
@@ -41,9 +42,8 @@ def _wait_for(condition, timeout: float, what: str):
 
 
 def test_tiny_run_streams_progress_and_is_listed(served):
-    from app import models
-
-    url, runs_dir = served
+    url, store = served
+    runs_dir = store.runs_dir
     client = _client(url)
     job = client.submit(*TINY_MODEL, 12, 0, api_name="/train")
     outputs = _wait_for(lambda: job.done() and job.outputs(), 120, "the tiny run to finish")
@@ -57,26 +57,26 @@ def test_tiny_run_streams_progress_and_is_listed(served):
     note, table, _, choice = client.predict(api_name="/user_runs")
     assert run in [row[0] for row in table["data"]]
     assert choice["value"] == f"runs/{run}"  # the newest run is preselected for "open in restore"
-    entry_ids = [e.id for e in models.list_entries("denoise")]
+    entry_ids = [e.id for e in store.list_entries("denoise")]
     assert f"runs/{run}" in entry_ids
 
     from app.ablation_tab import apply_pending, open_in_restore
 
-    task_update, variants_update, pending, tabs = open_in_restore(f"runs/{run}", "deblur")
+    task_update, variants_update, pending, tabs = open_in_restore(store, f"runs/{run}", "deblur")
     assert task_update["value"] == "denoise" and pending[0] == f"runs/{run}" and tabs.selected == "restore"
-    assert apply_pending(pending, ["registry/tiny_half_instance"], "denoise")[0]["value"] == [f"runs/{run}"]
-    task_update, variants_update, pending, tabs = open_in_restore(f"runs/{run}", "denoise")
+    assert apply_pending(store, pending, ["registry/tiny_half_instance"], "denoise")[0]["value"] == [f"runs/{run}"]
+    task_update, variants_update, pending, tabs = open_in_restore(store, f"runs/{run}", "denoise")
     assert variants_update["value"] == [f"runs/{run}"] and pending is None
     assert f"runs/{run}" in [value for _, value in variants_update["choices"]]
 
 
 def test_second_request_is_refused_and_cancel_keeps_the_checkpoint(served):
-    from app import train_tab
+    from app import train_logic
 
-    url, runs_dir = served
+    url, _ = served
     owner = _client(url)
-    job = owner.submit(*TINY_MODEL, train_tab.MAX_STEPS, 1, api_name="/train")
-    _wait_for(lambda: train_tab.SLOT.total == train_tab.MAX_STEPS and train_tab.SLOT.step >= 3, 120,
+    job = owner.submit(*TINY_MODEL, train_logic.MAX_STEPS, 1, api_name="/train")
+    _wait_for(lambda: train_logic.SLOT.total == train_logic.MAX_STEPS and train_logic.SLOT.step >= 3, 120,
               "the long run to make progress")
     streamed = _wait_for(lambda: [s for _, s in job.outputs() if "/5000 · loss" in s], 30, "a streamed step")
     assert "step 0/" not in streamed[-1]
@@ -89,9 +89,9 @@ def test_second_request_is_refused_and_cancel_keeps_the_checkpoint(served):
     message = owner.predict(api_name="/cancel_training")
     assert message.startswith("Cancelled at step"), message
     stopped_at = int(message.split("step ")[1].split("/")[0])
-    assert 3 <= stopped_at < train_tab.MAX_STEPS
-    assert not train_tab.SLOT.lock.locked()
-    run_dir = train_tab.SLOT.run_dir
+    assert 3 <= stopped_at < train_logic.MAX_STEPS
+    assert not train_logic.SLOT.lock.locked()
+    run_dir = train_logic.SLOT.run_dir
     assert (run_dir / "model.safetensors").is_file()
     from hinet.checkpoint import read_metadata
 

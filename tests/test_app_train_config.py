@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.train_tab import make_config
+from app.train_logic import make_config
 from hinet.errors import ConfigError
 
 # task, norm, ratio, first level, last level, decoder norm, affine, wf, depth, steps, seed

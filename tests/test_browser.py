@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_harness import launch_chromium, require_chromium, serve_tiny_app
+from app_harness import launch_chromium, require_chromium, serve_tiny_app, tiny_store
 
 pytestmark = pytest.mark.browser
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     require_chromium()
-    with serve_tiny_app(tmp_path_factory.mktemp("runs")) as url:
+    with serve_tiny_app(tiny_store(tmp_path_factory.mktemp("runs"))) as url:
         yield url
 
 
