@@ -540,16 +540,14 @@ def test_a_checkpoint_asking_for_an_absurd_model_is_listed_but_refused_without_a
 
     from hinet.errors import CheckpointError
 
-    monkeypatch.setenv("HINET_RUNS_DIR", str(tmp_path))
-    monkeypatch.setattr(models, "RESULTS_DIR", tmp_path / "no_results")
-    monkeypatch.setattr(models, "REGISTRY_PREFIX", "tiny_")
+    store = ModelStore(results_dir=tmp_path / "no_results", runs_dir=tmp_path, registry_prefix="tiny_")
     for name, config in (("huge", {"wf": 256, "depth": 8}), ("absurd", {"wf": 100000, "depth": 40})):
         (tmp_path / name).mkdir()
         save_file({"conv_01.weight": torch.zeros(1)}, str(tmp_path / name / "model.safetensors"),
                   metadata={"config": json.dumps(config), "task": json.dumps("denoise"), "trained": "true"})
-    entries, warnings = models.scan("denoise")
+    entries, warnings = store.scan("denoise")
     assert any("absurd" in w and "wf must be at most 256" in w for w in warnings)
     huge = next(e for e in entries if e.id == "runs/huge")
     assert huge.params > 10**10  # counted from the config; building it would need hundreds of GB
     with pytest.raises(CheckpointError, match="more than the limit"):
-        models.get_model("runs/huge")
+        store.get_model("runs/huge")
