@@ -26,11 +26,10 @@ from hinet.errors import ConfigError, HINetError
 from hinet.inference import training_patch
 from hinet.model import HINet, HINetConfig, count_parameters
 from hinet.registry import get_config, list_variants
+from hinet.runs import ABLATION_FILE, MODEL_FILE, RESULTS_DIR, results_runs_dir, shipped_models_dir
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = PROJECT_ROOT / "results"
 REGISTRY_PREFIX = "small_"
 SELECTABLE_PREFIX = "small_"  # every small variant can be asked for by id, whatever the listing prefix
 TEST_PREFIX = "tiny_"  # the tiny test variants too (cheap); the paper-size variants cannot
@@ -92,7 +91,7 @@ def _as_bool(value) -> bool:
 
 def ablation_test_psnr(run: str) -> float | None:
     """Mean test PSNR of an ablation run over its rows of results/ablation.csv (None if not there)."""
-    table_path = RESULTS_DIR / "ablation.csv"
+    table_path = RESULTS_DIR / ABLATION_FILE
     try:
         means = _ablation_means(str(table_path), table_path.stat().st_mtime_ns)
     except OSError:
@@ -136,7 +135,7 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str) -> Mode
     task = metadata.get("task")
     test_psnr = _decode_value(metadata.get("test_psnr"))
     test_psnr = float(test_psnr) if isinstance(test_psnr, (int, float)) else None
-    if test_psnr is None and source == "results" and path.name == "model.safetensors":
+    if test_psnr is None and source == "results" and path.name == MODEL_FILE:
         test_psnr = ablation_test_psnr(path.parent.name)
     # Only a checkpoint that says so is labelled trained: a file without the key may hold initial weights.
     trained = _as_bool(metadata.get("trained", False))
@@ -182,11 +181,11 @@ def _registry_entry(name: str) -> ModelEntry:
 def _checkpoint_paths() -> list[tuple[Path, str, str, str]]:
     """(path, entry id, display name, source) of every checkpoint file on disk."""
     found = []
-    for path in _weight_files(RESULTS_DIR / "models"):
+    for path in _weight_files(shipped_models_dir(RESULTS_DIR)):
         found.append((path, f"results/models/{path.stem}", path.stem, "results"))
-    for path in sorted((RESULTS_DIR / "runs").glob("*/model.safetensors")):
+    for path in sorted(results_runs_dir(RESULTS_DIR).glob(f"*/{MODEL_FILE}")):
         found.append((path, f"results/runs/{path.parent.name}", path.parent.name, "results"))
-    for path in sorted(runs_dir().glob("*/model.safetensors")):
+    for path in sorted(runs_dir().glob(f"*/{MODEL_FILE}")):
         found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
     for path in _weight_files(runs_dir(), official_only=True):
         found.append((path, f"runs/{path.name}", f"my file {path.name}", "runs"))

@@ -25,9 +25,9 @@ from hinet.errors import ConfigError, HINetError
 from hinet.image import load_image, save_image
 from hinet.inference import restore
 from hinet.registry import VARIANTS, create_model
+from hinet.runs import SHIPPED_MODELS_DIR
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS_DIR = PROJECT_ROOT / "results" / "models"
+DEFAULT_MODELS_DIR = SHIPPED_MODELS_DIR  # each task's model when no --checkpoint is given
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 EXIT_ERROR = 2
 
