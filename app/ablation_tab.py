@@ -24,6 +24,7 @@ from app.models import ModelStore
 from hinet import results_table as rt
 from hinet.errors import HINetError
 from hinet.io import atomic_write_text
+from hinet.runs import ABLATION_FILE, CONFIG_FILE, EVAL_FILE, LOG_FILE, MODEL_FILE, results_runs_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,11 @@ PENDING_OPEN_SECONDS = 10.0  # how long an "open in restore" waits for the resto
 
 
 def ablation_csv(store: ModelStore) -> Path:
-    return store.results_dir / "ablation.csv"
+    return store.results_dir / ABLATION_FILE
 
 
 def ablation_runs_dir(store: ModelStore) -> Path:
-    return store.results_dir / "runs"
+    return results_runs_dir(store.results_dir)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -109,7 +110,7 @@ def _run_entries(store: ModelStore, rows: pd.DataFrame) -> list[tuple[str, str]]
     """Open-in-restore choices: (label, model-store entry id) for each run that has weights."""
     choices = []
     for (variant, seed, run), _ in rows.groupby(["variant", "seed", "run"], sort=False):
-        if (ablation_runs_dir(store) / run / "model.safetensors").is_file():
+        if (ablation_runs_dir(store) / run / MODEL_FILE).is_file():
             choices.append((f"{variant} · seed {seed} ({run})", f"results/runs/{run}"))
     return choices
 
@@ -169,10 +170,10 @@ USER_RUN_COLUMNS = ["run", "task", "model", "steps", "last val PSNR (dB)", "best
 
 def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """(table of runs, their logs, run -> label) for every run folder with a log under `runs_dir`."""
-    from hinet.train import load_config
+    from hinet.config import load_config
 
     rows, logs, labels = [], [], {}
-    for folder in sorted(Path(runs_dir).glob("*/log.jsonl")):
+    for folder in sorted(Path(runs_dir).glob(f"*/{LOG_FILE}")):
         run_dir = folder.parent
         run = run_dir.name
         try:
@@ -181,9 +182,9 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
             log.warning("skipped run %s: %s", run, error)
             continue
         task, model, steps = "?", "?", ""
-        if (run_dir / "config.yaml").is_file():
+        if (run_dir / CONFIG_FILE).is_file():
             try:
-                cfg = load_config(run_dir / "config.yaml")
+                cfg = load_config(run_dir / CONFIG_FILE)
                 task, model = cfg.task, cfg.model_config().describe()
                 steps = cfg.steps
             except HINetError as error:
@@ -191,9 +192,9 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
         done = int(log_frame["step"].max()) if not log_frame.empty else 0
         val = log_frame["val_psnr"].dropna()
         test_psnr = None
-        if (run_dir / "eval.csv").is_file():
+        if (run_dir / EVAL_FILE).is_file():
             try:
-                scores = pd.read_csv(run_dir / "eval.csv")
+                scores = pd.read_csv(run_dir / EVAL_FILE)
                 # the model's own per-image rows, one pass: not baselines, means or other protocols
                 keep = (scores.get("method") == "hinet") & (scores.get("image") != "mean")
                 if "stats" in scores:
@@ -209,7 +210,7 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
             "best val PSNR (dB)": round(float(val.max()), 2) if len(val) else None,
             "test PSNR (dB, eval.csv)": test_psnr,
             "train time (s)": round(float(log_frame["wall"].max()), 1) if log_frame["wall"].notna().any() else None,
-            "weights": "yes" if (run_dir / "model.safetensors").is_file() else "no",
+            "weights": "yes" if (run_dir / MODEL_FILE).is_file() else "no",
         })
         logs.append(log_frame.assign(run=run))
         labels[run] = f"my run {run}"

@@ -30,12 +30,10 @@ from hinet.errors import ConfigError, HINetError
 from hinet.inference import training_patch
 from hinet.model import HINet, HINetConfig
 from hinet.registry import get_config, list_variants
-from hinet.sweep import SHIPPED_WEIGHTS_FILE
+from hinet.runs import ABLATION_FILE, MODEL_FILE, RESULTS_DIR, SHIPPED_WEIGHTS_FILE, results_runs_dir, shipped_models_dir
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RESULTS_DIR = PROJECT_ROOT / "results"
 REGISTRY_PREFIX = "small_"
 SELECTABLE_PREFIX = "small_"  # every small variant can be asked for by id, whatever the listing prefix
 TEST_PREFIX = "tiny_"  # the tiny test variants too (cheap); the paper-size variants cannot
@@ -137,7 +135,7 @@ def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str,
     task = metadata.get("task")
     test_psnr = _decode_value(metadata.get("test_psnr"))
     test_psnr = float(test_psnr) if isinstance(test_psnr, (int, float)) else None
-    if test_psnr is None and source == "results" and path.name in ("model.safetensors", SHIPPED_WEIGHTS_FILE):
+    if test_psnr is None and source == "results" and path.name in (MODEL_FILE, SHIPPED_WEIGHTS_FILE):
         test_psnr = ablation_psnr(path.parent.name)
     # Only a checkpoint that says so is labelled trained: a file without the key may hold initial weights.
     trained = _as_bool(metadata.get("trained", False))
@@ -222,7 +220,7 @@ class ModelStore:
 
     def ablation_test_psnr(self, run: str) -> float | None:
         """Mean test PSNR of an ablation run over its rows of results/ablation.csv (None if not there)."""
-        table_path = self.results_dir / "ablation.csv"
+        table_path = self.results_dir / ABLATION_FILE
         try:
             means = _ablation_means(str(table_path), table_path.stat().st_mtime_ns)
         except OSError:
@@ -232,15 +230,15 @@ class ModelStore:
     def _checkpoint_paths(self) -> list[tuple[Path, str, str, str]]:
         """(path, entry id, display name, source) of every checkpoint file on disk."""
         found = []
-        for path in _weight_files(self.results_dir / "models"):
+        for path in _weight_files(shipped_models_dir(self.results_dir)):
             found.append((path, f"results/models/{path.stem}", path.stem, "results"))
-        for run_dir in sorted(p for p in (self.results_dir / "runs").glob("*") if p.is_dir()):
+        for run_dir in sorted(p for p in results_runs_dir(self.results_dir).glob("*") if p.is_dir()):
             # the local fp32 training checkpoint where it exists, else the fp16 copy git keeps for a fresh clone
-            path = next((run_dir / name for name in ("model.safetensors", SHIPPED_WEIGHTS_FILE)
+            path = next((run_dir / name for name in (MODEL_FILE, SHIPPED_WEIGHTS_FILE)
                          if (run_dir / name).is_file()), None)
             if path is not None:
                 found.append((path, f"results/runs/{run_dir.name}", run_dir.name, "results"))
-        for path in sorted(self.runs_dir.glob("*/model.safetensors")):
+        for path in sorted(self.runs_dir.glob(f"*/{MODEL_FILE}")):
             found.append((path, f"runs/{path.parent.name}", f"my run {path.parent.name}", "runs"))
         for path in _weight_files(self.runs_dir, official_only=True):
             found.append((path, f"runs/{path.name}", f"my file {path.name}", "runs"))

@@ -113,7 +113,7 @@ def _whole_number(name: str, value) -> int:
 def make_config(task: str, norm: str, ratio: float, left: int, right: int, decoder_norm: bool, affine: bool,
                 wf: int, depth: int, steps: int, seed: int, runs_dir: Path | None = None, name: str | None = None):
     """The `TrainConfig` of an app run; raises `ConfigError` with a plain message for impossible choices."""
-    from hinet.train import TrainConfig
+    from hinet.config import TrainConfig
 
     get_task(task)  # ConfigError naming the known tasks
     steps, seed, wf, depth, left, right = (_whole_number(name, value) for name, value in (

@@ -24,3 +24,7 @@ class CheckpointError(HINetError):
 
 class ResultsError(HINetError):
     """A results table or run log that cannot be read or lacks what the statistics need."""
+
+
+class TrainingDiverged(HINetError):
+    """The loss or the gradient became NaN or infinite during training."""

@@ -29,12 +29,12 @@ from hinet.image import load_image, save_image
 from hinet.inference import restore
 from hinet.logs import PACKAGE_LOGGER, add_verbosity_flags, configure_logging, verbosity
 from hinet.registry import VARIANTS, create_model
+from hinet.runs import SHIPPED_MODELS_DIR
 from hinet.tasks import TASK_NAMES
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODELS_DIR = PROJECT_ROOT / "results" / "models"
+DEFAULT_MODELS_DIR = SHIPPED_MODELS_DIR  # each task's model when no --checkpoint is given
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 EXIT_ERROR = 2
 

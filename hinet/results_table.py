@@ -40,6 +40,7 @@ import pandas as pd
 
 from hinet.errors import ResultsError
 from hinet.inference import STATS_PROTOCOLS
+from hinet.runs import LOG_FILE
 
 PROTOCOL_MEANING = "how normalization statistics were computed at test time"
 # Tables written before the protocol column were all evaluated on whole images; views open on it too.
@@ -184,7 +185,7 @@ def read_run_logs(runs_dir: str | Path, runs) -> pd.DataFrame:
     """`log.jsonl` of each named run under `runs_dir`, concatenated with a `run` column; absent logs are skipped."""
     frames = []
     for run in runs:
-        path = Path(runs_dir) / str(run) / "log.jsonl"
+        path = Path(runs_dir) / str(run) / LOG_FILE
         if path.is_file():
             frames.append(read_run_log(path).assign(run=str(run)))
     if not frames:

@@ -52,35 +52,76 @@ import csv
 import fnmatch
 import io
 import json
+import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hinet.data import format_level
-from hinet.errors import ConfigError, HINetError
-from hinet.inference import STATS_PROTOCOLS
-from hinet.results_table import ABLATION_COLUMNS
+import torch
 
-GRID_KEYS = ("ablation", "budget", "baseline", "seeds", "tasks", "variants", "base", "eval_seed", "lr_search",
-             "lr_from", "ship_seeds", "best_other")
-VARIANT_KEYS = ("name", "variant", "model", "lr_from", "train", "ship")
-LR_SEARCH_KEYS = ("lrs", "steps", "seed", "val_every")
+from hinet import data
+from hinet.checkpoint import load_checkpoint, read_metadata
+from hinet.complexity import count_macs, count_parameters
+from hinet.config import TrainConfig, bounded, configure_logging, from_mapping, read_yaml_mapping
+from hinet.data import format_level, validate_strength
+from hinet.device import describe_device, precision_label, resolve_device, use_bf16
+from hinet.errors import ConfigError, HINetError, TrainingDiverged
+from hinet.evaluate import MODEL_METHOD, evaluate_model, write_csv
+from hinet.inference import FAST_PATH, STATS_PROTOCOLS, eval_mode, run_model
+from hinet.io import atomic_write_bytes, atomic_write_text
+from hinet.metrics import default_protocol
+from hinet.results_table import ABLATION_COLUMNS
+from hinet.runs import (ABLATION_FILE, CONFIG_FILE, DATA_FILE, EVAL_FILE, FAILED_FILE, MODEL_FILE, RUN_INFO_FILE,
+                        SHIPPED_WEIGHTS_FILE, STAGING_DIR, read_run_config, read_state, results_runs_dir,
+                        run_folders)
+from hinet.train import train
+from hinet.training_data import use_photos
+
+log = logging.getLogger(__name__)
+
 LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
 LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run", "status", "best_val_psnr",
                      "best_step", "chosen")
-FAILED_FILE = "failed.txt"
-WEIGHTLESS = "trained, weights not kept: cannot be scored under the missing protocols"  # a run that raised (e.g. diverged): its message; the run counts as finished
-RUN_INFO_FILE = "sweep.json"
-SHIPPED_WEIGHTS_FILE = "weights_fp16.safetensors"  # a run's final weights in fp16, the one run file git keeps
+WEIGHTLESS = "trained, weights not kept: cannot be scored under the missing protocols"
 RETRAIN_TO_SHIP = "retrain to ship: scored, but the weights to ship were not kept"
-EVAL_FILE = "eval.csv"
 LATENCY_SIZE = 256
 # The normalization budget ladder in its priority order (`python -m hinet.sweep --ladder`): the 3k rung,
 # the 300 and 1k rungs, knob separation, training patch size, placement, then the 10k rung.
 LADDER_GRIDS = tuple(f"configs/ablation_{name}.yaml" for name in (
     "norm_3k", "norm_300", "norm_1k", "knobs_3k", "patch_3k", "placement_3k", "norm_10k"))
+VARIANT_KEYS = ("name", "variant", "model", "lr_from", "train", "ship")
+SWEEP_SETS = ("run_name", "out_dir", "seed", "task", "strength")  # TrainConfig keys a grid's base must not set
+
+
+@dataclass(kw_only=True)
+class LrSearch:
+    """A grid's `lr_search`: every (task, variant) trained at each rate of `lrs` before the grid's runs."""
+
+    lrs: list[float] = bounded(expects="a list of numbers")
+    steps: int | None = bounded(None, expects="a positive integer")  # None = the base's steps
+    seed: int | None = bounded(None, expects="an integer")  # None = the grid's first seed
+    val_every: int | None = bounded(None, expects="a non-negative integer")  # None = the base's
+
+
+@dataclass(kw_only=True)
+class Grid:
+    """A grid file, checked by the machinery that checks TrainConfig (`hinet.config.from_mapping`)."""
+
+    ablation: str
+    budget: str = ""  # free text: what one run costs, for readers of the file
+    baseline: str | None = None  # the variant the others are compared with (informational)
+    seeds: list[int] = bounded(expects="a list of integers")
+    tasks: list = bounded(expects="a list of task names or {task, strength}")
+    variants: list = bounded(expects="a non-empty list of {name, variant, model}")
+    base: dict | None = None  # a TrainConfig without the keys in SWEEP_SETS
+    eval_seed: int = 0
+    lr_search: LrSearch | None = bounded(None, expects="a mapping with lrs (and optional steps, seed, val_every)")
+    lr_from: str | None = None  # a grid file whose search gives every variant its rate (also per variant)
+    ship_seeds: list[int] | None = bounded(None, expects="a list of integers")  # None = ship nothing
+    best_other: dict | None = None  # {from: <grid file>, exclude: [names]}: see `_best_other`
 
 
 @dataclass
@@ -91,7 +132,7 @@ class PlannedRun:
     task: str
     strength: dict
     seed: int
-    config: object  # TrainConfig
+    config: TrainConfig
     eval_seed: int = 0
     lr_pending: bool = False  # the grid searches learning rates and this variant's search is unfinished
     ship: bool = False  # keep the final weights in git (SHIPPED_WEIGHTS_FILE)
@@ -102,9 +143,8 @@ class PlannedRun:
         return self.config.run_dir
 
     def status(self) -> str:
-        """"done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"."""
-        from hinet.train import read_state
-
+        """"done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"; "ship" or
+        RETRAIN_TO_SHIP for a scored run whose fp16 weights to ship are missing; "waiting..." when unplanned."""
         if self.waiting:
             return f"waiting: {self.waiting}"
         if self.lr_pending:
@@ -118,9 +158,9 @@ class PlannedRun:
             return "resume"
         if scored_protocols(self.run_dir) >= set(STATS_PROTOCOLS) and (self.run_dir / RUN_INFO_FILE).is_file():
             if self.ship and not (self.run_dir / SHIPPED_WEIGHTS_FILE).is_file():
-                return "ship" if (self.run_dir / "model.safetensors").is_file() else RETRAIN_TO_SHIP
+                return "ship" if (self.run_dir / MODEL_FILE).is_file() else RETRAIN_TO_SHIP
             return "done"
-        if not (self.run_dir / "model.safetensors").is_file():
+        if not (self.run_dir / MODEL_FILE).is_file():
             return WEIGHTLESS  # trained elsewhere, weights not kept (git-ignored): nothing can score it again
         return "evaluate"
 
@@ -131,22 +171,31 @@ def scored_protocols(run_dir: Path) -> set[str]:
     path = Path(run_dir) / EVAL_FILE
     if not path.is_file():
         return set()
-    from hinet.evaluate import MODEL_METHOD
-
     with open(path, newline="") as handle:
         return {row.get("stats") or "whole" for row in csv.DictReader(handle) if row["method"] == MODEL_METHOD}
 
 
-def _read_grid(path: Path) -> dict:
-    from hinet.train import read_yaml_mapping
-
-    grid = read_yaml_mapping(path, "grid file", f"grid keys ({', '.join(GRID_KEYS)})")
-    unknown = sorted(set(grid) - set(GRID_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown grid key(s) {', '.join(unknown)}; known: {', '.join(GRID_KEYS)}")
-    for key in ("ablation", "seeds", "tasks", "variants"):
-        if key not in grid:
-            raise ConfigError(f"{path} has no {key!r}")
+def read_grid(path: str | os.PathLike) -> Grid:
+    """The grid file at `path`, checked; a bad grid is a ConfigError naming the file."""
+    path = Path(path)
+    try:
+        grid = from_mapping(Grid, read_yaml_mapping(path, "grid file", "grid keys"), kind="grid")
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(message if str(path) in message else f"{path}: {message}") from None
+    base = grid.base or {}
+    for reserved in SWEEP_SETS:
+        if reserved in base:
+            raise ConfigError(f"{path}: base.{reserved} is set by the sweep; remove it from the base config")
+    if not grid.seeds:
+        raise ConfigError(f"{path}: seeds must be a list of integers; got {grid.seeds!r}")
+    if not grid.variants:
+        raise ConfigError(f"{path}: variants must be a non-empty list of {{name, variant, model}}")
+    names = [v.get("name") if isinstance(v, dict) else None for v in grid.variants]
+    if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"{path}: every variant needs a unique name; got {names}")
+    if grid.baseline is not None and grid.baseline not in names:
+        raise ConfigError(f"{path}: baseline {grid.baseline!r} is not one of the variants ({', '.join(names)})")
     return grid
 
 
@@ -165,56 +214,32 @@ def plan_lr_search(grid_path: str | os.PathLike, results_dir: str | os.PathLike 
     return _plan(grid_path, results_dir, search=True)
 
 
-def _lr_search_spec(grid: dict, path: Path) -> dict | None:
-    spec = grid.get("lr_search")
+def _lr_search_spec(grid: Grid, path: Path) -> LrSearch | None:
+    """The grid's lr_search with its defaults filled in from the base config and the seeds."""
+    spec = grid.lr_search
     if spec is None:
         return None
-    if not isinstance(spec, dict) or set(spec) - set(LR_SEARCH_KEYS) or "lrs" not in spec:
-        raise ConfigError(f"{path}: lr_search must be a mapping with lrs (and optional steps, seed); got {spec!r}")
-    lrs = spec["lrs"]
-    try:
-        lrs = [float(lr) for lr in lrs]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{path}: lr_search.lrs must be a list of numbers; got {lrs!r}") from None
+    lrs = spec.lrs
     if not lrs or any(not lr > 0 for lr in lrs) or len(set(lrs)) != len(lrs):
         raise ConfigError(f"{path}: lr_search.lrs must be distinct positive numbers; got {lrs!r}")
-    steps = spec.get("steps", (grid.get("base") or {}).get("steps", 2000))
-    seed = spec.get("seed", grid["seeds"][0] if isinstance(grid.get("seeds"), list) and grid["seeds"] else 0)
-    val_every = spec.get("val_every", (grid.get("base") or {}).get("val_every"))
-    if type(steps) is not int or steps < 1 or type(seed) is not int:
+    base = grid.base or {}
+    steps = spec.steps if spec.steps is not None else base.get("steps", 2000)
+    val_every = spec.val_every if spec.val_every is not None else base.get("val_every")
+    if type(steps) is not int or steps < 1:
         raise ConfigError(f"{path}: lr_search.steps must be a positive integer and seed an integer")
     if val_every is not None and (type(val_every) is not int or val_every < 0):
         raise ConfigError(f"{path}: lr_search.val_every must be a non-negative integer; got {val_every!r}")
-    return {"lrs": lrs, "steps": steps, "seed": seed, "val_every": val_every}
+    return LrSearch(lrs=lrs, steps=steps, seed=spec.seed if spec.seed is not None else grid.seeds[0],
+                    val_every=val_every)
 
 
 def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
-    from hinet.data import validate_strength
-    from hinet.train import TrainConfig
-
     path = Path(grid_path)
-    grid = _read_grid(path)
-    ablation = str(grid["ablation"])
-    base = dict(grid.get("base") or {})
-    for reserved in ("run_name", "out_dir", "seed", "task", "strength"):
-        if reserved in base:
-            raise ConfigError(f"{path}: base.{reserved} is set by the sweep; remove it from the base config")
-    seeds = grid["seeds"]
-    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
-        raise ConfigError(f"{path}: seeds must be a list of integers; got {seeds!r}")
-    variants = grid["variants"]
-    if not isinstance(variants, list) or not variants:
-        raise ConfigError(f"{path}: variants must be a non-empty list of {{name, variant, model}}")
-    names = [v.get("name") if isinstance(v, dict) else None for v in variants]
-    if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
-        raise ConfigError(f"{path}: every variant needs a unique name; got {names}")
-    if grid.get("baseline") is not None and grid["baseline"] not in names:
-        raise ConfigError(f"{path}: baseline {grid['baseline']!r} is not one of the variants ({', '.join(names)})")
-
+    grid = read_grid(path)
+    ablation, seeds, variants = grid.ablation, grid.seeds, grid.variants
+    base = dict(grid.base or {})
     spec = _lr_search_spec(grid, path)
-    ship_seeds = grid.get("ship_seeds") or []
-    if not (isinstance(ship_seeds, list) and all(type(s) is int for s in ship_seeds)):
-        raise ConfigError(f"{path}: ship_seeds must be a list of integers; got {ship_seeds!r}")
+    ship_seeds = grid.ship_seeds or []
     for variant in variants:
         unknown = sorted(set(variant) - set(VARIANT_KEYS))
         if unknown:
@@ -236,7 +261,7 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         return (choice["lr"] if choice else None), choice is None
 
     jobs = []  # (seed order, name, seed, lr, steps, variant entry, task, strength, pending, waiting)
-    for task_entry in grid["tasks"]:
+    for task_entry in grid.tasks:
         if isinstance(task_entry, str):
             task_entry = {"task": task_entry}
         if not isinstance(task_entry, dict) or set(task_entry) - {"task", "strength"} or "task" not in task_entry:
@@ -245,16 +270,16 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         strength = validate_strength(task, **(task_entry.get("strength") or {}))
         task_variants = list(searched if search else variants)
         waiting = {}
-        if grid.get("best_other") and not search:
-            picked, why = _best_other(grid["best_other"], path, task, results_dir)
+        if grid.best_other and not search:
+            picked, why = _best_other(grid.best_other, path, task, results_dir)
             task_variants.append(picked)
             if why:
                 waiting[picked["name"]] = why
         for variant in task_variants:
             if search:
-                for lr in spec["lrs"]:
-                    jobs.append((0, f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec['seed']}",
-                                 spec["seed"], lr, spec["steps"], variant, task, strength, False, ""))
+                for lr in spec.lrs:
+                    jobs.append((0, f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec.seed}",
+                                 spec.seed, lr, spec.steps, variant, task, strength, False, ""))
                 continue
             lr, pending = choice_for(_lr_source(variant, grid), task, variant["name"])
             for order, seed in enumerate(seeds):
@@ -268,27 +293,27 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         model = {"variant": variant.get("variant", base_model.get("variant", "small_hin")),
                  "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})}}
         values = _merged(dict(base), variant.get("train") or {})
-        values.update(run_name=name, out_dir=str(Path(results_dir) / "runs"), seed=seed, task=task,
+        values.update(run_name=name, out_dir=str(results_runs_dir(results_dir)), seed=seed, task=task,
                       strength=strength, model=model)
         if lr is not None:
             values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
         if steps is not None:
             values["steps"] = steps
-            if spec["val_every"] is not None:
-                values["val_every"] = spec["val_every"]
+            if spec.val_every is not None:
+                values["val_every"] = spec.val_every
         try:
             config = TrainConfig.from_dict(values)
         except ConfigError as error:
             raise ConfigError(f"{path}, run {name}: {error}") from None
         ship = not search and seed in ship_seeds and variant.get("ship", True) is not False
         runs.append(PlannedRun(name, ablation, variant["name"], task, strength, seed, config,
-                               int(grid.get("eval_seed", 0)), lr_pending=pending, ship=ship, waiting=waiting))
+                               grid.eval_seed, lr_pending=pending, ship=ship, waiting=waiting))
     return runs
 
 
-def _lr_source(variant: dict, grid: dict) -> str | None:
+def _lr_source(variant: dict, grid: Grid) -> str | None:
     """The grid file whose learning-rate search gives this variant its rate (None: this grid's own)."""
-    return variant.get("lr_from", grid.get("lr_from"))
+    return variant.get("lr_from", grid.lr_from)
 
 
 def _merged(base: dict, overrides: dict) -> dict:
@@ -308,12 +333,9 @@ def _best_other(spec, path: Path, task: str, results_dir) -> tuple[dict, str]:
     (then the entry is a placeholder named "best-other")."""
     if not isinstance(spec, dict) or set(spec) - {"from", "exclude"} or "from" not in spec:
         raise ConfigError(f"{path}: best_other must be {{from: <grid file>, exclude: [variant names]}}; got {spec!r}")
-    from hinet.train import read_state
-
     source = str(spec["from"])
     excluded = set(spec.get("exclude") or [])
-    source_grid = _read_grid(Path(source))
-    candidates = [v for v in source_grid["variants"] if v.get("name") not in excluded]
+    candidates = [v for v in read_grid(source).variants if v.get("name") not in excluded]
     if not candidates:
         raise ConfigError(f"{path}: best_other excludes every variant of {source}")
     scores = {}
@@ -335,8 +357,6 @@ def lr_search_rows(grid_path: str | os.PathLike, results_dir: str | os.PathLike 
     """One row per learning-rate search run (LR_SEARCH_COLUMNS), read from the run folders; `chosen` marks
     the rate with the highest best-validation PSNR of each (task, variant) once all its candidates are
     finished (a failed candidate, e.g. diverged, counts as finished and can never be chosen)."""
-    from hinet.train import read_state
-
     rows = []
     for run in plan_lr_search(grid_path, results_dir):
         state = read_state(run.run_dir)
@@ -364,8 +384,6 @@ def lr_choices(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "r
 
 def write_lr_search_table(grid_paths, results_dir: str | os.PathLike = "results") -> Path | None:
     """`<results>/lr_search.csv` from the search runs of every grid that has one (None when none has)."""
-    from hinet.io import atomic_write_bytes
-
     rows = [row for path in grid_paths for row in lr_search_rows(path, results_dir)]
     if not rows:
         return None
@@ -382,18 +400,16 @@ def write_lr_search_table(grid_paths, results_dir: str | os.PathLike = "results"
 def _same_circumstances(source: Path, run: PlannedRun) -> bool:
     """What equal settings do not pin down: the precision this machine would train in (bf16 only where
     native) and, with `photos: optional`, whether the photos would be used now as they were then."""
-    from hinet.checkpoint import read_metadata
-    from hinet.train import _use_bf16, _use_photos, resolve_device
-
     try:
-        metadata = read_metadata(source / "model.safetensors")
-        precision = "bf16 autocast" if _use_bf16(run.config.bf16, resolve_device(run.config.device), warn=False) else "fp32"
+        metadata = read_metadata(source / MODEL_FILE)
+        precision = precision_label(use_bf16(run.config.bf16, resolve_device(run.config.device), warn=False))
         if metadata.get("precision") != precision or metadata.get("steps") != run.config.steps:
             return False
-        recorded = source / "data_sources.json"
+        recorded = source / DATA_FILE
         if run.config.data.photos != "none":
-            used_then = recorded.is_file() and json.loads(recorded.read_text()).get("validation", {}).get("source") == "photos"
-            if used_then != _use_photos(run.config.data.photos, warn=False):
+            validation = json.loads(recorded.read_text()).get("validation", {}) if recorded.is_file() else {}
+            used_then = validation.get("source") == "photos"
+            if used_then != use_photos(run.config.data.photos, warn=False):
                 return False
     except (OSError, ValueError, HINetError):
         return False
@@ -411,25 +427,18 @@ def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) 
     the norm grid and in the knob-separation grid) without being trained or scored twice (never for a
     search candidate, `with_scores=False`: it must not carry test-set scores). A source
     without scores needs its weights (to be scored), trained here in this machine's precision."""
-    import shutil
-
-    import yaml
-
-    from hinet.train import CONFIG_FILE, read_state
-
     if run.run_dir.exists():
         return None
     wanted = run.config.to_dict()
     ignored = ("run_name", "out_dir", "checkpoint_every", "log_every", "progress")  # none changes the weights
     scored_sources, weighted_sources = [], []
-    for config_path in sorted((Path(results_dir) / "runs").glob(f"*/{CONFIG_FILE}")):
-        source = config_path.parent
+    for source in run_folders(results_runs_dir(results_dir), holding=CONFIG_FILE):
         if source == run.run_dir or (source / FAILED_FILE).exists():
             continue
         try:
-            saved = yaml.safe_load(config_path.read_text()) or {}
+            saved = read_run_config(source)
             state = read_state(source)
-        except (OSError, yaml.YAMLError, HINetError):
+        except (OSError, HINetError):
             continue
         if state is None or state["step"] != run.config.steps:
             continue
@@ -438,20 +447,18 @@ def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) 
         if with_scores and scored_protocols(source) >= set(STATS_PROTOCOLS) and (source / RUN_INFO_FILE).is_file() \
                 and json.loads((source / RUN_INFO_FILE).read_text()).get("eval_seed", 0) == run.eval_seed:
             scored_sources.append(source)
-        elif (source / "model.safetensors").is_file() and _same_circumstances(source, run):
+        elif (source / MODEL_FILE).is_file() and _same_circumstances(source, run):
             weighted_sources.append(source)
     if scored_sources:  # preferred: nothing to train or score
-        from hinet.io import atomic_write_bytes
-
         source = scored_sources[0]
-        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(".staging", "*.tmp", SHIPPED_WEIGHTS_FILE))
+        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(STAGING_DIR, "*.tmp", SHIPPED_WEIGHTS_FILE))
         info = json.loads((run.run_dir / RUN_INFO_FILE).read_text())
         info.update(run=run.name, ablation=run.ablation, variant=run.variant, copied_from=source.name)
         atomic_write_bytes(run.run_dir / RUN_INFO_FILE, json.dumps(info, indent=1).encode())
         return source.name
     if weighted_sources:
         source = weighted_sources[0]
-        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(".staging", "*.tmp", EVAL_FILE,
+        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(STAGING_DIR, "*.tmp", EVAL_FILE,
                                                                             RUN_INFO_FILE, SHIPPED_WEIGHTS_FILE))
         return source.name
     return None
@@ -460,11 +467,7 @@ def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) 
 def ship_weights(run: PlannedRun) -> Path:
     """Write the run's final weights as fp16 safetensors (`SHIPPED_WEIGHTS_FILE`), metadata kept: the file
     the app opens on a fresh clone, where the fp32 training checkpoint (git-ignored) is absent."""
-    from hinet.checkpoint import load_checkpoint, save_checkpoint
-
-    import torch
-
-    model, metadata = load_checkpoint(run.run_dir / "model.safetensors")
+    model, metadata = load_checkpoint(run.run_dir / MODEL_FILE)
     metadata = {key: value for key, value in metadata.items() if key != "config"}  # rewritten from the model
     metadata = dict(metadata, shipped_precision="float16 weights of the fp32 training checkpoint",
                     ablation=run.ablation, ablation_variant=run.variant)
@@ -477,10 +480,6 @@ def ship_weights(run: PlannedRun) -> Path:
 
 def measure_latency_ms(model, size: int = LATENCY_SIZE, repeats: int = 3) -> float:
     """Median wall time of one forward at size x size on the inference fast path (after one warm-up)."""
-    import torch
-
-    from hinet.inference import FAST_PATH, eval_mode, run_model
-
     x = torch.rand(1, model.config.in_chn, size, size, generator=torch.Generator().manual_seed(0))
     times = []
     with eval_mode(model):
@@ -494,15 +493,7 @@ def measure_latency_ms(model, size: int = LATENCY_SIZE, repeats: int = 3) -> flo
 
 def evaluate_run(run: PlannedRun, images=None) -> None:
     """Test-set scores (`eval.csv`) and costs (`sweep.json`) of a trained run, both written atomically."""
-    from hinet import data
-    from hinet.checkpoint import load_checkpoint
-    from hinet.complexity import count_macs, count_parameters
-    from hinet.evaluate import evaluate_model, write_csv
-    from hinet.metrics import default_protocol
-    from hinet.io import atomic_write_bytes
-    from hinet.train import describe_device, read_state
-
-    model, metadata = load_checkpoint(run.run_dir / "model.safetensors")
+    model, metadata = load_checkpoint(run.run_dir / MODEL_FILE)
     images = data.test_images() if images is None else images
     rows = evaluate_model(model, run.task, run.strength, images=images, seed=run.eval_seed, stats=STATS_PROTOCOLS,
                           train_patch=run.config.data.patch)
@@ -528,13 +519,10 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
 def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
     """Write `<results>/ablation.csv` from every run folder that has both `sweep.json` and `eval.csv`:
     one row per (run, stats protocol, test image), the model's rows only (no baselines, no means)."""
-    from hinet.evaluate import MODEL_METHOD
-    from hinet.io import atomic_write_bytes
-
     results_dir = Path(results_dir)
     rows = []
-    for info_path in sorted((results_dir / "runs").glob(f"*/{RUN_INFO_FILE}")):
-        eval_path = info_path.parent / EVAL_FILE
+    for run_dir in run_folders(results_runs_dir(results_dir), holding=RUN_INFO_FILE):
+        info_path, eval_path = run_dir / RUN_INFO_FILE, run_dir / EVAL_FILE
         if not eval_path.is_file():
             continue
         info = json.loads(info_path.read_text())
@@ -549,7 +537,7 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
     writer.writeheader()
     writer.writerows(rows)
     results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / "ablation.csv"
+    path = results_dir / ABLATION_FILE
     atomic_write_bytes(path, buffer.getvalue().encode())
     return path
 
@@ -576,7 +564,7 @@ def _select(runs: list[PlannedRun], only: str | None) -> list[PlannedRun]:
 
 
 def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False,
-              images=None, echo=print) -> list[dict]:
+              images=None, echo=log.info) -> list[dict]:
     """Grid after grid: search learning rates (grids with `lr_search`), then train, evaluate (and ship)
     every selected run; then tabulate. Returns one {run, status} per run, plus "error" for a run that
     failed (it is left out of the table; the other runs go on). `only` selects search and main runs alike
@@ -610,8 +598,6 @@ def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_ru
 
 
 def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, echo) -> None:
-    from hinet.train import TrainingDiverged, train
-
     for index, run in enumerate(searches, 1):
         status = run.status()
         report.append({"run": run.name, "status": status})
@@ -628,8 +614,6 @@ def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, e
                 echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, best val PSNR "
                      + ("none (no validation set)" if best is None else f"{best:.2f} dB"))
             except TrainingDiverged as error:  # a rate that diverges is a finished, failed candidate
-                from hinet.io import atomic_write_text
-
                 run.run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(run.run_dir / FAILED_FILE, str(error) + "\n")
                 echo(f"    FAILED (this rate is out of the choice): {error}")
@@ -639,10 +623,6 @@ def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, e
 
 
 def _train_and_score(runs, results_dir, dry_run, images, report, echo) -> None:
-    import shutil
-
-    from hinet.train import train
-
     # new cells first: a run trained again only to keep its weights waits until they are done
     runs = sorted(runs, key=lambda run: run.status() == RETRAIN_TO_SHIP)
     for index, run in enumerate(runs, 1):
@@ -683,7 +663,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", default="results", help="results folder (default: results)")
     parser.add_argument("--table-only", action="store_true",
                         help="only rebuild RESULTS/ablation.csv from the runs evaluated so far; train nothing")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     args = parser.parse_args(argv)
+    configure_logging(args.verbose - args.quiet)
     if args.ladder:
         args.grids = [*args.grids, *[g for g in LADDER_GRIDS if g not in args.grids]]
     if not args.grids and not args.table_only:
@@ -692,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {rebuild_table(args.results)}")
         return 0
     try:
-        report = run_sweep(args.grids, args.results, only=args.only, dry_run=args.dry_run)
+        report = run_sweep(args.grids, args.results, only=args.only, dry_run=args.dry_run, echo=print)
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from hinet import results_table as rt  # noqa: E402
 from hinet.errors import HINetError  # noqa: E402
-from hinet.sweep import RETRAIN_TO_SHIP  # noqa: E402
+from hinet.runs import ABLATION_FILE, results_runs_dir, shipped_models_dir  # noqa: E402
+from hinet.sweep import LADDER_GRIDS, RETRAIN_TO_SHIP, progress  # noqa: E402
 
 START, END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 MODELS_START, MODELS_END = "<!-- models:start -->", "<!-- models:end -->"
@@ -166,7 +167,6 @@ def _missing_cells(runs: list[str]) -> str:
 def ladder_section(table, results: Path, plots_dir: Path, readme_dir: Path) -> str:
     """The budget ladder: how far the runs got, plain words, the verdicts per budget and protocol, the
     ranking-vs-budget figure and the table behind it, per task; all computed from the data."""
-    from hinet.sweep import LADDER_GRIDS, progress
 
     lines = [LADDER_START, "## The normalization budget ladder", "",
              "The norm axis (none, batch, layer, instance, HIN) trained at several step budgets, each norm at the "
@@ -378,7 +378,7 @@ def models_section(results: Path) -> str:
             rows = rows[rows["stats"].fillna("").isin(["", "whole"])]
         means = rows[rows["image"] == "mean"].set_index("method")
         task, name = rows["task"].iloc[0], csv_path.stem
-        model_file = results / "models" / f"{name}.safetensors"
+        model_file = shipped_models_dir(results) / f"{name}.safetensors"
         meta = read_metadata(model_file) if model_file.exists() else {}
         norm = meta.get("config", {}).get("norm", "?")
         # files shipped before `precision` was recorded were all trained with bf16 autocast
@@ -438,15 +438,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="default: RESULTS/README.md")
     parser.add_argument("--plots", type=Path, help="default: RESULTS/plots")
     args = parser.parse_args(argv)
-    csv = args.csv or args.results / "ablation.csv"
+    csv = args.csv or args.results / ABLATION_FILE
     out = args.out or args.results / "README.md"
     if (args.results / "eval").is_dir():
         write_section(out, models_section(args.results), MODELS_START, MODELS_END)
         print(f"wrote the default-models section of {out}")
     try:
         table = rt.read_ablation_csv(csv)
-        section = ablation_section(table, args.runs or args.results / "runs", args.plots or args.results / "plots",
-                                   out.parent)
+        section = ablation_section(table, args.runs or results_runs_dir(args.results),
+                                   args.plots or args.results / "plots", out.parent)
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from hinet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from hinet.errors import HINetError  # noqa: E402
 from hinet.evaluate import MODEL_METHOD  # noqa: E402
+from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir  # noqa: E402
 
 
 def read_mean_row(eval_csv: Path) -> dict:
@@ -45,9 +46,9 @@ def main(argv=None) -> int:
                                        "with the task (default: the task, i.e. the task's default model)")
     args = parser.parse_args(argv)
     try:
-        source = args.run_dir / "best.safetensors"
+        source = args.run_dir / BEST_FILE
         if not source.exists():
-            source = args.run_dir / "model.safetensors"
+            source = args.run_dir / MODEL_FILE
         model, metadata = load_checkpoint(source)
         task = metadata["task"]
         metadata = {k: v for k, v in metadata.items() if k != "config"}
@@ -64,7 +65,8 @@ def main(argv=None) -> int:
         name = args.name or task
         if not (name == task or name.startswith(f"{task}_")):
             raise HINetError(f"--name {name!r} must be {task!r} or start with '{task}_' (the run's task)")
-        target = save_checkpoint(args.results / "models" / f"{name}.safetensors", model, metadata, dtype=torch.float16)
+        target = save_checkpoint(shipped_models_dir(args.results) / f"{name}.safetensors", model, metadata,
+                                 dtype=torch.float16)
     except (HINetError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

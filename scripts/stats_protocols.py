@@ -34,6 +34,7 @@ from hinet.errors import HINetError  # noqa: E402
 from hinet.evaluate import MODEL_METHOD, evaluate_model  # noqa: E402
 from hinet.inference import training_patch  # noqa: E402
 from hinet.io import atomic_write_bytes  # noqa: E402
+from hinet.runs import MODEL_FILE, results_runs_dir, shipped_models_dir  # noqa: E402
 
 # (label, stats protocol, local_factor, local_edge): the rules compared, TLC's first among the local ones.
 RULES = (
@@ -48,9 +49,10 @@ COLUMNS = ("model", "task", "level", "norm", "train_patch", "patch_assumed", "ru
 
 
 def model_files(results: Path, runs_pattern: str | None) -> list[tuple[str, Path]]:
-    files = [(f"models/{p.stem}", p) for p in sorted((results / "models").glob("*.safetensors"))]
+    files = [(f"models/{p.stem}", p) for p in sorted(shipped_models_dir(results).glob("*.safetensors"))]
     if runs_pattern:
-        files += [(f"runs/{p.parent.name}", p) for p in sorted((results / "runs").glob(f"{runs_pattern}/model.safetensors"))]
+        files += [(f"runs/{p.parent.name}", p)
+                  for p in sorted(results_runs_dir(results).glob(f"{runs_pattern}/{MODEL_FILE}"))]
     return files
 
 

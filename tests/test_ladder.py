@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from hinet import train as train_module
+from hinet import sweep as sweep_module
 from hinet.checkpoint import load_checkpoint
 from hinet.sweep import RETRAIN_TO_SHIP, SHIPPED_WEIGHTS_FILE, plan, run_sweep
 
@@ -23,7 +23,7 @@ FAKE_VAL = {("hin", 1e-3): 30.0, ("hin", 3e-3): 31.0, ("none", 1e-3): 26.0, ("no
 
 @pytest.fixture
 def fake_validation(monkeypatch):
-    real_train = train_module.train
+    real_train = sweep_module.train
     trained = []
 
     def scored_train(cfg, **kwargs):
@@ -36,7 +36,7 @@ def fake_validation(monkeypatch):
         trained.append(cfg.run_name)
         return result
 
-    monkeypatch.setattr(train_module, "train", scored_train)
+    monkeypatch.setattr(sweep_module, "train", scored_train)
     return trained
 
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 import yaml
 
+import hinet.sweep as sweep_module
 from hinet import data
-from hinet import train as train_module
-from hinet.errors import ConfigError
+from hinet.errors import ConfigError, TrainingDiverged
 from hinet.results_table import REQUIRED_COLUMNS, validate_ablation_table
 from hinet.sweep import ABLATION_COLUMNS, main, plan, run_sweep
+from hinet.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def test_sweep_trains_evaluates_skips_and_rebuilds_the_table(grid_file, tmp_path
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(train_module, "train", no_training)
+    monkeypatch.setattr(sweep_module, "train", no_training)
     report = run_sweep([grid_file], results, echo=lambda line: None)
     assert [r["status"] for r in report] == ["done", "done"]
 
@@ -149,9 +150,8 @@ def test_half_finished_run_resumes_and_trained_run_is_only_evaluated(grid_file, 
     results = tmp_path / "results"
     first, second = plan(grid_file, results)
     seen = [0]
-    train_module.train(first.config, on_event=lambda e: seen.__setitem__(0, e["step"]),
-                       should_stop=lambda: seen[0] >= 3)
-    train_module.train(second.config)
+    train(first.config, on_event=lambda e: seen.__setitem__(0, e["step"]), should_stop=lambda: seen[0] >= 3)
+    train(second.config)
     assert (first.status(), second.status()) == ("resume", "evaluate")
 
     lines = []
@@ -191,14 +191,14 @@ def test_a_run_scored_before_protocols_existed_is_scored_again(grid_file, tmp_pa
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(grid_file, tmp_path, capsys, monkeypatch):
-    real_train = train_module.train
+    real_train = sweep_module.train
 
     def diverging_for_none(cfg, **kwargs):
         if "__none__" in cfg.run_name:
-            raise train_module.TrainingDiverged("training diverged at step 3 (simulated)")
+            raise TrainingDiverged("training diverged at step 3 (simulated)")
         return real_train(cfg, **kwargs)
 
-    monkeypatch.setattr(train_module, "train", diverging_for_none)
+    monkeypatch.setattr(sweep_module, "train", diverging_for_none)
     assert main([str(grid_file), "--results", str(tmp_path / "results")]) == 1
     out = capsys.readouterr().out
     assert "FAILED: training diverged at step 3" in out and "1 run(s) failed" in out
@@ -241,6 +241,24 @@ def test_cli_exit_code(grid_file, tmp_path, capsys):
     assert err.startswith("error: ") and "does not exist" in err and err.count("\n") == 1
 
 
+def test_cli_broken_grid_yaml_is_one_line_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "ablation_broken.yaml"
+    path.write_text("ablation: x\n  seeds: [0]\n")
+    assert main([str(path), "--dry-run", "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {path} is not valid YAML: line 2, column 8: mapping values are not allowed here\n"
+
+
+def test_a_grid_may_extend_a_shared_file(grid_file, tmp_path):
+    grid = yaml.safe_load(grid_file.read_text())
+    shared = {"base": grid.pop("base"), "seeds": grid.pop("seeds")}
+    (tmp_path / "shared.yaml").write_text(yaml.safe_dump(shared))
+    grid_file.write_text(yaml.safe_dump(dict(grid, extends="shared.yaml")))
+    runs = plan(grid_file, tmp_path / "results")
+    assert [r.name for r in runs] == ["mini__denoise__hin__s0", "mini__denoise__none__s0"]
+    assert runs[0].config.steps == 8 and runs[0].config.data.patch == 32
+
+
 EXPECTED_RUNS = {"ablation_norm.yaml": 30, "ablation_norm_3k.yaml": 30, "ablation_placement.yaml": 12, "ablation_ratio.yaml": 12}
 
 
@@ -272,7 +290,7 @@ def test_lr_search_chooses_on_validation_and_the_runs_use_the_choice(grid_file, 
     assert plan(grid_file, results)[0].status().startswith("waiting")
 
     # A fake validation score per rate makes the expected choice known: 3e-3 scores higher.
-    real_train = train_module.train
+    real_train = sweep_module.train
 
     def scored_train(cfg, **kwargs):
         result = real_train(cfg, **kwargs)
@@ -282,7 +300,7 @@ def test_lr_search_chooses_on_validation_and_the_runs_use_the_choice(grid_file, 
         state_path.write_text(json.dumps(state))
         return result
 
-    monkeypatch.setattr(train_module, "train", scored_train)
+    monkeypatch.setattr(sweep_module, "train", scored_train)
     lines = []
     report = run_sweep([grid_file], results, echo=lines.append)
     choice = lr_choices(grid_file, results)[("denoise", "hin")]
@@ -336,7 +354,7 @@ def test_a_search_candidate_that_is_an_existing_run_is_copied_not_retrained(grid
     def no_training(cfg, **kwargs):
         raise AssertionError(f"{cfg.run_name} was retrained")
 
-    monkeypatch.setattr(train_module, "train", no_training)
+    monkeypatch.setattr(sweep_module, "train", no_training)
     lines = []
     run_sweep([grid_file], results, only="lr-*__hin__*", echo=lines.append)
     assert any("the same training as mini__denoise__hin__s0: copied" in line for line in lines)
@@ -356,7 +374,7 @@ def test_a_search_candidate_stopped_by_a_config_problem_is_not_marked_failed(gri
     def missing_photos(cfg, **kwargs):
         raise ConfigError("install the photo packages")
 
-    monkeypatch.setattr(train_module, "train", missing_photos)
+    monkeypatch.setattr(sweep_module, "train", missing_photos)
     with pytest.raises(ConfigError, match="photo packages"):
         run_sweep([grid_file], tmp_path / "results", echo=lambda line: None)
     assert not (plan_lr_search(grid_file, tmp_path / "results")[0].run_dir / FAILED_FILE).exists()

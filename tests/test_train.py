@@ -15,10 +15,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hinet import train as train_module
+import hinet.device
+import hinet.runs
+import hinet.trainer
+import hinet.training_data
 from hinet.checkpoint import load_checkpoint, read_metadata
+from hinet.config import TrainConfig, apply_overrides, load_config
 from hinet.errors import ConfigError, HINetError
-from hinet.train import TrainConfig, apply_overrides, atomic_write_bytes, load_config, lr_factor, main, train
+from hinet.io import atomic_write_bytes
+from hinet.train import main, train
+from hinet.trainer import lr_factor, validation_scores, warmup_steps
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +135,8 @@ def test_yaml_file_and_overrides_combine(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-TRAIN_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("ablation_"))
+TRAIN_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml")
+                       if not p.name.startswith("ablation_") and not p.name.endswith("_base.yaml"))
 
 
 def test_every_config_kind_is_shipped():
@@ -147,9 +154,9 @@ def test_shipped_configs_load(path):
 
 def test_default_warmup_is_five_percent_of_the_steps():
     cfg = load_config(None, ["steps=300", "optimizer.lr=1e-3"])
-    assert train_module.warmup_steps(cfg) == 15
+    assert warmup_steps(cfg) == 15
     assert lr_factor(0, cfg) == pytest.approx(1 / 15) and lr_factor(14, cfg) == pytest.approx(1.0)
-    assert train_module.warmup_steps(load_config(None, ["steps=300", "scheduler.warmup_steps=0"])) == 0
+    assert warmup_steps(load_config(None, ["steps=300", "scheduler.warmup_steps=0"])) == 0
     with pytest.raises(ConfigError, match="warmup_steps"):
         load_config(None, ["scheduler.warmup_steps=-1"])
 
@@ -298,7 +305,7 @@ def test_resume_refuses_a_changed_config(tmp_path, image_folder):
 
 
 def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, image_folder, monkeypatch):
-    real_batch = train_module._TrainingData.batch
+    real_batch = hinet.training_data.TrainingData.batch
 
     def poisoned_batch(self, cfg, step, rank):
         lq, gt = real_batch(self, cfg, step, rank)
@@ -306,7 +313,7 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, image_folde
             lq = torch.full_like(lq, float("nan"))
         return lq, gt
 
-    monkeypatch.setattr(train_module._TrainingData, "batch", poisoned_batch)
+    monkeypatch.setattr(hinet.training_data.TrainingData, "batch", poisoned_batch)
     with pytest.raises(HINetError, match=r"diverged at step 7.*model\.safetensors \(step 4\)"):
         train(tiny_config(tmp_path, image_folder))
     model, metadata = load_checkpoint(tmp_path / "runs/run/model.safetensors")  # loads: finite weights
@@ -333,7 +340,7 @@ def test_non_finite_weights_are_never_saved(tmp_path, image_folder):
     optimizer = torch.optim.Adam(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     with pytest.raises(HINetError, match="non-finite"):
-        train_module._save_run_state(run, model, optimizer, scheduler, {"step": 5}, {"steps": 5})
+        hinet.runs.save_run_state(run, model, optimizer, scheduler, {"step": 5}, {"steps": 5})
     assert (run / "model.safetensors").read_bytes() == before
 
 
@@ -357,7 +364,7 @@ def test_disk_full_while_saving_keeps_previous_checkpoint(tmp_path, image_folder
             if failing == "model":
                 monkeypatch.setattr(hinet.checkpoint, "save_file", disk_full_save_file)
             else:
-                monkeypatch.setattr(train_module, "atomic_write_bytes", disk_full_atomic_write)
+                monkeypatch.setattr(hinet.runs, "atomic_write_bytes", disk_full_atomic_write)
 
     expected = r"could not save the checkpoint at step 8.*No space left.*previous checkpoint is intact"
     with pytest.raises(HINetError, match=expected):
@@ -404,6 +411,48 @@ def test_cli_reports_bad_input_in_one_line_and_exits_2(tmp_path, image_folder, c
     assert "out of range" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 2
     assert "no training state" in capsys.readouterr().err
+
+
+def test_cli_unwritable_out_dir_is_one_message_before_any_work(tmp_path, image_folder, capsys, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    args = [a for o in tiny_overrides(tmp_path, image_folder) for a in ("--set", o)]
+    prepared = []
+    monkeypatch.setattr(hinet.trainer, "prepare_training_data", lambda *a: prepared.append(a))
+    assert main(args + ["--set", f"out_dir={blocker / 'runs'}"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: cannot write the run folder {blocker / 'runs' / 'run'}: Not a directory ({blocker}); "
+                   "set out_dir to a folder you can write to\n")
+    assert not prepared  # refused before the training data was prepared
+
+
+def test_a_write_refused_in_the_run_folder_is_one_message(tmp_path, image_folder, capsys, monkeypatch):
+    def refuse(path, payload):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(hinet.runs, "atomic_write_bytes", refuse)
+    assert main([a for o in tiny_overrides(tmp_path, image_folder) for a in ("--set", o)]) == 2
+    err = capsys.readouterr().err
+    run = tmp_path / "runs" / "run"
+    assert err == (f"error: cannot write the run folder {run}: Permission denied ({run / 'config.yaml'}); "
+                   "set out_dir to a folder you can write to\n")
+
+
+def test_cli_broken_yaml_is_one_line_naming_the_file(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text("run_name: x\nsteps: [1, 2\ndata:\n  patch: 3\n")
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} is not valid YAML: line 3, column 5: ") and err.count("\n") == 1
+
+
+def test_resuming_a_run_with_a_damaged_config_file_names_it(tmp_path, image_folder):
+    run = tmp_path / "runs/run"
+    run.mkdir(parents=True)
+    (run / "train_state.json").write_text('{"step": 4, "train_seconds": 1.0}')
+    (run / "config.yaml").write_text("steps: [1\n")
+    with pytest.raises(ConfigError, match=r"runs/run/config\.yaml is damaged"):
+        train(tiny_config(tmp_path, image_folder))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -463,7 +512,7 @@ def test_tiny_model_learns_to_denoise(tmp_path):
 ])
 def test_damaged_train_state_json_raises_a_plain_error_naming_the_file(tmp_path, image_folder, content, problem):
     from hinet.errors import CheckpointError
-    from hinet.train import read_state
+    from hinet.runs import read_state
 
     run = tmp_path / "runs/run"
     run.mkdir(parents=True)
@@ -498,14 +547,14 @@ def test_validation_restores_train_mode_even_when_the_forward_fails():
     model.forward = broken_forward
     pair = (np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 3), np.float32))
     with pytest.raises(RuntimeError, match="forward failed"):
-        train_module._validate(model, [pair], torch.device("cpu"), Protocol())
+        validation_scores(model, [pair], torch.device("cpu"), Protocol())
     assert model.training
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_bf16_falls_back_to_fp32_only_on_a_cpu_that_would_emulate_it(monkeypatch, capsys, native):
-    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+def test_bf16_falls_back_to_fp32_only_on_a_cpu_that_would_emulate_it(monkeypatch, caplog, native):
+    monkeypatch.setattr(hinet.device, "cpu_has_native_bf16", lambda: native)
     cpu = torch.device("cpu")
-    assert train_module._use_bf16(True, cpu) is native
-    assert ("training in fp32" in capsys.readouterr().err) is (not native)
-    assert train_module._use_bf16(False, cpu) is False
+    assert hinet.device.use_bf16(True, cpu) is native
+    assert ("training in fp32" in caplog.text) is (not native)
+    assert hinet.device.use_bf16(False, cpu) is False
