@@ -63,7 +63,7 @@ from pathlib import Path
 import torch
 
 from hinet import data
-from hinet.checkpoint import load_checkpoint, read_metadata
+from hinet.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from hinet.complexity import count_macs, count_parameters
 from hinet.config import TrainConfig, bounded, configure_logging, from_mapping, read_yaml_mapping
 from hinet.data import format_level, validate_strength
