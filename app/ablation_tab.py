@@ -115,9 +115,20 @@ def _run_entries(store: ModelStore, rows: pd.DataFrame) -> list[tuple[str, str]]
     return choices
 
 
-
-def render(store: ModelStore, csv_path, task, level, ablation, variants, seeds, baseline, cost="MACs", spread="min-max",
-           only_differing=True, protocol=None):
+def render(
+    store: ModelStore,
+    csv_path,
+    task,
+    level,
+    ablation,
+    variants,
+    seeds,
+    baseline,
+    cost="MACs",
+    spread="min-max",
+    only_differing=True,
+    protocol=None,
+):
     """Every output of the explorer for one selection, all of one test-time protocol (`protocol`, or the
     one `views.pick_protocol` falls back to):
     (status, table, knob diff, csv file, md file, how-measured text, 4 figures, open-in-restore dropdown)."""
@@ -135,13 +146,17 @@ def render(store: ModelStore, csv_path, task, level, ablation, variants, seeds, 
     shown = rt.display_table(summary, baseline)
     markdown = rt.markdown_summary(summary, baseline)
     csv_file, md_file = _export(
-        shown, f"**{task}, level {level}, ablation {ablation}, protocol {protocol}**\n\n" + markdown,
-        f"ablation_{task}_{level}_{ablation}_{protocol}")
+        shown,
+        f"**{task}, level {level}, ablation {ablation}, protocol {protocol}**\n\n" + markdown,
+        f"ablation_{task}_{level}_{ablation}_{protocol}",
+    )
     run_variants = dict(zip(rows["run"], rows["variant"]))
     curves = rt.validation_curves(rt.read_run_logs(ablation_runs_dir(store), run_variants), run_variants)
     missing_seeds = summary.loc[summary["n_seeds"] < len(seeds), "variant"].tolist()
-    status = (f"protocol **{protocol}** · {len(summary)} variants · {len(seeds)} seeds · "
-              f"{rows['image'].nunique()} test images · baseline **{baseline}**")
+    status = (
+        f"protocol **{protocol}** · {len(summary)} variants · {len(seeds)} seeds · "
+        f"{rows['image'].nunique()} test images · baseline **{baseline}**"
+    )
     if missing_seeds:
         status += f" · fewer seeds than selected for: {', '.join(missing_seeds)}"
     entries = _run_entries(store, rows)
@@ -164,8 +179,17 @@ def render(store: ModelStore, csv_path, task, level, ablation, variants, seeds, 
 # The user's own runs (the train tab writes them under $HINET_RUNS_DIR)
 
 
-USER_RUN_COLUMNS = ["run", "task", "model", "steps", "last val PSNR (dB)", "best val PSNR (dB)",
-                    "test PSNR (dB, eval.csv)", "train time (s)", "weights"]
+USER_RUN_COLUMNS = [
+    "run",
+    "task",
+    "model",
+    "steps",
+    "last val PSNR (dB)",
+    "best val PSNR (dB)",
+    "test PSNR (dB, eval.csv)",
+    "train time (s)",
+    "weights",
+]
 
 
 def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
@@ -204,18 +228,27 @@ def user_runs(runs_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str
                     test_psnr = round(float(pd.to_numeric(scores["psnr"], errors="coerce").mean()), 2)
             except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
                 test_psnr = None
-        rows.append({
-            "run": run, "task": task, "model": model, "steps": f"{done}/{steps}" if steps else str(done),
-            "last val PSNR (dB)": round(float(val.iloc[-1]), 2) if len(val) else None,
-            "best val PSNR (dB)": round(float(val.max()), 2) if len(val) else None,
-            "test PSNR (dB, eval.csv)": test_psnr,
-            "train time (s)": round(float(log_frame["wall"].max()), 1) if log_frame["wall"].notna().any() else None,
-            "weights": "yes" if (run_dir / MODEL_FILE).is_file() else "no",
-        })
+        rows.append(
+            {
+                "run": run,
+                "task": task,
+                "model": model,
+                "steps": f"{done}/{steps}" if steps else str(done),
+                "last val PSNR (dB)": round(float(val.iloc[-1]), 2) if len(val) else None,
+                "best val PSNR (dB)": round(float(val.max()), 2) if len(val) else None,
+                "test PSNR (dB, eval.csv)": test_psnr,
+                "train time (s)": round(float(log_frame["wall"].max()), 1) if log_frame["wall"].notna().any() else None,
+                "weights": "yes" if (run_dir / MODEL_FILE).is_file() else "no",
+            }
+        )
         logs.append(log_frame.assign(run=run))
         labels[run] = f"my run {run}"
     table = pd.DataFrame(rows, columns=USER_RUN_COLUMNS)
-    return table, (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["run", *rt.LOG_COLUMNS])), labels
+    return (
+        table,
+        (pd.concat(logs, ignore_index=True) if logs else pd.DataFrame(columns=["run", *rt.LOG_COLUMNS])),
+        labels,
+    )
 
 
 def render_user_runs(store: ModelStore):
@@ -227,8 +260,12 @@ def render_user_runs(store: ModelStore):
     curves = rt.validation_curves(logs, {run: run for run in labels})
     choices = [(labels[run], f"runs/{run}") for run in table.loc[table["weights"] == "yes", "run"]]
     note = f"{len(table)} run(s) in `{runs_dir}` (set `HINET_RUNS_DIR` to use another folder)."
-    return (note, table, views.validation_curve_figure(curves),
-            gr.update(choices=choices, value=choices[-1][1] if choices else None))
+    return (
+        note,
+        table,
+        views.validation_curve_figure(curves),
+        gr.update(choices=choices, value=choices[-1][1] if choices else None),
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -287,39 +324,73 @@ def build_tab(ctx: AppContext) -> None:
     table, message = load_table(ablation_csv(store))
     first = views.scope(table) if table is not None else None
     if first:
-        initial = render(store, str(ablation_csv(store)), first["task"], first["level"], first["ablation"],
-                         first["variants"], first["seeds"], first["baseline"], protocol=first["protocol"])
+        initial = render(
+            store,
+            str(ablation_csv(store)),
+            first["task"],
+            first["level"],
+            first["ablation"],
+            first["variants"],
+            first["seeds"],
+            first["baseline"],
+            protocol=first["protocol"],
+        )
     else:
         initial = (message, None, None, None, None, "", None, None, None, None, gr.update(choices=[], value=None))
-    (status_value, table_value, diff_value, csv_value, md_value, measurement_value, psnr_value, curve_value,
-     pareto_value, heatmap_value, open_value) = initial
+    (
+        status_value,
+        table_value,
+        diff_value,
+        csv_value,
+        md_value,
+        measurement_value,
+        psnr_value,
+        curve_value,
+        pareto_value,
+        heatmap_value,
+        open_value,
+    ) = initial
     user_note_value, user_table_value, user_plot_value, user_choice_value = render_user_runs(store)
     csv_path = gr.State(str(ablation_csv(store)))
 
     with gr.Row():
         task = gr.Dropdown(first["tasks"] if first else [], value=first and first["task"], label="Task")
         level = gr.Dropdown(first["levels"] if first else [], value=first and first["level"], label="Level")
-        ablation = gr.Dropdown(first["ablations"] if first else [], value=first and first["ablation"],
-                               label="Ablation axis")
-        baseline = gr.Dropdown(first["variants"] if first else [], value=first and first["baseline"],
-                               label="Baseline (Δ is measured against it)")
+        ablation = gr.Dropdown(
+            first["ablations"] if first else [], value=first and first["ablation"], label="Ablation axis"
+        )
+        baseline = gr.Dropdown(
+            first["variants"] if first else [],
+            value=first and first["baseline"],
+            label="Baseline (Δ is measured against it)",
+        )
         reload_button = gr.Button("Reload results", scale=0)
-    protocol = gr.Radio(first["protocols"] if first else [], value=first and first["protocol"],
-                        label=views.PROTOCOL_LABEL, info=views.PROTOCOL_INFO)
+    protocol = gr.Radio(
+        first["protocols"] if first else [],
+        value=first and first["protocol"],
+        label=views.PROTOCOL_LABEL,
+        info=views.PROTOCOL_INFO,
+    )
     with gr.Row():
-        variants = gr.Dropdown(first["variants"] if first else [], value=first and first["variants"],
-                               multiselect=True, label="Variants")
+        variants = gr.Dropdown(
+            first["variants"] if first else [], value=first and first["variants"], multiselect=True, label="Variants"
+        )
         seeds = gr.CheckboxGroup(first["seeds"] if first else [], value=first and first["seeds"], label="Seeds")
     status = gr.Markdown(status_value)
-    summary_table = gr.Dataframe(table_value, label="Per variant: mean and std over seeds, paired Δ vs the "
-                                 "baseline (click a header to sort)", interactive=False, wrap=True)
+    summary_table = gr.Dataframe(
+        table_value,
+        label="Per variant: mean and std over seeds, paired Δ vs the baseline (click a header to sort)",
+        interactive=False,
+        wrap=True,
+    )
     with gr.Row():
         csv_file = gr.File(csv_value, label="Download CSV", interactive=False)
         md_file = gr.File(md_value, label="Download Markdown", interactive=False)
     with gr.Accordion("Config knobs (diff only)", open=True):
         only_differing = gr.Checkbox(value=True, label="Show only the knobs that differ from the baseline")
-        diff_table = gr.Dataframe(diff_value, interactive=False,
-                                  label="Knobs per variant (blank = same as the baseline)")
+        diff_table = gr.Dataframe(
+            diff_value, interactive=False, label="Knobs per variant (blank = same as the baseline)"
+        )
     measurement = gr.Markdown(measurement_value)
     with gr.Row():
         psnr_plot = gr.Plot(psnr_value, label="PSNR by variant")
@@ -331,8 +402,9 @@ def build_tab(ctx: AppContext) -> None:
         pareto_plot = gr.Plot(pareto_value, label="PSNR vs cost")
         heatmap_plot = gr.Plot(heatmap_value, label="Per-image Δ")
     with gr.Row():
-        open_choice = gr.Dropdown(open_value["choices"], value=open_value["value"],
-                                  label="Open a run's weights in the restore tab")
+        open_choice = gr.Dropdown(
+            open_value["choices"], value=open_value["value"], label="Open a run's weights in the restore tab"
+        )
         open_button = gr.Button("Open in Restore", scale=0)
 
     gr.Markdown("### Your runs (trained in the app)")
@@ -340,15 +412,28 @@ def build_tab(ctx: AppContext) -> None:
     user_table = gr.Dataframe(user_table_value, interactive=False, label="Runs under $HINET_RUNS_DIR")
     user_plot = gr.Plot(user_plot_value, label="Validation PSNR of your runs")
     with gr.Row():
-        user_choice = gr.Dropdown(user_choice_value["choices"], value=user_choice_value["value"],
-                                  label="Open one of your runs in the restore tab")
+        user_choice = gr.Dropdown(
+            user_choice_value["choices"],
+            value=user_choice_value["value"],
+            label="Open one of your runs in the restore tab",
+        )
         user_open_button = gr.Button("Open in Restore", scale=0)
         user_refresh = gr.Button("Refresh my runs", scale=0)
 
-    outputs = [status, summary_table, diff_table, csv_file, md_file, measurement, psnr_plot, curve_plot,
-               pareto_plot, heatmap_plot, open_choice]
-    render_inputs = [csv_path, task, level, ablation, variants, seeds, baseline, cost, spread, only_differing,
-                     protocol]
+    outputs = [
+        status,
+        summary_table,
+        diff_table,
+        csv_file,
+        md_file,
+        measurement,
+        psnr_plot,
+        curve_plot,
+        pareto_plot,
+        heatmap_plot,
+        open_choice,
+    ]
+    render_inputs = [csv_path, task, level, ablation, variants, seeds, baseline, cost, spread, only_differing, protocol]
     user_outputs = [user_note, user_table, user_plot, user_choice]
 
     @user_errors
@@ -356,16 +441,17 @@ def build_tab(ctx: AppContext) -> None:
         loaded, note = load_table(path)
         if loaded is None:
             empty = gr.update(choices=[], value=None)
-            return (empty, empty, empty, empty, gr.update(choices=[], value=[]), gr.update(choices=[], value=[]),
-                    empty)
+            return (empty, empty, empty, empty, gr.update(choices=[], value=[]), gr.update(choices=[], value=[]), empty)
         chosen = views.scope(loaded, task_value, level_value, ablation_value, protocol_value)
-        return (gr.update(choices=chosen["tasks"], value=chosen["task"]),
-                gr.update(choices=chosen["levels"], value=chosen["level"]),
-                gr.update(choices=chosen["ablations"], value=chosen["ablation"]),
-                gr.update(choices=chosen["protocols"], value=chosen["protocol"]),
-                gr.update(choices=chosen["variants"], value=chosen["variants"]),
-                gr.update(choices=chosen["seeds"], value=chosen["seeds"]),
-                gr.update(choices=chosen["variants"], value=chosen["baseline"]))
+        return (
+            gr.update(choices=chosen["tasks"], value=chosen["task"]),
+            gr.update(choices=chosen["levels"], value=chosen["level"]),
+            gr.update(choices=chosen["ablations"], value=chosen["ablation"]),
+            gr.update(choices=chosen["protocols"], value=chosen["protocol"]),
+            gr.update(choices=chosen["variants"], value=chosen["variants"]),
+            gr.update(choices=chosen["seeds"], value=chosen["seeds"]),
+            gr.update(choices=chosen["variants"], value=chosen["baseline"]),
+        )
 
     scope_inputs = [csv_path, task, level, ablation, protocol]
     scope_outputs = [task, level, ablation, protocol, variants, seeds, baseline]
@@ -376,11 +462,12 @@ def build_tab(ctx: AppContext) -> None:
         return path
 
     reload_button.click(reload_results, csv_path, csv_path, api_visibility="private").then(
-        rescope, scope_inputs, scope_outputs, api_visibility="private").then(
-        render_event, render_inputs, outputs, api_name="ablation_table")
+        rescope, scope_inputs, scope_outputs, api_visibility="private"
+    ).then(render_event, render_inputs, outputs, api_name="ablation_table")
     for control in (task, level, ablation, protocol):  # a protocol may lack some runs: its variants and seeds
         control.input(rescope, scope_inputs, scope_outputs, api_visibility="private").then(
-            render_event, render_inputs, outputs, api_visibility="private")
+            render_event, render_inputs, outputs, api_visibility="private"
+        )
     for control in (variants, seeds, baseline, cost, spread, only_differing):
         control.input(render_event, render_inputs, outputs, api_visibility="private", trigger_mode="always_last")
 
@@ -391,11 +478,18 @@ def build_tab(ctx: AppContext) -> None:
     if ctx.restore_task is not None and ctx.restore_variants is not None:
         pending = gr.State(None)
         for choice, button in ((open_choice, open_button), (user_choice, user_open_button)):
-            button.click(partial(open_in_restore, store), [choice, ctx.restore_task],
-                         [ctx.restore_task, ctx.restore_variants, pending, ctx.tabs], api_visibility="private")
-        ctx.restore_variants.change(partial(apply_pending, store), [pending, ctx.restore_variants, ctx.restore_task],
-                                    [ctx.restore_variants, pending],
-                                    api_visibility="private")
+            button.click(
+                partial(open_in_restore, store),
+                [choice, ctx.restore_task],
+                [ctx.restore_task, ctx.restore_variants, pending, ctx.tabs],
+                api_visibility="private",
+            )
+        ctx.restore_variants.change(
+            partial(apply_pending, store),
+            [pending, ctx.restore_variants, ctx.restore_task],
+            [ctx.restore_variants, pending],
+            api_visibility="private",
+        )
     else:
         for button in (open_button, user_open_button):
             button.interactive = False

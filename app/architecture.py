@@ -58,14 +58,28 @@ def block_layout(config: HINetConfig) -> list[BlockInfo]:
         for level in range(config.depth):
             n = config.normalized_channels(level) if config.encoder_level_is_normalized(level) else 0
             blocks.append(
-                BlockInfo(f"down_path_{stage}.{level}", stage, "encoder", level, config.channels(level), n,
-                          config.norm if n else "none")
+                BlockInfo(
+                    f"down_path_{stage}.{level}",
+                    stage,
+                    "encoder",
+                    level,
+                    config.channels(level),
+                    n,
+                    config.norm if n else "none",
+                )
             )
         for j, level in enumerate(decoder_levels):
             n = config.normalized_channels(level) if config.decoder_level_is_normalized(level) else 0
             blocks.append(
-                BlockInfo(f"up_path_{stage}.{j}.conv_block", stage, "decoder", level, config.channels(level), n,
-                          config.norm if n else "none")
+                BlockInfo(
+                    f"up_path_{stage}.{j}.conv_block",
+                    stage,
+                    "decoder",
+                    level,
+                    config.channels(level),
+                    n,
+                    config.norm if n else "none",
+                )
             )
     return blocks
 
@@ -108,26 +122,57 @@ def architecture_figure(config: HINetConfig, selected: str | None = None, title:
         name = NORM_LABELS[norm]
         if norm == "half_instance" and config.ratio != 0.5:
             name += f" (ratio {config.ratio:g})"
-        data.append(dict(
-            type="scatter", mode="markers", name=name,
-            x=[positions[b.name][0] for b in members], y=[positions[b.name][1] for b in members],
-            marker=dict(symbol="square", size=26, color=NORM_COLOURS[norm], line=dict(width=1, color="#444")),
-            customdata=[b.name for b in members], hovertext=[f"{b.name}<br>{b.label}" for b in members],
-            hoverinfo="text",
-        ))
+        data.append(
+            dict(
+                type="scatter",
+                mode="markers",
+                name=name,
+                x=[positions[b.name][0] for b in members],
+                y=[positions[b.name][1] for b in members],
+                marker=dict(symbol="square", size=26, color=NORM_COLOURS[norm], line=dict(width=1, color="#444")),
+                customdata=[b.name for b in members],
+                hovertext=[f"{b.name}<br>{b.label}" for b in members],
+                hoverinfo="text",
+            )
+        )
     if selected in positions:
         x, y = positions[selected]
-        data.append(dict(type="scatter", mode="markers", name="selected block", x=[x], y=[y], hoverinfo="skip",
-                         marker=dict(symbol="square-open", size=38, color="black", line=dict(width=4))))
+        data.append(
+            dict(
+                type="scatter",
+                mode="markers",
+                name="selected block",
+                x=[x],
+                y=[y],
+                hoverinfo="skip",
+                marker=dict(symbol="square-open", size=38, color="black", line=dict(width=4)),
+            )
+        )
 
     annotations = []
 
     def arrow(start, end, text="", colour="#888"):
-        annotations.append(dict(
-            x=end[0], y=end[1], ax=start[0], ay=start[1], xref="x", yref="y", axref="x", ayref="y",
-            showarrow=True, arrowhead=3, arrowsize=1, arrowwidth=1.5, arrowcolor=colour, text=text,
-            font=dict(size=10, color=colour), standoff=13, startstandoff=13,
-        ))
+        annotations.append(
+            dict(
+                x=end[0],
+                y=end[1],
+                ax=start[0],
+                ay=start[1],
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                showarrow=True,
+                arrowhead=3,
+                arrowsize=1,
+                arrowwidth=1.5,
+                arrowcolor=colour,
+                text=text,
+                font=dict(size=10, color=colour),
+                standoff=13,
+                startstandoff=13,
+            )
+        )
 
     for stage in (1, 2):
         ordered = sorted((b.name for b in blocks if b.stage == stage), key=lambda n: positions[n][0])
@@ -140,8 +185,7 @@ def architecture_figure(config: HINetConfig, selected: str | None = None, title:
     arrow(positions[last_decoder], positions["down_path_2.0"], text="SAM + CSFF", colour="#8c564b")
     for level in range(1, config.depth - 1):
         j = config.depth - 2 - level
-        arrow(positions[f"up_path_1.{j}.conv_block"], positions[f"down_path_2.{level}"],
-              text="CSFF", colour="#17becf")
+        arrow(positions[f"up_path_1.{j}.conv_block"], positions[f"down_path_2.{level}"], text="CSFF", colour="#17becf")
     width = _stage_offset(config, 2) + 2 * (config.depth - 1)
     for stage in (1, 2):
         middle = _stage_offset(config, stage) + config.depth - 1

@@ -81,8 +81,16 @@ def _norm_layer(store: ModelStore, entry_id: str, block: str):
     return store.get_model(entry_id).conv_blocks()[block].norm
 
 
-def render_block(store: ModelStore, entry_id: str, source: dict | None, view_mode: str, block: str | None, k: int,
-                 channel: int, cache: OrderedDict | None):
+def render_block(
+    store: ModelStore,
+    entry_id: str,
+    source: dict | None,
+    view_mode: str,
+    block: str | None,
+    k: int,
+    channel: int,
+    cache: OrderedDict | None,
+):
     """Everything the tab shows for one block; pure data, no component updates."""
     source = source or example_source(DEFAULT_EXAMPLE)
     config = store.find_entry(entry_id).config
@@ -115,8 +123,16 @@ def render_block(store: ModelStore, entry_id: str, source: dict | None, view_mod
     }
 
 
-def render_compare(store: ModelStore, entry_a: str, entry_b: str, source: dict | None, view_mode: str, block: str,
-                   k: int, cache: OrderedDict | None):
+def render_compare(
+    store: ModelStore,
+    entry_a: str,
+    entry_b: str,
+    source: dict | None,
+    view_mode: str,
+    block: str,
+    k: int,
+    cache: OrderedDict | None,
+):
     source = source or example_source(DEFAULT_EXAMPLE)
     captured_a, cache = captured_features(store, entry_a, source, view_mode, cache)
     captured_b, cache = captured_features(store, entry_b, source, view_mode, cache)
@@ -124,11 +140,17 @@ def render_compare(store: ModelStore, entry_a: str, entry_b: str, source: dict |
         raise ConfigError(f"block {block} does not exist in both variants (they differ in depth); pick another")
     fa, fb = captured_a[block], captured_b[block]
     label_a, label_b = store.find_entry(entry_a).label, store.find_entry(entry_b).label
-    caption = (f"The same block ({block}) on the same view in two variants: A = {label_a}; B = {label_b}. "
-               "The bars compare the per-channel spread after the norm: normalized channels sit near |γ|.")
+    caption = (
+        f"The same block ({block}) on the same view in two variants: A = {label_a}; B = {label_b}. "
+        "The bars compare the per-channel spread after the norm: normalized channels sit near |γ|."
+    )
     return {
-        "source": source, "cache": cache, "a": views.block_overview(fa, int(k)), "b": views.block_overview(fb, int(k)),
-        "figure": views.compare_figure(fa, fb, "A", "B"), "caption": caption,
+        "source": source,
+        "cache": cache,
+        "a": views.block_overview(fa, int(k)),
+        "b": views.block_overview(fb, int(k)),
+        "figure": views.compare_figure(fa, fb, "A", "B"),
+        "caption": caption,
     }
 
 
@@ -143,5 +165,14 @@ def variant_choices(store: ModelStore) -> tuple[list[tuple[str, str]], str, str]
     return [(e.label, e.id) for e in entries], default.id, other
 
 
-__all__ = ["EXAMPLES", "DEFAULT_EXAMPLE", "example_source", "upload_source", "restore_input_source",
-           "captured_features", "render_block", "render_compare", "variant_choices"]
+__all__ = [
+    "EXAMPLES",
+    "DEFAULT_EXAMPLE",
+    "example_source",
+    "upload_source",
+    "restore_input_source",
+    "captured_features",
+    "render_block",
+    "render_compare",
+    "variant_choices",
+]

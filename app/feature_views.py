@@ -151,9 +151,7 @@ def block_panels(features, k: int) -> dict[str, np.ndarray]:
         lo, hi = _range(pre[c], normalized[c])
         before_rows.append((f"ch {c}", pre[c], lo, hi))
         after_rows.append((f"ch {c}", normalized[c], lo, hi))
-    identity_rows = [
-        (f"ch {n + c}", identity[c], *_range(identity[c])) for c in top_channels(identity, k)
-    ]
+    identity_rows = [(f"ch {n + c}", identity[c], *_range(identity[c])) for c in top_channels(identity, k)]
     output_rows = [(f"ch {c}", output[c], *_range(output[c])) for c in top_channels(output, k)]
     return {
         "before": render_panel("conv_1, before norm", before_rows),
@@ -170,7 +168,7 @@ def side_by_side(panels: list[np.ndarray], gap: int = 8) -> np.ndarray:
     canvas = np.full((height, width, 3), 255, np.uint8)
     x = 0
     for p in panels:
-        canvas[: p.shape[0], x: x + p.shape[1]] = p[..., :3]
+        canvas[: p.shape[0], x : x + p.shape[1]] = p[..., :3]
         x += p.shape[1] + gap
     return canvas
 
@@ -214,18 +212,65 @@ def statistics_figure(features, channel: int | None = None) -> go.Figure:
     data, shapes = [], []
     for row, (before, after) in enumerate(((mean_before, mean_after), (std_before, std_after)), start=1):
         axis = "y" if row == 1 else "y2"
-        data.append(dict(type="bar", x=channels, y=before, name="before norm", marker=dict(color="#7f7f7f"),
-                         showlegend=row == 1, legendgroup="before", xaxis="x", yaxis=axis))
-        data.append(dict(type="bar", x=channels, y=after, name="after norm", marker=dict(color="#2ca02c"),
-                         showlegend=row == 1, legendgroup="after", xaxis="x", yaxis=axis))
+        data.append(
+            dict(
+                type="bar",
+                x=channels,
+                y=before,
+                name="before norm",
+                marker=dict(color="#7f7f7f"),
+                showlegend=row == 1,
+                legendgroup="before",
+                xaxis="x",
+                yaxis=axis,
+            )
+        )
+        data.append(
+            dict(
+                type="bar",
+                x=channels,
+                y=after,
+                name="after norm",
+                marker=dict(color="#2ca02c"),
+                showlegend=row == 1,
+                legendgroup="after",
+                xaxis="x",
+                yaxis=axis,
+            )
+        )
         if n:
-            shapes.append(dict(type="rect", x0=-0.5, x1=n - 0.5, xref="x", y0=0, y1=1, yref=f"{axis} domain",
-                               fillcolor="#2ca02c", opacity=0.08, line=dict(width=0)))
+            shapes.append(
+                dict(
+                    type="rect",
+                    x0=-0.5,
+                    x1=n - 0.5,
+                    xref="x",
+                    y0=0,
+                    y1=1,
+                    yref=f"{axis} domain",
+                    fillcolor="#2ca02c",
+                    opacity=0.08,
+                    line=dict(width=0),
+                )
+            )
         if channel is not None:
-            shapes.append(dict(type="line", x0=channel, x1=channel, xref="x", y0=0, y1=1, yref=f"{axis} domain",
-                               line=dict(dash="dot", color="black")))
+            shapes.append(
+                dict(
+                    type="line",
+                    x0=channel,
+                    x1=channel,
+                    xref="x",
+                    y0=0,
+                    y1=1,
+                    yref=f"{axis} domain",
+                    line=dict(dash="dot", color="black"),
+                )
+            )
     layout = dict(
-        barmode="group", height=380, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.12),
+        barmode="group",
+        height=380,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=1.12),
         xaxis=dict(title=dict(text="channel (shaded: normalized)"), anchor="y2"),
         yaxis=dict(domain=[0.56, 1.0], title=dict(text="mean")),
         yaxis2=dict(domain=[0.0, 0.44], title=dict(text="std")),
@@ -245,12 +290,26 @@ def histogram_figure(features, channel: int, bins: int = 60) -> go.Figure:
     data = []
     for values, name, colour in ((pre, "before norm", "#7f7f7f"), (post, "after norm", "#2ca02c")):
         counts, _ = np.histogram(values, bins=edges)
-        data.append(dict(type="bar", x=centres, y=counts, name=name, marker=dict(color=colour), opacity=0.6,
-                         width=float(edges[1] - edges[0])))
+        data.append(
+            dict(
+                type="bar",
+                x=centres,
+                y=counts,
+                name=name,
+                marker=dict(color=colour),
+                opacity=0.6,
+                width=float(edges[1] - edges[0]),
+            )
+        )
     state = "normalized" if channel < int(features.normalized_channels) else "passes through unchanged"
-    layout = dict(barmode="overlay", height=300, margin=dict(l=10, r=10, t=40, b=10),
-                  title=dict(text=f"channel {channel} ({state})"), xaxis=dict(title=dict(text="activation")),
-                  yaxis=dict(title=dict(text="pixels")))
+    layout = dict(
+        barmode="overlay",
+        height=300,
+        margin=dict(l=10, r=10, t=40, b=10),
+        title=dict(text=f"channel {channel} ({state})"),
+        xaxis=dict(title=dict(text="activation")),
+        yaxis=dict(title=dict(text="pixels")),
+    )
     return fast_figure(data, layout)
 
 
@@ -272,9 +331,12 @@ def norm_statistics(features, channel: int, norm_layer) -> tuple[float, float, s
     if kind == "GroupNorm":
         size = pre.shape[0] // norm_layer.num_groups
         group = channel // size
-        values = pre[group * size:(group + 1) * size]
-        source = "LayerNorm: all normalized channels" if norm_layer.num_groups == 1 else (
-            f"GroupNorm: group {group} (channels {group * size}-{(group + 1) * size - 1})")
+        values = pre[group * size : (group + 1) * size]
+        source = (
+            "LayerNorm: all normalized channels"
+            if norm_layer.num_groups == 1
+            else (f"GroupNorm: group {group} (channels {group * size}-{(group + 1) * size - 1})")
+        )
         return float(values.mean()), float(values.var()), source
     if kind == "InstanceNorm2d":
         return float(pre[channel].mean()), float(pre[channel].var()), f"channel {channel} of this image, over H x W"
@@ -314,8 +376,7 @@ def formula_table(features, channel: int, norm_layer) -> pd.DataFrame:
         ("γ" + affine, f"{gamma:.5g}"),
         ("β", f"{beta:.5g}"),
         (f"x at pixel ({y}, {x})", f"{value:.5g}"),
-        ("(x − μ)/σ · γ + β",
-         f"({value:.5g} − {mu:.5g}) / {sigma:.5g} · {gamma:.5g} + {beta:.5g} = {result:.5g}"),
+        ("(x − μ)/σ · γ + β", f"({value:.5g} − {mu:.5g}) / {sigma:.5g} · {gamma:.5g} + {beta:.5g} = {result:.5g}"),
         ("the layer's output there", f"{float(after_norm(features, channel)[y, x]):.5g}"),
     ]
     return pd.DataFrame(rows, columns=["quantity", "value"])
@@ -326,9 +387,19 @@ def compare_figure(features_a, features_b, label_a: str, label_b: str) -> go.Fig
     fig = go.Figure()
     for features, label in ((features_a, label_a), (features_b, label_b)):
         std = as_array(features.std_after)
-        fig.add_trace(go.Bar(x=np.arange(len(std)), y=std, name=f"{label} ({features.norm}, "
-                             f"{int(features.normalized_channels)} normalized)"))
-    fig.update_layout(barmode="group", height=300, margin=dict(l=10, r=10, t=40, b=10),
-                      title="per-channel std after the norm", xaxis_title="channel",
-                      legend=dict(orientation="h", y=-0.25))
+        fig.add_trace(
+            go.Bar(
+                x=np.arange(len(std)),
+                y=std,
+                name=f"{label} ({features.norm}, {int(features.normalized_channels)} normalized)",
+            )
+        )
+    fig.update_layout(
+        barmode="group",
+        height=300,
+        margin=dict(l=10, r=10, t=40, b=10),
+        title="per-channel std after the norm",
+        xaxis_title="channel",
+        legend=dict(orientation="h", y=-0.25),
+    )
     return fig

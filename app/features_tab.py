@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from app import feature_logic as logic
-from app import feature_views as views
+from app import feature_logic as logic, feature_views as views
 from app.architecture import architecture_figure, block_choices, default_block
 from app.context import AppContext
 from app.errors import user_errors
@@ -46,15 +45,19 @@ def build_tab(ctx: AppContext) -> None:
             restore_button = gr.Button("Use the restore tab's image", visible=ctx.restore_input is not None)
             view_mode = gr.Radio(list(views.VIEW_MODES), value=views.VIEW_CROP, label="Large images: capture on")
         with gr.Column(scale=2):
-            architecture = gr.Plot(architecture_figure(config, first_block), label="Architecture (both U-Nets)",
-                                   elem_id="features-architecture")
+            architecture = gr.Plot(
+                architecture_figure(config, first_block),
+                label="Architecture (both U-Nets)",
+                elem_id="features-architecture",
+            )
             block = gr.Dropdown(block_choices(config), value=first_block, label="Block")
     with gr.Row():
         k = gr.Slider(1, MAX_K, value=DEFAULT_K, step=1, label="Channels shown per panel (top-k by variance)")
         channel = gr.Slider(0, config.channels(0) - 1, value=0, step=1, label="Channel for the statistics")
     caption = gr.Markdown()
-    overview = gr.Image(label="Feature maps", format="png", type="numpy", interactive=False,
-                        elem_id="features-overview")
+    overview = gr.Image(
+        label="Feature maps", format="png", type="numpy", interactive=False, elem_id="features-overview"
+    )
     with gr.Row():
         statistics = gr.Plot(label="Per-channel statistics", elem_id="features-statistics")
         histogram = gr.Plot(label="Histogram of the chosen channel", elem_id="features-histogram")
@@ -74,19 +77,43 @@ def build_tab(ctx: AppContext) -> None:
             compare_b = gr.Image(label="Variant B", format="png", type="numpy", interactive=False)
         compare_plot = gr.Plot(label="Std after the norm, A vs B")
 
-    view_outputs = [architecture, overview, caption, statistics, histogram, table, block, channel,
-                    source_state, cache_state]
+    view_outputs = [
+        architecture,
+        overview,
+        caption,
+        statistics,
+        histogram,
+        table,
+        block,
+        channel,
+        source_state,
+        cache_state,
+    ]
 
     @user_errors
     def show(entry_id, mode, block_name, k_value, channel_value, source, cache):
         r = logic.render_block(store, entry_id, source, mode, block_name, k_value, channel_value, cache)
-        return (r["architecture"], r["overview"], r["caption"], r["statistics"], r["histogram"], r["table"],
-                gr.Dropdown(choices=r["choices"], value=r["block"]),
-                gr.Slider(maximum=r["channels"] - 1, value=r["channel"]), r["source"], r["cache"])
+        return (
+            r["architecture"],
+            r["overview"],
+            r["caption"],
+            r["statistics"],
+            r["histogram"],
+            r["table"],
+            gr.Dropdown(choices=r["choices"], value=r["block"]),
+            gr.Slider(maximum=r["channels"] - 1, value=r["channel"]),
+            r["source"],
+            r["cache"],
+        )
 
     view_inputs = [variant, view_mode, block, k, channel, source_state, cache_state]
-    for trigger, name in ((variant.input, "features_view"), (view_mode.input, None), (block.input, None),
-                          (k.release, None), (channel.release, None)):
+    for trigger, name in (
+        (variant.input, "features_view"),
+        (view_mode.input, None),
+        (block.input, None),
+        (k.release, None),
+        (channel.release, None),
+    ):
         trigger(show, view_inputs, view_outputs, api_name=name, api_visibility="public" if name else "private")
 
     @user_errors
@@ -98,15 +125,17 @@ def build_tab(ctx: AppContext) -> None:
         return logic.example_source(name)
 
     upload.upload(use_upload, upload, source_state, api_name="features_upload").then(
-        show, view_inputs, view_outputs, api_visibility="private")
+        show, view_inputs, view_outputs, api_visibility="private"
+    )
     example_button.click(use_example, example, source_state, api_name="features_example").then(
-        show, view_inputs, view_outputs, api_visibility="private")
+        show, view_inputs, view_outputs, api_visibility="private"
+    )
     if ctx.restore_input is not None:
         # The restore tab's model input is read from its session state: no image crosses the browser, so it
         # arrives unrounded, and an API caller has no image to send here (uploads go to /features_upload).
-        restore_button.click(user_errors(logic.restore_input_source), ctx.restore_input, source_state,
-                             api_name="features_restore_image").then(
-            show, view_inputs, view_outputs, api_visibility="private")
+        restore_button.click(
+            user_errors(logic.restore_input_source), ctx.restore_input, source_state, api_name="features_restore_image"
+        ).then(show, view_inputs, view_outputs, api_visibility="private")
 
     ctx.on_page_load(show, view_inputs, view_outputs)
 
@@ -115,6 +144,9 @@ def build_tab(ctx: AppContext) -> None:
         r = logic.render_compare(store, entry_a, entry_b, source, mode, block_name, k_value, cache)
         return r["caption"], r["a"], r["b"], r["figure"], r["source"], r["cache"]
 
-    compare_button.click(compare, [variant, variant_b, view_mode, block, k, source_state, cache_state],
-                         [compare_caption, compare_a, compare_b, compare_plot, source_state, cache_state],
-                         api_name="features_compare")
+    compare_button.click(
+        compare,
+        [variant, variant_b, view_mode, block, k, source_state, cache_state],
+        [compare_caption, compare_a, compare_b, compare_plot, source_state, cache_state],
+        api_name="features_compare",
+    )

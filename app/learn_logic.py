@@ -32,8 +32,12 @@ def entry_for(store: ModelStore, norm: str) -> str:
 
     def fits(entry) -> bool:
         config = entry.config
-        return (config.norm == norm and config.norm_ratio is None and config.norm_affine
-                and config.encoder_level_is_normalized(0))
+        return (
+            config.norm == norm
+            and config.norm_ratio is None
+            and config.norm_affine
+            and config.encoder_level_is_normalized(0)
+        )
 
     candidates = sorted((e for e in store.list_entries() if fits(e)), key=lambda e: not e.trained)
     if not candidates:
@@ -43,8 +47,11 @@ def entry_for(store: ModelStore, norm: str) -> str:
 
 def weights_note(store: ModelStore, entry_id: str) -> str:
     entry = store.find_entry(entry_id)
-    return f"Model: {entry.label}." if entry.trained else (
-        f"Model: {entry.label.split(' · ')[0]} with untrained (random, seed 0) weights.")
+    return (
+        f"Model: {entry.label}."
+        if entry.trained
+        else (f"Model: {entry.label.split(' · ')[0]} with untrained (random, seed 0) weights.")
+    )
 
 
 def _image(name: str) -> np.ndarray:
@@ -75,8 +82,11 @@ def _calibration_set(store: ModelStore, entry_id: str, version: int) -> torch.Te
     sets = []
     for name in CALIBRATION_IMAGES:
         pixels = _image(name)
-        sets.append(views.block_input_features(model, pixels, views.grid_boxes(*pixels.shape[:2], GRID, GRID),
-                                               PATCH_SIDE, BLOCK))
+        sets.append(
+            views.block_input_features(
+                model, pixels, views.grid_boxes(*pixels.shape[:2], GRID, GRID), PATCH_SIDE, BLOCK
+            )
+        )
     return torch.cat(sets)
 
 
@@ -194,8 +204,7 @@ def run_ratio(store: ModelStore, state: views.LearnState):
     return views.ratio_figure(kept, normalized), None, caption
 
 
-EXPERIMENT_RUNNERS = {"batch": run_batch, "mode": run_mode, "tile": run_tile, "affine": run_affine,
-                      "ratio": run_ratio}
+EXPERIMENT_RUNNERS = {"batch": run_batch, "mode": run_mode, "tile": run_tile, "affine": run_affine, "ratio": run_ratio}
 
 
 def render(store: ModelStore, state: views.LearnState) -> dict:
@@ -212,8 +221,9 @@ def render(store: ModelStore, state: views.LearnState) -> dict:
 
 def state_from_controls(norm, ch, exp, bs, tile, affine, ratio) -> views.LearnState:
     try:
-        return views.LearnState(norm=norm, ch=int(ch), exp=exp, bs=int(bs), tile=int(tile), affine=bool(affine),
-                                ratio=float(ratio))
+        return views.LearnState(
+            norm=norm, ch=int(ch), exp=exp, bs=int(bs), tile=int(tile), affine=bool(affine), ratio=float(ratio)
+        )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"invalid setting: {error}") from None
 

@@ -25,16 +25,23 @@ def build_tab(ctx: AppContext) -> None:
     gr.Markdown("What does each normalization average over, and what does that do to a real image's features?")
     with gr.Row():
         with gr.Column(scale=1):
-            norm = gr.Radio([(views.NORM_TITLES[k], k) for k in views.NORM_KEYS], value=default.norm,
-                            label="Normalization")
-            cube_channel = gr.Slider(0, views.CUBE_C - 1, value=default.ch, step=1,
-                                     label="Channel whose statistics are highlighted (sample 0)")
+            norm = gr.Radio(
+                [(views.NORM_TITLES[k], k) for k in views.NORM_KEYS], value=default.norm, label="Normalization"
+            )
+            cube_channel = gr.Slider(
+                0,
+                views.CUBE_C - 1,
+                value=default.ch,
+                step=1,
+                label="Channel whose statistics are highlighted (sample 0)",
+            )
             cube_caption = gr.Markdown(views.NORM_CAPTIONS[default.norm])
         with gr.Column(scale=2):
             cube = gr.Plot(views.cube_figure(default.norm), label="The (N, C, H·W) cube", elem_id="learn-cube")
     gr.Markdown("### Live experiments")
-    experiment = gr.Radio([(label, key) for key, label in views.EXPERIMENTS.items()], value=default.exp,
-                          label="Experiment")
+    experiment = gr.Radio(
+        [(label, key) for key, label in views.EXPERIMENTS.items()], value=default.exp, label="Experiment"
+    )
     with gr.Row():
         batch_size = gr.Slider(1, GRID * GRID, value=default.bs, step=1, label="Batch size (batch experiment)")
         tile = gr.Slider(16, 192, value=default.tile, step=16, label="Tile size (tile experiment)")
@@ -42,12 +49,21 @@ def build_tab(ctx: AppContext) -> None:
         ratio = gr.Slider(0, 1, value=default.ratio, step=0.125, label="Normalized ratio (ratio experiment)")
     caption = gr.Markdown()
     figure = gr.Plot(label="Experiment", elem_id="learn-figure")
-    picture = gr.Image(label="Whole | tiled | local statistics | |tiled − whole| | |local − whole|", format="png", type="numpy", interactive=False,
-                       visible=False)
+    picture = gr.Image(
+        label="Whole | tiled | local statistics | |tiled − whole| | |local − whole|",
+        format="png",
+        type="numpy",
+        interactive=False,
+        visible=False,
+    )
     with gr.Row():
-        share = gr.Textbox(label="Share this view (paste it below, or add ?view=<string> to the page URL)",
-                           value=views.format_share(default), interactive=False, buttons=["copy"],
-                           elem_id="learn-share")
+        share = gr.Textbox(
+            label="Share this view (paste it below, or add ?view=<string> to the page URL)",
+            value=views.format_share(default),
+            interactive=False,
+            buttons=["copy"],
+            elem_id="learn-share",
+        )
         load_text = gr.Textbox(label="Load a shared view", placeholder="norm=hin&exp=batch&bs=4")
         load_button = gr.Button("Load")
 
@@ -56,8 +72,14 @@ def build_tab(ctx: AppContext) -> None:
 
     def outputs_for(state: views.LearnState):
         r = render(store, state)
-        return (r["cube"], r["cube_caption"], gr.Plot(r["figure"], visible=r["figure"] is not None),
-                gr.Image(r["picture"], visible=r["picture"] is not None), r["caption"], r["share"])
+        return (
+            r["cube"],
+            r["cube_caption"],
+            gr.Plot(r["figure"], visible=r["figure"] is not None),
+            gr.Image(r["picture"], visible=r["picture"] is not None),
+            r["caption"],
+            r["share"],
+        )
 
     @user_errors
     def show(*values):

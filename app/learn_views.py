@@ -25,21 +25,33 @@ from hinet.model import UNetConvBlock, create_norm
 # The axis cube (Wu & He, Group Normalization, 2018, Fig. 2)
 
 NORM_KEYS = {"bn": "batch", "ln": "layer", "in": "instance", "gn": "group", "hin": "half_instance"}
-NORM_TITLES = {"bn": "BatchNorm", "ln": "LayerNorm", "in": "InstanceNorm", "gn": "GroupNorm",
-               "hin": "Half InstanceNorm"}
+NORM_TITLES = {
+    "bn": "BatchNorm",
+    "ln": "LayerNorm",
+    "in": "InstanceNorm",
+    "gn": "GroupNorm",
+    "hin": "Half InstanceNorm",
+}
 NORM_CAPTIONS = {
     "bn": "BatchNorm: one mean and variance per channel, shared by every sample of the batch and every pixel.",
     "ln": "LayerNorm: one mean and variance per sample, over all its channels and pixels.",
     "in": "InstanceNorm: one mean and variance per sample and channel, over that channel's pixels only.",
     "gn": "GroupNorm: one mean and variance per sample and group of channels (here 2 groups).",
     "hin": "Half InstanceNorm: instance norm on the first half of the channels; the second half passes "
-           "through unchanged and keeps its absolute scale.",
+    "through unchanged and keeps its absolute scale.",
 }
 CUBE_N, CUBE_C, CUBE_HW, CUBE_GROUPS = 4, 8, 6, 2
 
 
-def cube_masks(norm_key: str, n: int = CUBE_N, c: int = CUBE_C, hw: int = CUBE_HW, groups: int = CUBE_GROUPS,
-               sample: int = 0, channel: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def cube_masks(
+    norm_key: str,
+    n: int = CUBE_N,
+    c: int = CUBE_C,
+    hw: int = CUBE_HW,
+    groups: int = CUBE_GROUPS,
+    sample: int = 0,
+    channel: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """(shared, normalized), bool arrays of shape (N, C, H*W).
 
     `shared`: the cells whose values form the one mean/variance used for cell (sample, channel);
@@ -60,9 +72,9 @@ def cube_masks(norm_key: str, n: int = CUBE_N, c: int = CUBE_C, hw: int = CUBE_H
     elif norm_key == "gn":
         size = c // groups
         group = channel // size
-        shared[sample, group * size:(group + 1) * size] = True
+        shared[sample, group * size : (group + 1) * size] = True
     else:  # hin
-        normalized[:, c // 2:] = False
+        normalized[:, c // 2 :] = False
         if channel < c // 2:
             shared[sample, channel] = True
     return shared, normalized
@@ -71,17 +83,42 @@ def cube_masks(norm_key: str, n: int = CUBE_N, c: int = CUBE_C, hw: int = CUBE_H
 def _cube_mesh(cells: np.ndarray, colour: str, opacity: float, name: str) -> go.Mesh3d:
     # One Mesh3d for many unit cubes: 8 corners and 12 triangles per cell, shrunk a little to show gaps.
     corners = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
-    faces = np.array([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7], [0, 1, 5], [0, 5, 4],
-                      [2, 3, 7], [2, 7, 6], [1, 2, 6], [1, 6, 5], [0, 3, 7], [0, 7, 4]])
+    faces = np.array(
+        [
+            [0, 1, 2],
+            [0, 2, 3],
+            [4, 5, 6],
+            [4, 6, 7],
+            [0, 1, 5],
+            [0, 5, 4],
+            [2, 3, 7],
+            [2, 7, 6],
+            [1, 2, 6],
+            [1, 6, 5],
+            [0, 3, 7],
+            [0, 7, 4],
+        ]
+    )
     points, triangles = [], []
     for index, (i, j, k) in enumerate(cells):
         points.append(np.array([i, j, k]) + 0.05 + corners * 0.9)
         triangles.append(faces + 8 * index)
     points = np.concatenate(points) if points else np.zeros((0, 3))
     triangles = np.concatenate(triangles) if triangles else np.zeros((0, 3), int)
-    return go.Mesh3d(x=points[:, 0], y=points[:, 1], z=points[:, 2], i=triangles[:, 0], j=triangles[:, 1],
-                     k=triangles[:, 2], color=colour, opacity=opacity, flatshading=True, name=name,
-                     showlegend=True, hoverinfo="name")
+    return go.Mesh3d(
+        x=points[:, 0],
+        y=points[:, 1],
+        z=points[:, 2],
+        i=triangles[:, 0],
+        j=triangles[:, 1],
+        k=triangles[:, 2],
+        color=colour,
+        opacity=opacity,
+        flatshading=True,
+        name=name,
+        showlegend=True,
+        hoverinfo="name",
+    )
 
 
 def cube_figure(norm_key: str, sample: int = 0, channel: int = 0) -> go.Figure:
@@ -97,10 +134,17 @@ def cube_figure(norm_key: str, sample: int = 0, channel: int = 0) -> go.Figure:
             fig.add_trace(_cube_mesh(np.argwhere(mask), colour, opacity, name))
     fig.update_layout(
         title=f"{NORM_TITLES[norm_key]}: dark blue = one mean/variance (sample {sample}, channel {channel})",
-        height=480, margin=dict(l=0, r=0, t=40, b=0), legend=dict(orientation="h", y=-0.02),
-        scene=dict(xaxis_title="N (samples)", yaxis_title="C (channels)", zaxis_title="H·W (pixels)",
-                   aspectmode="manual", aspectratio=dict(x=0.8, y=1.4, z=1.0),
-                   camera=dict(eye=dict(x=1.5, y=-1.3, z=0.9))),
+        height=480,
+        margin=dict(l=0, r=0, t=40, b=0),
+        legend=dict(orientation="h", y=-0.02),
+        scene=dict(
+            xaxis_title="N (samples)",
+            yaxis_title="C (channels)",
+            zaxis_title="H·W (pixels)",
+            aspectmode="manual",
+            aspectratio=dict(x=0.8, y=1.4, z=1.0),
+            camera=dict(eye=dict(x=1.5, y=-1.3, z=0.9)),
+        ),
     )
     return fig
 
@@ -120,8 +164,9 @@ def partial_norm(norm: str, channels: int, ratio: float = 1.0, affine: bool = Fa
 # Features of a real image
 
 
-def block_input_features(model, pixels: np.ndarray, boxes: list[tuple[int, int, int, int]],
-                         side: int, block: str = "down_path_1.0") -> torch.Tensor:
+def block_input_features(
+    model, pixels: np.ndarray, boxes: list[tuple[int, int, int, int]], side: int, block: str = "down_path_1.0"
+) -> torch.Tensor:
     """conv_1 outputs (before any norm) of `block` for crops of `pixels`, each scaled to side x side."""
     maps = []
     for box in boxes:
@@ -138,16 +183,22 @@ def grid_boxes(height: int, width: int, rows: int, cols: int) -> list[tuple[int,
     if cell < 1:
         raise ConfigError(f"a {height} x {width} image is too small for {rows} x {cols} crops")
     y0, x0 = (height - rows * cell) // 2, (width - cols * cell) // 2
-    return [(y0 + r * cell, x0 + c * cell, y0 + (r + 1) * cell, x0 + (c + 1) * cell)
-            for r in range(rows) for c in range(cols)]
+    return [
+        (y0 + r * cell, x0 + c * cell, y0 + (r + 1) * cell, x0 + (c + 1) * cell)
+        for r in range(rows)
+        for c in range(cols)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------
 # Experiment 1: batch size
 
 
-BATCH_NORMS = {"BatchNorm (batch statistics)": ("batch", 1.0), "InstanceNorm": ("instance", 1.0),
-               "Half InstanceNorm": ("instance", 0.5)}
+BATCH_NORMS = {
+    "BatchNorm (batch statistics)": ("batch", 1.0),
+    "InstanceNorm": ("instance", 1.0),
+    "Half InstanceNorm": ("instance", 0.5),
+}
 
 
 @dataclass
@@ -164,8 +215,9 @@ def batch_dependence(features: torch.Tensor, batch_sizes: list[int], draws: int 
     if any(not 1 <= b <= total for b in batch_sizes):
         raise ConfigError(f"batch sizes must be between 1 and {total}; got {batch_sizes}")
     rng = np.random.default_rng(seed)
-    companions = [[rng.choice(np.arange(1, total), size=b - 1, replace=False) for _ in range(draws)]
-                  for b in batch_sizes]
+    companions = [
+        [rng.choice(np.arange(1, total), size=b - 1, replace=False) for _ in range(draws)] for b in batch_sizes
+    ]
     mean_change, max_change = {}, {}
     with torch.no_grad():
         for label, (norm, ratio) in BATCH_NORMS.items():
@@ -173,8 +225,10 @@ def batch_dependence(features: torch.Tensor, batch_sizes: list[int], draws: int 
             reference = block.normalize(features)[0]
             means, maxes = [], []
             for draw_list in companions:
-                changes = [(block.normalize(features[np.concatenate([[0], extra]).astype(int)])[0] - reference).abs()
-                           for extra in draw_list]
+                changes = [
+                    (block.normalize(features[np.concatenate([[0], extra]).astype(int)])[0] - reference).abs()
+                    for extra in draw_list
+                ]
                 means.append(float(np.mean([c.mean().item() for c in changes])))
                 maxes.append(float(np.max([c.max().item() for c in changes])))
             mean_change[label], max_change[label] = means, maxes
@@ -186,9 +240,13 @@ def batch_figure(result: BatchResult, chosen: int) -> go.Figure:
     for label, values in result.mean_change.items():
         fig.add_trace(go.Scatter(x=result.batch_sizes, y=values, mode="lines+markers", name=label))
     fig.add_vline(x=chosen, line_dash="dot", annotation_text=f"batch size {chosen}")
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="batch size",
-                      yaxis_title="mean |change| of the image's feature",
-                      title="The same image, normalized with different batch companions")
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="batch size",
+        yaxis_title="mean |change| of the image's feature",
+        title="The same image, normalized with different batch companions",
+    )
     return fig
 
 
@@ -218,8 +276,13 @@ def train_vs_eval(target: torch.Tensor, calibration: torch.Tensor) -> ModeResult
         layer.eval()
         eval_out = layer(target)[0]
     flat_train, flat_eval = train_out.flatten(1), eval_out.flatten(1)
-    return ModeResult(flat_train.mean(1).numpy(), flat_eval.mean(1).numpy(), flat_train.std(1).numpy(),
-                      flat_eval.std(1).numpy(), float((train_out - eval_out).abs().mean()))
+    return ModeResult(
+        flat_train.mean(1).numpy(),
+        flat_eval.mean(1).numpy(),
+        flat_train.std(1).numpy(),
+        flat_eval.std(1).numpy(),
+        float((train_out - eval_out).abs().mean()),
+    )
 
 
 def mode_figure(result: ModeResult) -> go.Figure:
@@ -229,9 +292,14 @@ def mode_figure(result: ModeResult) -> go.Figure:
     fig.add_trace(go.Bar(x=channels, y=result.mean_eval, name="eval mode: mean (running statistics)"))
     fig.add_trace(go.Scatter(x=channels, y=result.std_train, mode="markers", name="train mode: std"))
     fig.add_trace(go.Scatter(x=channels, y=result.std_eval, mode="markers", name="eval mode: std"))
-    fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="channel",
-                      title="BatchNorm output of one image: per-channel mean and std",
-                      legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(
+        barmode="group",
+        height=340,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="channel",
+        title="BatchNorm output of one image: per-channel mean and std",
+        legend=dict(orientation="h", y=-0.25),
+    )
     return fig
 
 
@@ -265,8 +333,15 @@ def tile_seams(model, pixels: np.ndarray, tile: int) -> TileResult:
     tiled = restore(model, pixels, tile=tile, overlap=0, blend=False)
     local = restore(model, pixels, stats="local", train_patch=tile)
     difference = np.abs(tiled - whole).mean(axis=2)
-    return TileResult(whole, tiled, difference, float(difference.max()), float(difference.mean()),
-                      local, np.abs(local - whole).mean(axis=2))
+    return TileResult(
+        whole,
+        tiled,
+        difference,
+        float(difference.max()),
+        float(difference.mean()),
+        local,
+        np.abs(local - whole).mean(axis=2),
+    )
 
 
 def tile_picture(result: TileResult) -> np.ndarray:
@@ -308,9 +383,14 @@ def affine_effect(features: torch.Tensor, norm: str, gamma: torch.Tensor, beta: 
         affine.bias.copy_(beta)
         out_plain = plain(features[None])[0].flatten(1)
         out_affine = affine(features[None])[0].flatten(1)
-    return AffineResult(out_plain.mean(1).numpy(), out_plain.std(1, correction=0).numpy(),
-                        out_affine.mean(1).numpy(), out_affine.std(1, correction=0).numpy(),
-                        gamma.numpy(), beta.numpy())
+    return AffineResult(
+        out_plain.mean(1).numpy(),
+        out_plain.std(1, correction=0).numpy(),
+        out_affine.mean(1).numpy(),
+        out_affine.std(1, correction=0).numpy(),
+        gamma.numpy(),
+        beta.numpy(),
+    )
 
 
 def affine_figure(result: AffineResult, affine_on: bool) -> go.Figure:
@@ -321,11 +401,17 @@ def affine_figure(result: AffineResult, affine_on: bool) -> go.Figure:
     fig.add_trace(go.Bar(x=channels, y=std, name="std after the norm"))
     if affine_on:
         fig.add_trace(go.Scatter(x=channels, y=result.beta, mode="markers", name="β", marker_symbol="x"))
-        fig.add_trace(go.Scatter(x=channels, y=np.abs(result.gamma), mode="markers", name="|γ|",
-                                 marker_symbol="circle-open"))
-    fig.update_layout(barmode="group", height=340, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="channel",
-                      title=f"Normalized channels, affine {'on' if affine_on else 'off'}",
-                      legend=dict(orientation="h", y=-0.25))
+        fig.add_trace(
+            go.Scatter(x=channels, y=np.abs(result.gamma), mode="markers", name="|γ|", marker_symbol="circle-open")
+        )
+    fig.update_layout(
+        barmode="group",
+        height=340,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="channel",
+        title=f"Normalized channels, affine {'on' if affine_on else 'off'}",
+        legend=dict(orientation="h", y=-0.25),
+    )
     return fig
 
 
@@ -351,9 +437,13 @@ def ratio_figure(kept: np.ndarray, normalized: int) -> go.Figure:
     fig = go.Figure(go.Bar(x=channels, y=kept, marker_color=colours, name="std ratio"))
     fig.add_hline(y=0.5, line_dash="dot", annotation_text="0.5: scale kept")
     fig.add_hline(y=1.0, line_dash="dot", annotation_text="1: scale removed")
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="channel (green: normalized)",
-                      yaxis_title="std(image × 0.5) / std(image)",
-                      title="Which channels still see that the image got darker?")
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=40, b=10),
+        xaxis_title="channel (green: normalized)",
+        yaxis_title="std(image × 0.5) / std(image)",
+        title="Which channels still see that the image got darker?",
+    )
     return fig
 
 
@@ -361,8 +451,13 @@ def ratio_figure(kept: np.ndarray, normalized: int) -> go.Figure:
 # The share string
 
 
-EXPERIMENTS = {"batch": "batch size", "mode": "BN train vs eval", "tile": "tile size and seams",
-               "affine": "affine γ/β", "ratio": "normalized ratio"}
+EXPERIMENTS = {
+    "batch": "batch size",
+    "mode": "BN train vs eval",
+    "tile": "tile size and seams",
+    "affine": "affine γ/β",
+    "ratio": "normalized ratio",
+}
 
 
 @dataclass(frozen=True)
@@ -391,8 +486,17 @@ class LearnState:
 
 
 def format_share(state: LearnState) -> str:
-    return urlencode({"norm": state.norm, "ch": state.ch, "exp": state.exp, "bs": state.bs, "tile": state.tile,
-                      "affine": int(state.affine), "ratio": f"{state.ratio:g}"})
+    return urlencode(
+        {
+            "norm": state.norm,
+            "ch": state.ch,
+            "exp": state.exp,
+            "bs": state.bs,
+            "tile": state.tile,
+            "affine": int(state.affine),
+            "ratio": f"{state.ratio:g}",
+        }
+    )
 
 
 def parse_share(text: str) -> LearnState:
@@ -401,8 +505,15 @@ def parse_share(text: str) -> LearnState:
     if "view=" in text and "norm=" not in text:  # a whole ?view=... query pasted
         text = dict(parse_qsl(text)).get("view", "")
     values = {}
-    fields = {"norm": str, "ch": int, "exp": str, "bs": int, "tile": int, "affine": lambda v: v in ("1", "true", "on"),
-              "ratio": float}
+    fields = {
+        "norm": str,
+        "ch": int,
+        "exp": str,
+        "bs": int,
+        "tile": int,
+        "affine": lambda v: v in ("1", "true", "on"),
+        "ratio": float,
+    }
     for key, value in parse_qsl(text, keep_blank_values=True):
         if key not in fields:
             raise ConfigError(f"unknown setting {key!r} in the share string; known: {', '.join(fields)}")

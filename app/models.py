@@ -30,7 +30,14 @@ from hinet.errors import ConfigError, HINetError
 from hinet.inference import training_patch
 from hinet.model import HINet, HINetConfig
 from hinet.registry import get_config, list_variants
-from hinet.runs import ABLATION_FILE, MODEL_FILE, RESULTS_DIR, SHIPPED_WEIGHTS_FILE, results_runs_dir, shipped_models_dir
+from hinet.runs import (
+    ABLATION_FILE,
+    MODEL_FILE,
+    RESULTS_DIR,
+    SHIPPED_WEIGHTS_FILE,
+    results_runs_dir,
+    shipped_models_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +77,9 @@ def _param_count(config: HINetConfig) -> int:
     return config.parameter_count()  # counted from the config: listing a checkpoint allocates no model
 
 
-def entry_label(name: str, config: HINetConfig, params: int, trained: bool, task: str | None,
-                test_psnr: float | None, source: str) -> str:
+def entry_label(
+    name: str, config: HINetConfig, params: int, trained: bool, task: str | None, test_psnr: float | None, source: str
+) -> str:
     parts = [name, config.describe(), f"{params / 1e6:.2f}M params"]
     if not trained:
         parts.append("untrained (random weights)")
@@ -125,8 +133,9 @@ def _metadata(path: Path) -> dict:
     return read_metadata(path)
 
 
-def _checkpoint_entry(path: Path, entry_id: str, name: str, source: str,
-                      ablation_psnr: Callable[[str], float | None]) -> ModelEntry:
+def _checkpoint_entry(
+    path: Path, entry_id: str, name: str, source: str, ablation_psnr: Callable[[str], float | None]
+) -> ModelEntry:
     metadata = _metadata(path)
     config_value = metadata.get("config")
     if config_value is None:
@@ -234,8 +243,9 @@ class ModelStore:
             found.append((path, f"results/models/{path.stem}", path.stem, "results"))
         for run_dir in sorted(p for p in results_runs_dir(self.results_dir).glob("*") if p.is_dir()):
             # the local fp32 training checkpoint where it exists, else the fp16 copy git keeps for a fresh clone
-            path = next((run_dir / name for name in (MODEL_FILE, SHIPPED_WEIGHTS_FILE)
-                         if (run_dir / name).is_file()), None)
+            path = next(
+                (run_dir / name for name in (MODEL_FILE, SHIPPED_WEIGHTS_FILE) if (run_dir / name).is_file()), None
+            )
             if path is not None:
                 found.append((path, f"results/runs/{run_dir.name}", run_dir.name, "results"))
         for path in sorted(self.runs_dir.glob(f"*/{MODEL_FILE}")):
@@ -270,8 +280,15 @@ class ModelStore:
         trained = [e for e in entries if e.trained and (task is None or e.task == task)]
         if trained:
             rank = {"results": 0, "runs": 1}
-            return min(trained, key=lambda e: (rank.get(e.source, 2), not e.id.startswith("results/models/"),
-                                               e.id != f"results/models/{e.task}", -(e.test_psnr or float("-inf"))))
+            return min(
+                trained,
+                key=lambda e: (
+                    rank.get(e.source, 2),
+                    not e.id.startswith("results/models/"),
+                    e.id != f"results/models/{e.task}",
+                    -(e.test_psnr or float("-inf")),
+                ),
+            )
         for entry in entries:
             if entry.id == f"registry/{self.default_untrained}":
                 return entry
@@ -291,8 +308,9 @@ class ModelStore:
                 return _checkpoint_entry(path, found_id, name, source, self.ablation_test_psnr)
         if entry_id in self._listed:
             raise ConfigError(f"model {entry_id!r} is not available any more; refresh the model list")
-        raise ConfigError(f"unknown model {entry_id!r}; pick one from the model list (ids start with "
-                          f"{', '.join(ID_PREFIXES)})")
+        raise ConfigError(
+            f"unknown model {entry_id!r}; pick one from the model list (ids start with {', '.join(ID_PREFIXES)})"
+        )
 
     def train_patch_of(self, entry_id: str) -> tuple[int, str | None]:
         """(training patch, note) for test-time tiling and local statistics: the recorded patch, or the

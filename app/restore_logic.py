@@ -19,7 +19,7 @@ import pandas as pd
 from hinet.data import degrade
 from hinet.errors import ConfigError, ImageError
 from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_output_array
-from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tiled_stats_options, tile_boxes
+from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tile_boxes, tiled_stats_options
 from hinet.metrics import SSIM_WINDOW, Protocol, evaluate_pair, psnr
 from hinet.tasks import get_task
 
@@ -92,8 +92,10 @@ class RestoreResult:
         for out in self.outputs:
             if out.entry_id == entry_id:
                 return out
-        raise ConfigError(f"{entry_id!r} is not among the variants of this restore; pick one of "
-                          f"{', '.join(out.entry_id for out in self.outputs)}, or restore again.")
+        raise ConfigError(
+            f"{entry_id!r} is not among the variants of this restore; pick one of "
+            f"{', '.join(out.entry_id for out in self.outputs)}, or restore again."
+        )
 
 
 def check_variant_ids(variant_ids: Sequence[str] | None) -> tuple[str, ...]:
@@ -135,7 +137,7 @@ def strength_for(task: str, values: dict) -> dict:
     prefix = f"{task}_"
     for key, value in values.items():
         if key.startswith(prefix) and value is not None:
-            strength[key[len(prefix):]] = value
+            strength[key[len(prefix) :]] = value
     return strength
 
 
@@ -213,8 +215,16 @@ def run_restore(
         patch, note = (train_patch_of or (lambda _: training_patch({})))(entry_id)
         if stats == "tiled" and not tiles:  # draw the first model's training-patch grid
             tiles = tile_boxes(*input_pixels.shape[:2], *tiled_stats_options(patch))
-        pixels = restore(model, input_pixels, tile=request.tile, overlap=overlap if request.tile else None,
-                         blend=blend, progress=tile_done, stats=stats, train_patch=patch)
+        pixels = restore(
+            model,
+            input_pixels,
+            tile=request.tile,
+            overlap=overlap if request.tile else None,
+            blend=blend,
+            progress=tile_done,
+            stats=stats,
+            train_patch=patch,
+        )
         seconds = time.perf_counter() - t0
         metrics = score_pair(pixels, gt, protocol) if gt is not None else None
         stats_text = describe_stats(stats, patch, tile=request.tile, overlap=overlap if request.tile else None)
@@ -241,8 +251,14 @@ def metrics_table(result: RestoreResult) -> pd.DataFrame:
     has_gt = result.gt_pixels is not None
     rows = []
     if has_gt:
-        rows.append({"variant": "input (no restoration)", "PSNR (dB)": _rounded(result.input_metrics["psnr"], 2),
-                     "SSIM": _rounded(result.input_metrics["ssim"], 4), "seconds": None})
+        rows.append(
+            {
+                "variant": "input (no restoration)",
+                "PSNR (dB)": _rounded(result.input_metrics["psnr"], 2),
+                "SSIM": _rounded(result.input_metrics["ssim"], 4),
+                "seconds": None,
+            }
+        )
     for out in result.outputs:
         row = {"variant": out.label}
         if has_gt:
@@ -267,11 +283,13 @@ def save_outputs(result: RestoreResult, out_dir: Path) -> dict[str, Path]:
     stem = _safe_stem(result.source.name)
     paths = {}
     if result.request.degrade_first:
-        paths["input"] = save_image(out_dir / f"{stem}_{result.request.task}_input.png", result.input_pixels,
-                                    like=result.source)
+        paths["input"] = save_image(
+            out_dir / f"{stem}_{result.request.task}_input.png", result.input_pixels, like=result.source
+        )
     for out in result.outputs:
-        paths[out.entry_id] = save_image(out_dir / f"{stem}_{_safe_stem(out.entry_id)}.png", out.pixels,
-                                         like=result.source)
+        paths[out.entry_id] = save_image(
+            out_dir / f"{stem}_{_safe_stem(out.entry_id)}.png", out.pixels, like=result.source
+        )
     return paths
 
 
@@ -372,8 +390,10 @@ def describe_box(box: Box) -> str:
 
 
 def describe_scale(scale: float) -> str:
-    return (f"Difference maps: |output − GT| averaged over R, G, B; colour map {DIFFERENCE_COLORMAP}, "
-            f"black = 0, brightest = {scale:.3f} ({scale * 255:.1f} of 255) or more.")
+    return (
+        f"Difference maps: |output − GT| averaged over R, G, B; colour map {DIFFERENCE_COLORMAP}, "
+        f"black = 0, brightest = {scale:.3f} ({scale * 255:.1f} of 255) or more."
+    )
 
 
 def zoom_panels(
@@ -393,8 +413,10 @@ def zoom_panels(
         errors = [absolute_error(pixels, result.gt_pixels) for _, pixels in named]
         # Whole-image scale, so colours keep their meaning while the zoom window moves.
         scale = difference_scale([_subsample(e) for e in errors])
-        panels = [(zoom_crop(difference_map(e, scale), box, panel_size), f"|{name} − GT|")
-                  for (name, _), e in zip(named, errors)]
+        panels = [
+            (zoom_crop(difference_map(e, scale), box, panel_size), f"|{name} − GT|")
+            for (name, _), e in zip(named, errors)
+        ]
     else:
         scale = None
         panels = [(zoom_crop(display_uint8(pixels), box, panel_size), name) for name, pixels in named]
@@ -413,10 +435,10 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Box], color: tuple[int, int, i
         if y1 <= y0 or x1 <= x0:
             continue
         t = max(1, min(thickness, (y1 - y0 + 1) // 2, (x1 - x0 + 1) // 2))
-        out[y0:y0 + t, x0:x1] = color
-        out[y1 - t:y1, x0:x1] = color
-        out[y0:y1, x0:x0 + t] = color
-        out[y0:y1, x1 - t:x1] = color
+        out[y0 : y0 + t, x0:x1] = color
+        out[y1 - t : y1, x0:x1] = color
+        out[y0:y1, x0 : x0 + t] = color
+        out[y0:y1, x1 - t : x1] = color
     return out
 
 
@@ -431,25 +453,35 @@ def overview(result: RestoreResult, box: Box) -> np.ndarray:
 
 def summary(result: RestoreResult) -> str:
     req = result.request
-    lines = [f"{result.width} x {result.height} px, {len(result.outputs)} variant(s), "
-             f"{result.total_seconds:.2f} s in total."]
+    lines = [
+        f"{result.width} x {result.height} px, {len(result.outputs)} variant(s), {result.total_seconds:.2f} s in total."
+    ]
     if req.degrade_first:
         strength = ", ".join(f"{k}={v}" for k, v in req.strength.items())
-        lines.append(f"Input: the image degraded with `{req.task}` ({strength}), seed {req.seed}; "
-                     "the clean image is the ground truth.")
+        lines.append(
+            f"Input: the image degraded with `{req.task}` ({strength}), seed {req.seed}; "
+            "the clean image is the ground truth."
+        )
     elif result.gt_pixels is None:
         lines.append("No ground truth, so no PSNR/SSIM.")
     if result.input_metrics is not None and result.input_metrics["ssim"] is None:
-        lines.append(f"No SSIM: its {SSIM_WINDOW} x {SSIM_WINDOW} window does not fit a {result.width} x "
-                     f"{result.height} px image; PSNR is shown.")
+        lines.append(
+            f"No SSIM: its {SSIM_WINDOW} x {SSIM_WINDOW} window does not fit a {result.width} x "
+            f"{result.height} px image; PSNR is shown."
+        )
     if req.tile:
-        mode = "zero overlap, no blending (seams visible)" if req.show_seams else f"overlap {result.overlap} px, blended"
+        mode = (
+            "zero overlap, no blending (seams visible)" if req.show_seams else f"overlap {result.overlap} px, blended"
+        )
         lines.append(f"Tiled: {len(result.tiles)} tiles of up to {req.tile} px, {mode}.")
     elif req.stats == "whole":
         lines.append("Whole image in one pass (normalization statistics over the whole image).")
     else:
-        lines.append("Test-time statistics per model: " + "; ".join(
-            f"{out.label}: {out.stats_text}" for out in result.outputs) + ".")
+        lines.append(
+            "Test-time statistics per model: "
+            + "; ".join(f"{out.label}: {out.stats_text}" for out in result.outputs)
+            + "."
+        )
     if result.gt_pixels is not None:
         protocol = get_task(req.task).protocol
         lines.append(f"Metrics: PSNR/SSIM on {protocol.describe()} (how results/ scores {req.task}).")
@@ -485,9 +517,39 @@ def example_path(name: str) -> Path:
     return path
 
 
-__all__ = ["MAX_VARIANTS", "RestoreRequest", "RestoreResult", "VariantOutput", "run_restore",
-           "metrics_table", "save_outputs", "crop_box", "zoom_crop", "zoom_panels", "difference_map",
-           "difference_scale", "absolute_error", "describe_scale", "describe_box", "draw_boxes", "overview",
-           "summary", "check_variant_ids", "check_tile", "TILE_STEP", "MIN_TILE", "screen_factor", "screen_size",
-           "fit_for_screen", "example_path", "EXAMPLE_CROPS", "check_task", "strength_for", "load_inputs",
-           "display_uint8", "check_seed", "score_pair", "ssim_fits"]
+__all__ = [
+    "MAX_VARIANTS",
+    "RestoreRequest",
+    "RestoreResult",
+    "VariantOutput",
+    "run_restore",
+    "metrics_table",
+    "save_outputs",
+    "crop_box",
+    "zoom_crop",
+    "zoom_panels",
+    "difference_map",
+    "difference_scale",
+    "absolute_error",
+    "describe_scale",
+    "describe_box",
+    "draw_boxes",
+    "overview",
+    "summary",
+    "check_variant_ids",
+    "check_tile",
+    "TILE_STEP",
+    "MIN_TILE",
+    "screen_factor",
+    "screen_size",
+    "fit_for_screen",
+    "example_path",
+    "EXAMPLE_CROPS",
+    "check_task",
+    "strength_for",
+    "load_inputs",
+    "display_uint8",
+    "check_seed",
+    "score_pair",
+    "ssim_fits",
+]

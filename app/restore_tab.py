@@ -45,9 +45,9 @@ from app.restore_logic import (
     summary,
     zoom_panels,
 )
-from hinet.tasks import TASK_NAMES, TASKS
 from hinet.errors import HINetError
 from hinet.image import DEFAULT_MAX_PIXELS, load_image
+from hinet.tasks import TASK_NAMES, TASKS
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +175,13 @@ def restore(
         show_seams=bool(show_seams) and tiling == TILED,
         max_pixels=DEFAULT_MAX_PIXELS,
     )
-    result = run_restore(request, store.get_model, partial(_label_of, store),
-                         progress=lambda fraction, text: progress(fraction, desc=text),
-                         train_patch_of=store.train_patch_of)
+    result = run_restore(
+        request,
+        store.get_model,
+        partial(_label_of, store),
+        progress=lambda fraction, text: progress(fraction, desc=text),
+        train_patch_of=store.train_patch_of,
+    )
     # One folder per user for downloads and display files, replaced by the next restore.
     delete_download_dir(previous)
     download_dir = tempfile.mkdtemp(prefix="hinet_restore_")
@@ -186,8 +190,16 @@ def restore(
     overview_image, panels, note = _views(state, center_x, center_y, zoom, show_difference)
     text = summary(result) + (f"  \n{note}" if note else "")
     # The model input goes to the other tabs as it is (the same array, server-side): never rounded to 8 bits.
-    return (state, _slider(state, slider_variant), overview_image, panels, metrics_table(result),
-            [str(p) for p in saved.values()], text, result.input_pixels)
+    return (
+        state,
+        _slider(state, slider_variant),
+        overview_image,
+        panels,
+        metrics_table(result),
+        [str(p) for p in saved.values()],
+        text,
+        result.input_pixels,
+    )
 
 
 @user_errors
@@ -223,8 +235,12 @@ def set_center(state: dict | None, evt: gr.SelectData):
 def on_task_change(store: ModelStore, task: str):
     choices, default, warnings = task_model_choices(store, task)
     group_updates = [gr.update(visible=(name == task)) for name in TASK_NAMES]
-    return (gr.update(choices=choices, value=default), gr.update(choices=[("first chosen", "")] + choices, value=""),
-            warnings, *group_updates)
+    return (
+        gr.update(choices=choices, value=default),
+        gr.update(choices=[("first chosen", "")] + choices, value=""),
+        warnings,
+        *group_updates,
+    )
 
 
 def build_tab(ctx: AppContext) -> None:
@@ -238,40 +254,63 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### 1. Image")
-            image = gr.File(label="Upload an image (any size; 8/16-bit, gray, RGB or RGBA kept as is)",
-                            file_types=["image"], type="filepath")
+            image = gr.File(
+                label="Upload an image (any size; 8/16-bit, gray, RGB or RGBA kept as is)",
+                file_types=["image"],
+                type="filepath",
+            )
             example = gr.Radio(list(EXAMPLE_CROPS), label="…or pick a clean example", value=None)
-            preview = gr.Image(label="Input as read by the server", format="png", interactive=False, height=220,
-                               elem_id="restore-preview")
-            degrade_first = gr.Checkbox(value=True, label="The image is clean: degrade it with the task's own "
-                                        "degradation and keep the original as ground truth")
+            preview = gr.Image(
+                label="Input as read by the server",
+                format="png",
+                interactive=False,
+                height=220,
+                elem_id="restore-preview",
+            )
+            degrade_first = gr.Checkbox(
+                value=True,
+                label="The image is clean: degrade it with the task's own "
+                "degradation and keep the original as ground truth",
+            )
             strength_inputs = {}
             strength_groups = []
             for task in TASKS.values():
                 with gr.Group(visible=(task.name == first_task)) as group:
                     for spec in task.strengths:
-                        strength_inputs[f"{task.name}_{spec.name}"] = gr.Slider(spec.low, spec.high, value=spec.default,
-                                                                                step=spec.step, label=spec.label)
+                        strength_inputs[f"{task.name}_{spec.name}"] = gr.Slider(
+                            spec.low, spec.high, value=spec.default, step=spec.step, label=spec.label
+                        )
                 strength_groups.append(group)
             seed = gr.Number(value=0, precision=0, minimum=0, label="Degradation seed")
-            ground_truth = gr.File(label="Ground truth for an already degraded upload (optional, same size)",
-                                   file_types=["image"], type="filepath")
+            ground_truth = gr.File(
+                label="Ground truth for an already degraded upload (optional, same size)",
+                file_types=["image"],
+                type="filepath",
+            )
 
             gr.Markdown("### 2. Models")
             with gr.Row():
                 task_picker = gr.Dropdown(list(TASK_NAMES), value=first_task, label="Task", scale=4)
                 refresh = gr.Button("Rescan models", size="sm", scale=1)
-            variants = gr.Dropdown(choices, value=default, multiselect=True, max_choices=MAX_VARIANTS,
-                                   allow_custom_value=True,  # API callers may name any entry; models checks it
-                                   label=f"Variants to compare (1-{MAX_VARIANTS})")
-            slider_variant = gr.Dropdown([("first chosen", "")] + choices, value="", label="Slider shows",
-                                       allow_custom_value=True)
+            variants = gr.Dropdown(
+                choices,
+                value=default,
+                multiselect=True,
+                max_choices=MAX_VARIANTS,
+                allow_custom_value=True,  # API callers may name any entry; models checks it
+                label=f"Variants to compare (1-{MAX_VARIANTS})",
+            )
+            slider_variant = gr.Dropdown(
+                [("first chosen", "")] + choices, value="", label="Slider shows", allow_custom_value=True
+            )
             model_warnings = gr.Markdown(warnings)
 
             with gr.Accordion("Test-time statistics and tiling", open=False):
-                gr.Markdown("Instance-type norms (HIN, IN, LN) average over the input they are given. Models "
-                            "trained on small crops can do better when the statistics at test time cover a "
-                            "similar area: per tile, or over a sliding window. Batch norm is unaffected.")
+                gr.Markdown(
+                    "Instance-type norms (HIN, IN, LN) average over the input they are given. Models "
+                    "trained on small crops can do better when the statistics at test time cover a "
+                    "similar area: per tile, or over a sliding window. Batch norm is unaffected."
+                )
                 tiling = gr.Radio(RUN_ON_CHOICES, value=WHOLE_IMAGE, label="How statistics are computed at test time")
                 tile_size = gr.Slider(MIN_TILE, 1024, value=256, step=TILE_STEP, label="Tile size (pixels)")
                 overlap = gr.Slider(0, 128, value=32, step=8, label="Tile overlap (pixels)")
@@ -281,17 +320,27 @@ def build_tab(ctx: AppContext) -> None:
         with gr.Column(scale=3):
             slider = gr.ImageSlider(label="Before / after", format="png", type="numpy", elem_id="restore-slider")
             summary_text = gr.Markdown(label="Summary")
-            metrics = gr.Dataframe(label="Metrics (needs a ground truth for PSNR/SSIM)", interactive=False,
-                                   elem_id="restore-metrics")
+            metrics = gr.Dataframe(
+                label="Metrics (needs a ground truth for PSNR/SSIM)", interactive=False, elem_id="restore-metrics"
+            )
             with gr.Row():
                 center_x = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom centre x")
                 center_y = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom centre y")
                 zoom = gr.Slider(1, 32, value=4, step=0.5, label="Zoom")
             show_difference = gr.Checkbox(value=False, label="Show difference maps |x − GT|")
-            grid = gr.Gallery(label="Synced zoom: input, each variant, ground truth", format="png", columns=3,
-                              object_fit="contain", height="auto")
-            overview_image = gr.Image(label="Input with tile grid and zoom window (click to move the zoom)",
-                                      format="png", interactive=False, elem_id="restore-overview")
+            grid = gr.Gallery(
+                label="Synced zoom: input, each variant, ground truth",
+                format="png",
+                columns=3,
+                object_fit="contain",
+                height="auto",
+            )
+            overview_image = gr.Image(
+                label="Input with tile grid and zoom window (click to move the zoom)",
+                format="png",
+                interactive=False,
+                elem_id="restore-overview",
+            )
             downloads = gr.File(label="Downloads (lossless PNG, 16-bit when the input was)", file_count="multiple")
 
     ctx.restore_input = model_input
@@ -299,8 +348,7 @@ def build_tab(ctx: AppContext) -> None:
     ctx.restore_variants = variants
 
     for component in (image, example):
-        component.change(preview_input, [image, example], preview, api_visibility="private",
-                         concurrency_id=CPU_QUEUE)
+        component.change(preview_input, [image, example], preview, api_visibility="private", concurrency_id=CPU_QUEUE)
     example.select(lambda: (None, True), None, [image, degrade_first], api_visibility="private")
     # An upload is usually already degraded; an example is clean. Either default can be changed by hand.
     image.upload(lambda: (None, False), None, [example, degrade_first], api_visibility="private")
@@ -311,8 +359,25 @@ def build_tab(ctx: AppContext) -> None:
 
     run.click(
         partial(restore, store),
-        inputs=[image, example, degrade_first, seed, ground_truth, task_picker, variants, slider_variant, tiling,
-                tile_size, overlap, show_seams, center_x, center_y, zoom, show_difference, state],
+        inputs=[
+            image,
+            example,
+            degrade_first,
+            seed,
+            ground_truth,
+            task_picker,
+            variants,
+            slider_variant,
+            tiling,
+            tile_size,
+            overlap,
+            show_seams,
+            center_x,
+            center_y,
+            zoom,
+            show_difference,
+            state,
+        ],
         inputs_kwargs=strength_inputs,
         outputs=[state, slider, overview_image, grid, metrics, downloads, summary_text, model_input],
         api_name="restore",
@@ -322,8 +387,7 @@ def build_tab(ctx: AppContext) -> None:
     view_inputs = [state, center_x, center_y, zoom, show_difference]
     view_outputs = [overview_image, grid, summary_text]
     for control in (center_x, center_y, zoom, show_difference):
-        control.change(_views_event, view_inputs, view_outputs, api_visibility="private",
-                       trigger_mode="always_last")
+        control.change(_views_event, view_inputs, view_outputs, api_visibility="private", trigger_mode="always_last")
     slider_variant.change(refresh_slider, [state, slider_variant], slider, api_visibility="private")
     overview_image.select(set_center, state, [center_x, center_y], api_visibility="private")
 

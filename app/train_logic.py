@@ -22,11 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from app import ablation_views as views
-from app import models
-from hinet.tasks import get_task
+from app import ablation_views as views, models
 from hinet.errors import ConfigError, HINetError
 from hinet.results_table import LOG_COLUMNS
+from hinet.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,9 @@ DEFAULT_STEPS = 300
 WIDTHS = (8, 16, 32)
 DEPTHS = (2, 3, 4, 5)
 # Data for app runs: smaller than the sweep's so that preparing it takes seconds, not a minute.
-UI_DATA = dict(skimage=True, pywt=True, dead_leaves=200, dead_leaves_size=128, patch=64, batch=8, val_images=4,
-               val_size=128)
+UI_DATA = dict(
+    skimage=True, pywt=True, dead_leaves=200, dead_leaves_size=128, patch=64, batch=8, val_images=4, val_size=128
+)
 UI_LEARNING_RATE = 1e-3
 VALIDATIONS_PER_RUN = 10
 REFRESH_SECONDS = 1.0  # at most one streamed update per second: plotly figures are not free to send
@@ -61,8 +61,10 @@ class TrainingSlot:
     total: int = 0
 
     def busy_message(self) -> str:
-        return (f"A training run is in progress (step {self.step}/{self.total}); try again when it finishes. "
-                "Only one training runs at a time on this server.")
+        return (
+            f"A training run is in progress (step {self.step}/{self.total}); try again when it finishes. "
+            "Only one training runs at a time on this server."
+        )
 
 
 SLOT = TrainingSlot()
@@ -110,39 +112,81 @@ def _whole_number(name: str, value) -> int:
     return int(number)
 
 
-def make_config(task: str, norm: str, ratio: float, left: int, right: int, decoder_norm: bool, affine: bool,
-                wf: int, depth: int, steps: int, seed: int, runs_dir: Path | None = None, name: str | None = None):
+def make_config(
+    task: str,
+    norm: str,
+    ratio: float,
+    left: int,
+    right: int,
+    decoder_norm: bool,
+    affine: bool,
+    wf: int,
+    depth: int,
+    steps: int,
+    seed: int,
+    runs_dir: Path | None = None,
+    name: str | None = None,
+):
     """The `TrainConfig` of an app run; raises `ConfigError` with a plain message for impossible choices."""
     from hinet.config import TrainConfig
 
     get_task(task)  # ConfigError naming the known tasks
-    steps, seed, wf, depth, left, right = (_whole_number(name, value) for name, value in (
-        ("steps", steps), ("seed", seed), ("wf", wf), ("depth", depth), ("first normalized level", left),
-        ("last normalized level", right)))
+    steps, seed, wf, depth, left, right = (
+        _whole_number(name, value)
+        for name, value in (
+            ("steps", steps),
+            ("seed", seed),
+            ("wf", wf),
+            ("depth", depth),
+            ("first normalized level", left),
+            ("last normalized level", right),
+        )
+    )
     ratio = _number("normalized fraction", ratio)
     if not 1 <= steps <= MAX_STEPS:
-        raise ConfigError(f"steps must be between 1 and {MAX_STEPS} in the app (got {steps}); "
-                          "longer runs belong on the command line: python -m hinet.train --set steps=N")
+        raise ConfigError(
+            f"steps must be between 1 and {MAX_STEPS} in the app (got {steps}); "
+            "longer runs belong on the command line: python -m hinet.train --set steps=N"
+        )
     if not 0 <= left <= right <= depth - 1:
-        raise ConfigError(f"the normalized levels must satisfy 0 <= first ({left}) <= last ({right}) <= depth - 1 "
-                          f"({depth - 1})")
+        raise ConfigError(
+            f"the normalized levels must satisfy 0 <= first ({left}) <= last ({right}) <= depth - 1 ({depth - 1})"
+        )
     runs_dir = Path(runs_dir) if runs_dir is not None else models.runs_dir()
     name = name or run_name(norm, ratio, wf, depth, seed, task)
     while (runs_dir / name).exists():  # a new run never resumes or overwrites an older one
         name += "-new"
-    model = dict(wf=wf, depth=depth, norm=norm, norm_ratio=ratio, hin_position_left=left,
-                 hin_position_right=right, norm_in_decoder=bool(decoder_norm), norm_affine=bool(affine))
+    model = dict(
+        wf=wf,
+        depth=depth,
+        norm=norm,
+        norm_ratio=ratio,
+        hin_position_left=left,
+        hin_position_right=right,
+        norm_in_decoder=bool(decoder_norm),
+        norm_affine=bool(affine),
+    )
     patch = max(UI_DATA["patch"], 2 ** (depth - 1))
     patch -= patch % 2 ** (depth - 1)
     data = dict(UI_DATA, patch=patch, val_size=max(UI_DATA["val_size"], 2 ** (depth - 1)))
-    return TrainConfig.from_dict({
-        "run_name": name, "out_dir": str(runs_dir), "seed": seed, "device": "cpu",
-        "threads": 1,  # the server keeps serving inference; train() restores the previous count after
-        "task": task, "model": {"variant": None, "config": model}, "data": data, "steps": steps,
-        "optimizer": {"lr": UI_LEARNING_RATE},
-        "val_every": max(1, steps // VALIDATIONS_PER_RUN), "log_every": max(1, steps // 200),
-        "checkpoint_every": 500, "progress": False,
-    })
+    return TrainConfig.from_dict(
+        {
+            "run_name": name,
+            "out_dir": str(runs_dir),
+            "seed": seed,
+            "device": "cpu",
+            "threads": 1,  # the server keeps serving inference; train() restores the previous count after
+            "task": task,
+            "model": {"variant": None, "config": model},
+            "data": data,
+            "steps": steps,
+            "optimizer": {"lr": UI_LEARNING_RATE},
+            "val_every": max(1, steps // VALIDATIONS_PER_RUN),
+            "log_every": max(1, steps // 200),
+            "checkpoint_every": 500,
+            "progress": False,
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -174,8 +218,13 @@ def _worker(cfg, events: queue.Queue, slot: TrainingSlot, train: Callable | None
         events.put(("finished", None))
 
 
-def run_training(cfg, owner: str | None = None, slot: TrainingSlot = SLOT, train: Callable | None = None,
-                 refresh_seconds: float = REFRESH_SECONDS) -> Iterator[TrainingUpdate]:
+def run_training(
+    cfg,
+    owner: str | None = None,
+    slot: TrainingSlot = SLOT,
+    train: Callable | None = None,
+    refresh_seconds: float = REFRESH_SECONDS,
+) -> Iterator[TrainingUpdate]:
     """Take the slot, train `cfg` in a worker thread, and yield an update at most every `refresh_seconds`
     (and at every validation) until the run ends.
 
@@ -190,8 +239,9 @@ def run_training(cfg, owner: str | None = None, slot: TrainingSlot = SLOT, train
     slot.run_dir, slot.step, slot.total = cfg.run_dir, 0, cfg.steps
     events: queue.Queue = queue.Queue()
     try:
-        threading.Thread(target=_worker, args=(cfg, events, slot, train), name=f"train-{cfg.run_name}",
-                         daemon=True).start()
+        threading.Thread(
+            target=_worker, args=(cfg, events, slot, train), name=f"train-{cfg.run_name}", daemon=True
+        ).start()
     except BaseException:
         slot.owner = None
         slot.lock.release()
@@ -249,15 +299,16 @@ def cancel_training(session: str | None, slot: TrainingSlot = SLOT) -> str:
         time.sleep(0.1)
     if slot.lock.locked():
         return "Stopping: the current step is taking long; the checkpoint will be saved when it ends."
-    return (f"Cancelled at step {slot.step}/{total}. The last checkpoint is kept in `{run_dir}`; it is listed "
-            "in Ablations → Your runs and in the Restore tab.")
+    return (
+        f"Cancelled at step {slot.step}/{total}. The last checkpoint is kept in `{run_dir}`; it is listed "
+        "in Ablations → Your runs and in the Restore tab."
+    )
 
 
 def training_status(slot: TrainingSlot = SLOT) -> str:
     if slot.lock.locked():
         return f"Training `{slot.run_dir.name if slot.run_dir else '?'}`: step {slot.step}/{slot.total}."
     return "No training run is in progress."
-
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -279,26 +330,49 @@ def status_text(cfg, records: list[dict], started: float, note: str = "") -> str
 
 
 def training_figure(cfg, records: list[dict]):
-    frame = pd.DataFrame.from_records(records, columns=list(LOG_COLUMNS)) if records else pd.DataFrame(
-        columns=list(LOG_COLUMNS))
+    frame = (
+        pd.DataFrame.from_records(records, columns=list(LOG_COLUMNS))
+        if records
+        else pd.DataFrame(columns=list(LOG_COLUMNS))
+    )
     frame = frame.apply(pd.to_numeric, errors="coerce")
     return views.training_figure(frame, title=f"{cfg.run_name}: {cfg.task}, {cfg.steps} steps")
 
 
 def finished_note(cfg, result: dict) -> str:
     verb = "Stopped" if result.get("stopped") else "Finished"
-    lines = [f"**{verb}** at step {result['step']}/{result['steps']} after {result['train_seconds']:.0f} s of "
-             f"training; weights saved to `{result['model_path']}`."]
+    lines = [
+        f"**{verb}** at step {result['step']}/{result['steps']} after {result['train_seconds']:.0f} s of "
+        f"training; weights saved to `{result['model_path']}`."
+    ]
     if result.get("best_val_psnr") is not None:
         gain = ""
         if result.get("input_val_psnr") is not None:
             gain = f" (degraded input: {result['input_val_psnr']:.2f} dB)"
         lines.append(f"Best validation PSNR {result['best_val_psnr']:.2f} dB at step {result['best_step']}{gain}.")
-    lines.append(f"The run is listed in **Ablations → Your runs** and in the **Restore** tab's variants for "
-                 f"task *{cfg.task}* as `my run {cfg.run_name}`.")
+    lines.append(
+        f"The run is listed in **Ablations → Your runs** and in the **Restore** tab's variants for "
+        f"task *{cfg.task}* as `my run {cfg.run_name}`."
+    )
     return "\n\n".join(lines)
 
 
-__all__ = ["MAX_STEPS", "DEFAULT_STEPS", "WIDTHS", "DEPTHS", "UI_DATA", "TrainingSlot", "SLOT", "default_ratio",
-           "make_config", "TrainingError", "TrainingUpdate", "run_training", "cancel_training", "training_status",
-           "status_text", "training_figure", "finished_note"]
+__all__ = [
+    "MAX_STEPS",
+    "DEFAULT_STEPS",
+    "WIDTHS",
+    "DEPTHS",
+    "UI_DATA",
+    "TrainingSlot",
+    "SLOT",
+    "default_ratio",
+    "make_config",
+    "TrainingError",
+    "TrainingUpdate",
+    "run_training",
+    "cancel_training",
+    "training_status",
+    "status_text",
+    "training_figure",
+    "finished_note",
+]

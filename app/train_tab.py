@@ -18,19 +18,34 @@ from app.context import AppContext
 from app.errors import user_errors
 from app.models import ModelStore
 from app.train_logic import DEFAULT_STEPS, DEPTHS, MAX_STEPS, WIDTHS, default_ratio, make_config
-from hinet.tasks import TASK_NAMES
 from hinet.model import NORM_NAMES
+from hinet.tasks import TASK_NAMES
 
 # ----------------------------------------------------------------------------------------------------
 # Events
 
 
 @user_errors
-def start_training(store: ModelStore, task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed,
-                   request: gr.Request = None, progress=gr.Progress()):
+def start_training(
+    store: ModelStore,
+    task,
+    norm,
+    ratio,
+    left,
+    right,
+    decoder_norm,
+    affine,
+    wf,
+    depth,
+    steps,
+    seed,
+    request: gr.Request = None,
+    progress=gr.Progress(),
+):
     """Stream (figure, status) while a run trains; refuses with a plain error when the slot is taken."""
-    cfg = make_config(task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed,
-                      runs_dir=store.runs_dir)
+    cfg = make_config(
+        task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed, runs_dir=store.runs_dir
+    )
     started = time.monotonic()
     # closing(): a Cancel or a closed page closes this generator, and with it the run's (which stops the run).
     with closing(logic.run_training(cfg, owner=getattr(request, "session_hash", None))) as updates:
@@ -40,8 +55,10 @@ def start_training(store: ModelStore, task, norm, ratio, left, right, decoder_no
             else:
                 step = update.records[-1]["step"] if update.records else 0
                 progress((step, cfg.steps), desc="training", unit="steps")
-            yield logic.training_figure(cfg, update.records), logic.status_text(cfg, update.records, started,
-                                                                                update.note)
+            yield (
+                logic.training_figure(cfg, update.records),
+                logic.status_text(cfg, update.records, started, update.note),
+            )
 
 
 def cancel_training(request: gr.Request = None) -> str:
@@ -79,8 +96,9 @@ def build_tab(ctx: AppContext) -> None:
         with gr.Column(scale=1, min_width=300):
             task = gr.Dropdown(list(TASK_NAMES), value=TASK_NAMES[0], label="Task (default degradation level)")
             norm = gr.Dropdown(list(NORM_NAMES), value="half_instance", label="Normalization")
-            ratio = gr.Slider(0.125, 1.0, value=0.5, step=0.125,
-                              label="Normalized fraction of channels (0.5 + half_instance = HIN)")
+            ratio = gr.Slider(
+                0.125, 1.0, value=0.5, step=0.125, label="Normalized fraction of channels (0.5 + half_instance = HIN)"
+            )
             with gr.Row():
                 left = gr.Slider(0, 3, value=0, step=1, label="First normalized encoder level")
                 right = gr.Slider(0, 3, value=3, step=1, label="Last normalized encoder level")
@@ -91,8 +109,9 @@ def build_tab(ctx: AppContext) -> None:
                 wf = gr.Dropdown(list(WIDTHS), value=16, label="Width wf (channels at level 0)")
                 depth = gr.Dropdown(list(DEPTHS), value=4, label="Depth (U-Net levels)")
             with gr.Row():
-                steps = gr.Number(value=DEFAULT_STEPS, precision=0, minimum=1, maximum=MAX_STEPS,
-                                  label=f"Steps (1-{MAX_STEPS})")
+                steps = gr.Number(
+                    value=DEFAULT_STEPS, precision=0, minimum=1, maximum=MAX_STEPS, label=f"Steps (1-{MAX_STEPS})"
+                )
                 seed = gr.Number(value=0, precision=0, label="Seed")
             with gr.Row():
                 start = gr.Button("Start training", variant="primary")
@@ -106,11 +125,15 @@ def build_tab(ctx: AppContext) -> None:
     # No concurrency limit: a second request must reach the slot check and be refused at once instead of
     # waiting silently behind a run of many minutes.
     train_event = start.click(
-        partial(start_training, store), [task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed],
-        [figure, status], api_name="train", concurrency_limit=None,
+        partial(start_training, store),
+        [task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed],
+        [figure, status],
+        api_name="train",
+        concurrency_limit=None,
     )
-    cancel.click(cancel_training, None, status, cancels=[train_event], api_name="cancel_training",
-                 concurrency_limit=None)
+    cancel.click(
+        cancel_training, None, status, cancels=[train_event], api_name="cancel_training", concurrency_limit=None
+    )
     status_probe = gr.Button(visible=False)
     status_probe.click(training_status, None, status, api_name="training_status", concurrency_limit=None)
 

@@ -5,7 +5,17 @@ from hinet.model import NORM_NAMES, HINet, HINetConfig, count_parameters, create
 from hinet.registry import VARIANTS, create_model, get_config, list_variants
 
 __all__ = [
-    "HINet", "HINetConfig", "NORM_NAMES", "create_norm", "count_parameters",
-    "VARIANTS", "create_model", "get_config", "list_variants",
-    "HINetError", "ConfigError", "ImageError", "CheckpointError",
+    "HINet",
+    "HINetConfig",
+    "NORM_NAMES",
+    "create_norm",
+    "count_parameters",
+    "VARIANTS",
+    "create_model",
+    "get_config",
+    "list_variants",
+    "HINetError",
+    "ConfigError",
+    "ImageError",
+    "CheckpointError",
 ]

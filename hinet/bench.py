@@ -118,7 +118,9 @@ def bench_forward(model, label: str, size: int, repeats: int) -> None:
     quality = _quality(outputs, clean)
     plain = statistics.median(times[PLAIN_PATH.name])
     print(f"\n{label} @ {size}x{size}  (median of {repeats}, noisy input PSNR {_input_psnr(noisy, clean):.2f} dB)")
-    print(f"  {'path':34s} {'time s':>8s} {'speed-up':>8s} {'PSNR dB':>8s} {'delta dB':>9s} {'vs fp32 dB':>10s} {'max|diff|':>10s}")
+    print(
+        f"  {'path':34s} {'time s':>8s} {'speed-up':>8s} {'PSNR dB':>8s} {'delta dB':>9s} {'vs fp32 dB':>10s} {'max|diff|':>10s}"
+    )
     for path in PATHS:
         t = statistics.median(times[path.name])
         q = quality[path.name]
@@ -160,7 +162,7 @@ def bench_train(variants: list[str], steps: int, patch: int = 64, batch: int = 8
         times: dict[str, list[float]] = {mode: [] for mode in modes}
 
         def step(mode: str) -> float:
-            model, optimizer, options = states[mode]
+            model, optimizer, options = states[mode]  # noqa: B023  step() only runs within this iteration
             x = noisy.contiguous(memory_format=torch.channels_last) if options["channels_last"] else noisy
             start = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -189,8 +191,8 @@ def bench_tiled(variant: str, tile: int, overlap: int, full: bool, height: int =
     ru_maxrss only grows, so the one-tile figure is measured first; the full restore adds the
     full-size input/output/weight accumulators, which do not depend on the model.
     """
-    from hinet.inference import min_input_size
     from hinet.image import image_to_tensor
+    from hinet.inference import min_input_size
 
     torch.manual_seed(0)
     model = create_model(variant)
@@ -238,18 +240,23 @@ def bench_local_stats(path: str, size: int, repeats: int) -> float:
             restore(model, x, stats=stats, train_patch=patch)
             times[stats].append(time.perf_counter() - start)
     whole = statistics.median(times["whole"])
-    print(f"\n{path} ({model.config.describe()}) @ {size}x{size}, median of {repeats}, fast path '{FAST_PATH.name}', "
-          f"noisy input PSNR {_input_psnr(noisy, clean):.2f} dB")
+    print(
+        f"\n{path} ({model.config.describe()}) @ {size}x{size}, median of {repeats}, fast path '{FAST_PATH.name}', "
+        f"noisy input PSNR {_input_psnr(noisy, clean):.2f} dB"
+    )
     if assumption:
         print(f"  note: {assumption}")
     if not uses_input_statistics(model):
-        print(f"  note: no norm of this model computes statistics from its input (norm {model.config.norm}): "
-              "local runs the same computation as whole")
+        print(
+            f"  note: no norm of this model computes statistics from its input (norm {model.config.norm}): "
+            "local runs the same computation as whole"
+        )
     for stats in STATS_PROTOCOLS:
         t = statistics.median(times[stats])
         quality = psnr(tensor_to_image(outputs[stats]), clean)
-        print(f"  {stats:6s} {t:7.3f} s {t / whole:6.2f}x whole  PSNR {quality:6.2f} dB  "
-              f"({describe_stats(stats, patch)})")
+        print(
+            f"  {stats:6s} {t:7.3f} s {t / whole:6.2f}x whole  PSNR {quality:6.2f} dB  ({describe_stats(stats, patch)})"
+        )
     ratio = statistics.median(times["local"]) / whole
     verdict = "within" if ratio <= LOCAL_STATS_BAR else "OVER"
     print(f"  local / whole = {ratio:.2f} ({verdict} the {LOCAL_STATS_BAR:g}x bar)")
@@ -268,14 +275,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", action="store_true", help="training-step throughput (small_hin, tiny_half_instance)")
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--tiled-12mp", action="store_true", help="restore a 4000x3000 image in tiles")
-    parser.add_argument("--one-tile-only", action="store_true",
-                        help="with --tiled-12mp: only measure one tile (for models too slow for 12 MP here)")
+    parser.add_argument(
+        "--one-tile-only",
+        action="store_true",
+        help="with --tiled-12mp: only measure one tile (for models too slow for 12 MP here)",
+    )
     parser.add_argument("--tiled-variant", default="hinet_gopro")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=32)
-    parser.add_argument("--local-stats", action="store_true",
-                        help="time the stats protocols whole / tiled / local of --checkpoint (default: "
-                             "the shipped denoisers) at --local-size")
+    parser.add_argument(
+        "--local-stats",
+        action="store_true",
+        help="time the stats protocols whole / tiled / local of --checkpoint (default: "
+        "the shipped denoisers) at --local-size",
+    )
     parser.add_argument("--local-size", type=int, default=512)
     add_verbosity_flags(parser)
     args = parser.parse_args(argv)

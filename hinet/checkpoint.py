@@ -108,7 +108,7 @@ def load_checkpoint(path) -> tuple[HINet, dict]:
     check_model_size(config, path.name)
     try:
         with safe_open(str(path), framework="pt") as handle:
-            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
+            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118  a safe_open handle is not a dict: keys() is its API
     except Exception as error:
         raise CheckpointError(f"{path.name} is damaged or truncated: its tensors cannot be read ({error})") from error
     model = HINet(config)
@@ -131,8 +131,13 @@ def load_any_checkpoint(path) -> tuple[HINet, dict]:
     """
     if Path(path).suffix.lower() in OFFICIAL_SUFFIXES:
         model = load_official_checkpoint(path)
-        metadata = {CONFIG_KEY: model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth",
-                    "train_patch": OFFICIAL_TRAIN_PATCH}
+        metadata = {
+            CONFIG_KEY: model.config.to_dict(),
+            "task": None,
+            "trained": "true",
+            "source": "official .pth",
+            "train_patch": OFFICIAL_TRAIN_PATCH,
+        }
         return model, metadata
     return load_checkpoint(path)
 

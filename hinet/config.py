@@ -38,8 +38,15 @@ EXTENDS_KEY = "extends"  # a YAML file's key naming the file it starts from
 # Field bounds: kept next to each field in its metadata and checked by `check_bounds`
 
 
-def bounded(default=dataclasses.MISSING, *, minimum: float | None = None, positive: bool = False, choices: tuple = (),
-            note: str = "", expects: str | None = None):
+def bounded(
+    default=dataclasses.MISSING,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    choices: tuple = (),
+    note: str = "",
+    expects: str | None = None,
+):
     """A dataclass field (required without a default) and the checks its value must pass.
 
     `minimum` 0 reads "must not be negative", any other "must be at least N"; `positive` "must be
@@ -225,8 +232,14 @@ def _exactly(kind: type):
     return check
 
 
-_SCALARS = {float: _as_float, int: _as_int, bool: _exactly(bool), str: _exactly(str), dict: _exactly(dict),
-            list: _exactly(list)}
+_SCALARS = {
+    float: _as_float,
+    int: _as_int,
+    bool: _exactly(bool),
+    str: _exactly(str),
+    dict: _exactly(dict),
+    list: _exactly(list),
+}
 
 
 def coerce(annotation, value, key: str, kind: str = "config"):
@@ -401,5 +414,6 @@ def configure_logging(verbosity: int = 0) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_PlainFormatter("%(message)s"))
     logging.basicConfig(handlers=[handler])  # a no-op when the root logger has handlers
-    logging.getLogger("hinet").setLevel(logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0
-                                        else logging.DEBUG)
+    logging.getLogger("hinet").setLevel(
+        logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    )

@@ -101,6 +101,7 @@ def blur_margin(task: str, strength: Mapping[str, float]) -> int:
 # --------------------------------------------------------------------------------------------------
 # Clean image sources
 
+
 def _to_float_rgb(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
     if array.dtype == bool:
@@ -120,8 +121,17 @@ def _to_float_rgb(array: np.ndarray) -> np.ndarray:
     return out
 
 
-SKIMAGE_COLOR = ("astronaut", "coffee", "chelsea", "cat", "rocket", "hubble_deep_field",
-                 "immunohistochemistry", "retina", "stereo_motorcycle")
+SKIMAGE_COLOR = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "cat",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
+)
 SKIMAGE_GRAY = ("camera", "moon", "coins", "clock", "cell", "brick", "grass", "gravel", "text", "page")
 PYWT_IMAGES = ("aero", "ascent", "camera")
 
@@ -160,7 +170,7 @@ def pywt_images() -> dict[str, np.ndarray]:
             for name in PYWT_IMAGES:
                 try:
                     array = getattr(pywt.data, name)()
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001  a pywt image that cannot be loaded here is skipped, not fatal
                     continue
                 array = np.asarray(array, dtype=np.float64)
                 images[name] = _to_float_rgb(array / 255.0 if array.max() > 1.0 else array)
@@ -176,19 +186,20 @@ def cache_dir() -> Path:
 @functools.lru_cache(maxsize=1024)
 def _disc_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
     r = int(math.ceil(radius))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
-    inside = dy ** 2 + dx ** 2 <= radius ** 2
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    inside = dy**2 + dx**2 <= radius**2
     return dy[inside], dx[inside]
 
 
-def _dead_leaves_image(size: int, rng: np.random.Generator, r_min: float, r_max: float,
-                       coverage: float = 6.0) -> np.ndarray:
+def _dead_leaves_image(
+    size: int, rng: np.random.Generator, r_min: float, r_max: float, coverage: float = 6.0
+) -> np.ndarray:
     """One dead-leaves image. Discs are numbered front to back; each pixel takes the colour of the
     first (front-most) disc covering it, computed for all discs at once with `np.minimum.at`."""
     from scipy.ndimage import gaussian_filter
 
     # Radii from p(r) ~ r^-3 on [r_min, r_max] by inverting the CDF.
-    a, b = r_min ** -2, r_max ** -2
+    a, b = r_min**-2, r_max**-2
     mean_area = math.pi * 2 * math.log(r_max / r_min) / (a - b)
     n_discs = int(coverage * (size + r_max) ** 2 / mean_area) + 1
     radii = (a - rng.random(n_discs) * (a - b)) ** -0.5
@@ -231,7 +242,9 @@ def dead_leaves(n: int, size: int = 256, seed: int = 0, cache: bool = True) -> n
             pass  # a damaged cache file is regenerated below
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     for i in range(n):
-        images[i] = _dead_leaves_image(size, np.random.default_rng([int(seed), i, size]), max(1.5, size / 100), size / 2)
+        images[i] = _dead_leaves_image(
+            size, np.random.default_rng([int(seed), i, size]), max(1.5, size / 100), size / 2
+        )
     if cache and n:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,8 +292,10 @@ def image_files(directory) -> list[Path]:
 def sporco_data_dir() -> Path:
     spec = importlib.util.find_spec("sporco")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the test images come from the 'sporco' package, which is not installed; "
-                          "install it with: pip install --no-deps sporco")
+        raise ConfigError(
+            "the test images come from the 'sporco' package, which is not installed; "
+            "install it with: pip install --no-deps sporco"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
@@ -331,12 +346,17 @@ class PairedFolder:
         if unmatched or unmatched_gt:
             parts = []
             if unmatched:
-                parts.append(f"{len(unmatched)} degraded image(s) without a clean match, e.g. {', '.join(unmatched[:3])}")
+                parts.append(
+                    f"{len(unmatched)} degraded image(s) without a clean match, e.g. {', '.join(unmatched[:3])}"
+                )
             if unmatched_gt:
-                parts.append(f"{len(unmatched_gt)} clean image(s) without a degraded match, e.g. "
-                             f"{', '.join(unmatched_gt[:3])}")
-            raise ConfigError(f"{lq_dir} and {gt_dir} do not pair up: {'; '.join(parts)}. "
-                              "Pairs must share a file name (or a name without extension).")
+                parts.append(
+                    f"{len(unmatched_gt)} clean image(s) without a degraded match, e.g. {', '.join(unmatched_gt[:3])}"
+                )
+            raise ConfigError(
+                f"{lq_dir} and {gt_dir} do not pair up: {'; '.join(parts)}. "
+                "Pairs must share a file name (or a name without extension)."
+            )
         self.lq_dir, self.gt_dir = lq_dir, gt_dir
         self.pairs: list[tuple[str, Path, Path]] = pairs
 
@@ -353,8 +373,10 @@ class PairedFolder:
         name, lq_path, gt_path = self.pairs[index]
         lq, gt = load_image(lq_path).pixels, load_image(gt_path).pixels
         if lq.shape != gt.shape:
-            raise ImageError(f"pair {name!r}: degraded image is {lq.shape[1]}x{lq.shape[0]} but the clean one "
-                             f"is {gt.shape[1]}x{gt.shape[0]}; pairs must have the same size")
+            raise ImageError(
+                f"pair {name!r}: degraded image is {lq.shape[1]}x{lq.shape[0]} but the clean one "
+                f"is {gt.shape[1]}x{gt.shape[0]}; pairs must have the same size"
+            )
         return name, lq, gt
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -364,6 +386,7 @@ class PairedFolder:
 
 # --------------------------------------------------------------------------------------------------
 # Crops, augmentation, batches
+
 
 def random_crop(images, size, rng: Rng = None):
     """The same random `size` (int or (h, w)) crop of one H x W x C array or of a sequence of arrays
@@ -390,7 +413,7 @@ def random_crop(images, size, rng: Rng = None):
         h, w = arrays[0].shape[:2]
     y = int(rng.integers(0, h - ch + 1))
     x = int(rng.integers(0, w - cw + 1))
-    crops = [a[y:y + ch, x:x + cw] for a in arrays]
+    crops = [a[y : y + ch, x : x + cw] for a in arrays]
     return crops[0] if single else crops
 
 
@@ -424,9 +447,16 @@ def pick_by_area(cumulative: np.ndarray, rng: np.random.Generator) -> int:
     return int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right"))
 
 
-def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np.random.Generator,
-              blind: bool = False, strength: Mapping[str, float] | None = None,
-              permute_channels: bool = True, area: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_pair(
+    clean_images: Sequence[np.ndarray],
+    task: str,
+    patch: int,
+    rng: np.random.Generator,
+    blind: bool = False,
+    strength: Mapping[str, float] | None = None,
+    permute_channels: bool = True,
+    area: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One (lq, gt) training pair of `patch` x `patch` x 3 float32 arrays: an image drawn with
     probability proportional to its area (`area`: `cumulative_area(clean_images)`, computed when None),
     a random crop, a random dihedral transform and channel order, then `degrade`. The crop is taken with a
@@ -445,13 +475,21 @@ def make_pair(clean_images: Sequence[np.ndarray], task: str, patch: int, rng: np
     crop = np.ascontiguousarray(crop, dtype=np.float32)
     lq = degrade(crop, task, rng, **level)
     if margin:
-        crop = crop[margin:margin + patch, margin:margin + patch]
-        lq = lq[margin:margin + patch, margin:margin + patch]
+        crop = crop[margin : margin + patch, margin : margin + patch]
+        lq = lq[margin : margin + patch, margin : margin + patch]
     return np.ascontiguousarray(lq), np.ascontiguousarray(crop)
 
 
-def make_batch(clean_images: Sequence[np.ndarray], task: str, batch: int, patch: int, rng: Rng,
-               blind: bool = False, strength: Mapping[str, float] | None = None, area: np.ndarray | None = None):
+def make_batch(
+    clean_images: Sequence[np.ndarray],
+    task: str,
+    batch: int,
+    patch: int,
+    rng: Rng,
+    blind: bool = False,
+    strength: Mapping[str, float] | None = None,
+    area: np.ndarray | None = None,
+):
     """A training batch `(lq, gt)` of float32 torch tensors `batch x 3 x patch x patch`, drawn with
     `make_pair`; deterministic given `rng` (seed it with e.g. `(seed, step, rank)`)."""
     import torch
@@ -482,8 +520,17 @@ class SyntheticPairs(_IterableDataset):
     Iterating twice restarts the same stream. Meant to be read in the main process (no DataLoader
     workers): `batch(n)` returns stacked N x 3 x patch x patch tensors from the same stream."""
 
-    def __init__(self, clean_images, task: str, patch: int = 64, blind: bool = False,
-                 strength: Mapping[str, float] | None = None, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        clean_images,
+        task: str,
+        patch: int = 64,
+        blind: bool = False,
+        strength: Mapping[str, float] | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         get_task(task)  # an unknown task fails here, not at the first sample
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
@@ -535,13 +582,21 @@ def _rescale(image: np.ndarray, scale: float) -> np.ndarray:
 
     h, w = image.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(size, Image.LANCZOS))
-                for c in range(3)]
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(size, Image.LANCZOS))
+        for c in range(3)
+    ]
     return np.ascontiguousarray(np.clip(np.stack(channels, axis=2), 0, 1), dtype=np.float32)
 
 
-def training_pool(seed: int = 0, n_dead_leaves: int = 200, dead_leaves_size: int = 256,
-                  scales: Sequence[float] = (1.0, 0.5), min_size: int = 96, photos: bool = False) -> ImagePool:
+def training_pool(
+    seed: int = 0,
+    n_dead_leaves: int = 200,
+    dead_leaves_size: int = 256,
+    scales: Sequence[float] = (1.0, 0.5),
+    min_size: int = 96,
+    photos: bool = False,
+) -> ImagePool:
     """The clean training images: every skimage and pywt image (pywt's camera is skipped when it is
     skimage's), with `photos` the training split of `hinet.photos` (Debian packages; the validation
     photos never enter), their downscaled copies at each scale in `scales` below 1 (smaller than
@@ -582,8 +637,10 @@ def split_validation(pool: Sequence[np.ndarray], n: int, seed: int = 0):
         if not 0 <= n < len(pool):
             raise ConfigError(f"cannot hold out {n} of {len(pool)} images for validation")
         chosen = set(rng.permutation(len(pool))[:n].tolist())
-        return ([img for i, img in enumerate(pool) if i not in chosen],
-                [img for i, img in enumerate(pool) if i in chosen])
+        return (
+            [img for i, img in enumerate(pool) if i not in chosen],
+            [img for i, img in enumerate(pool) if i in chosen],
+        )
     groups = sorted({name.rsplit("@", 1)[0] for name in names if not name.startswith("dead_leaves/")})
     if not 0 <= n < len(groups):
         raise ConfigError(f"cannot hold out {n} of the {len(groups)} natural images for validation")

@@ -100,8 +100,9 @@ def jpeg_compress(clean: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(decoded.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def rain_layer(shape: tuple[int, int], density: float, length: float, angle: float,
-               rng: np.random.Generator) -> np.ndarray:
+def rain_layer(
+    shape: tuple[int, int], density: float, length: float, angle: float, rng: np.random.Generator
+) -> np.ndarray:
     """The H x W streak intensity in [0, 1]: sparse random seeds smeared along the fall direction."""
     from scipy.ndimage import gaussian_filter
 
@@ -118,8 +119,7 @@ def rain_layer(shape: tuple[int, int], density: float, length: float, angle: flo
     return np.clip(streaks, 0.0, 1.0)
 
 
-def add_rain(clean: np.ndarray, density: float, length: float, angle: float,
-             rng: np.random.Generator) -> np.ndarray:
+def add_rain(clean: np.ndarray, density: float, length: float, angle: float, rng: np.random.Generator) -> np.ndarray:
     streaks = rain_layer(clean.shape[:2], density, length, angle, rng)
     return np.clip(clean + streaks[:, :, None], 0.0, 1.0)
 

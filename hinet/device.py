@@ -53,8 +53,10 @@ def use_bf16(requested: bool, device: torch.device, warn: bool = True) -> bool:
     if not requested or device.type != "cpu" or cpu_has_native_bf16():
         return requested
     if warn:
-        log.warning("bf16=true ignored: this CPU has no native bf16 (AVX512-BF16 or AMX) and emulated bf16 is "
-                    "many times slower than fp32; training in fp32")
+        log.warning(
+            "bf16=true ignored: this CPU has no native bf16 (AVX512-BF16 or AMX) and emulated bf16 is "
+            "many times slower than fp32; training in fp32"
+        )
     return False
 
 
@@ -67,8 +69,10 @@ class Deterministic:
     """Turn on deterministic algorithms for the duration of a run and restore the previous setting."""
 
     def __enter__(self):
-        self.previous = (torch.are_deterministic_algorithms_enabled(),
-                         torch.is_deterministic_algorithms_warn_only_enabled())
+        self.previous = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     def __exit__(self, *exc):

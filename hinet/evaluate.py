@@ -75,6 +75,7 @@ def degraded_input(clean: np.ndarray, task: str, strength: Mapping[str, float], 
 # --------------------------------------------------------------------------------------------------
 # Classical baselines: each takes the degraded image and the true degradation strength.
 
+
 def _bm3d(lq: np.ndarray, strength) -> np.ndarray:
     import bm3d
 
@@ -93,8 +94,9 @@ def _nl_means(lq: np.ndarray, strength) -> np.ndarray:
     sigma = strength["sigma"] / 255.0
     if sigma == 0:
         return lq
-    return denoise_nl_means(lq, h=0.6 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=6,
-                            channel_axis=-1).astype(np.float32)
+    return denoise_nl_means(
+        lq, h=0.6 * sigma, sigma=sigma, fast_mode=True, patch_size=5, patch_distance=6, channel_axis=-1
+    ).astype(np.float32)
 
 
 def _richardson_lucy(lq: np.ndarray, strength) -> np.ndarray:
@@ -124,6 +126,7 @@ BASELINES: dict[str, Callable[[np.ndarray, Mapping[str, float]], np.ndarray]] = 
 
 # --------------------------------------------------------------------------------------------------
 
+
 def _chosen_baselines(task: str, baselines) -> list[str] | None:
     """None for no baseline rows; else the baseline names to run (True = all of the task's)."""
     if baselines is False or baselines is None:
@@ -134,8 +137,10 @@ def _chosen_baselines(task: str, baselines) -> list[str] | None:
     names = [baselines] if isinstance(baselines, str) else list(baselines)
     unknown = [name for name in names if name not in own]
     if unknown:
-        raise ConfigError(f"{task} has no baseline {', '.join(unknown)}; "
-                          f"its baselines are: {', '.join(own) or 'none (only the input)'}")
+        raise ConfigError(
+            f"{task} has no baseline {', '.join(unknown)}; "
+            f"its baselines are: {', '.join(own) or 'none (only the input)'}"
+        )
     return names
 
 
@@ -144,8 +149,9 @@ def chosen_stats(stats: str | Iterable[str]) -> list[str]:
     names = list(STATS_PROTOCOLS) if stats == ALL_STATS else [stats] if isinstance(stats, str) else list(stats)
     unknown = [name for name in names if name not in STATS_PROTOCOLS]
     if unknown or not names:
-        raise ConfigError(f"the statistics protocol must be one of {', '.join(STATS_PROTOCOLS)} or {ALL_STATS}; "
-                          f"got {stats!r}")
+        raise ConfigError(
+            f"the statistics protocol must be one of {', '.join(STATS_PROTOCOLS)} or {ALL_STATS}; got {stats!r}"
+        )
     return list(dict.fromkeys(names))
 
 
@@ -155,9 +161,20 @@ def _output_folder(method: str, stats: str) -> str:
     return method if stats in ("", "whole") else f"{method}_{stats}"
 
 
-def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iterable, protocol: Protocol,
-                    tile: int | None, baselines: bool, save_dir: Path | None, method_name: str,
-                    progress: Callable[[str, str], None] | None, stats: list[str], restore_options: dict) -> list[dict]:
+def _evaluate_items(
+    model,
+    task: str,
+    strength: Mapping[str, float],
+    items: Iterable,
+    protocol: Protocol,
+    tile: int | None,
+    baselines: bool,
+    save_dir: Path | None,
+    method_name: str,
+    progress: Callable[[str, str], None] | None,
+    stats: list[str],
+    restore_options: dict,
+) -> list[dict]:
     from hinet.image import save_image
 
     chosen = _chosen_baselines(task, baselines)
@@ -165,13 +182,18 @@ def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iter
     for name, lq, gt in items:
         methods: list[tuple[str, str, Callable[[], np.ndarray]]] = []  # (method, stats, run)
         if chosen is not None:
-            methods.append(("input", "", lambda: lq))
+            methods.append(("input", "", lambda lq=lq: lq))
             for method in chosen:
-                methods.append((method, "", lambda run=BASELINES[method]: run(lq, strength)))
+                methods.append((method, "", lambda run=BASELINES[method], lq=lq: run(lq, strength)))
         if model is not None:
             for protocol_name in stats:
-                methods.append((method_name, protocol_name, lambda s=protocol_name: restore(
-                    model, lq, tile=tile, stats=s, **restore_options)))
+                methods.append(
+                    (
+                        method_name,
+                        protocol_name,
+                        lambda s=protocol_name, lq=lq: restore(model, lq, tile=tile, stats=s, **restore_options),
+                    )
+                )
         for method, protocol_name, run in methods:
             if progress is not None:
                 progress(name, method if protocol_name in ("", "whole") else f"{method} ({protocol_name})")
@@ -179,31 +201,52 @@ def _evaluate_items(model, task: str, strength: Mapping[str, float], items: Iter
             output = run()
             seconds = 0.0 if method == "input" else time.perf_counter() - start
             scores = evaluate_pair(output, gt, protocol)
-            rows.append({"image": name, "method": method, "stats": protocol_name, "psnr": scores["psnr"],
-                         "ssim": scores["ssim"], "seconds": seconds})
+            rows.append(
+                {
+                    "image": name,
+                    "method": method,
+                    "stats": protocol_name,
+                    "psnr": scores["psnr"],
+                    "ssim": scores["ssim"],
+                    "seconds": seconds,
+                }
+            )
             if save_dir is not None:
                 folder = _output_folder(method, protocol_name)
                 save_image(Path(save_dir) / folder / f"{Path(name).stem}.png", np.clip(output, 0, 1))
     return rows
 
 
-def _restore_options(stats: list[str], train_patch: int | None, local_factor: float, local_edge: str,
-                     local_min_ratio: float) -> dict:
+def _restore_options(
+    stats: list[str], train_patch: int | None, local_factor: float, local_edge: str, local_min_ratio: float
+) -> dict:
     """`restore` keywords shared by every protocol, checked once before any image is processed."""
-    options = dict(train_patch=train_patch, local_factor=local_factor, local_edge=local_edge,
-                   local_min_ratio=local_min_ratio)
+    options = dict(
+        train_patch=train_patch, local_factor=local_factor, local_edge=local_edge, local_min_ratio=local_min_ratio
+    )
     for name in stats:
         describe_stats(name, **options)  # raises ConfigError for a missing train_patch or a bad option
     return options
 
 
-def evaluate_model(model, task: str, strength: Mapping[str, float] | None = None,
-                   images: Mapping[str, np.ndarray] | None = None, seed: int = 0,
-                   protocol: Protocol | None = None, tile: int | None = None, baselines: bool = False,
-                   save_dir=None, method_name: str = MODEL_METHOD,
-                   progress: Callable[[str, str], None] | None = None, stats: str | Iterable[str] = "whole",
-                   train_patch: int | None = None, local_factor: float = DEFAULT_FACTOR,
-                   local_edge: str = "replicate", local_min_ratio: float = 1.0) -> list[dict]:
+def evaluate_model(
+    model,
+    task: str,
+    strength: Mapping[str, float] | None = None,
+    images: Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    protocol: Protocol | None = None,
+    tile: int | None = None,
+    baselines: bool = False,
+    save_dir=None,
+    method_name: str = MODEL_METHOD,
+    progress: Callable[[str, str], None] | None = None,
+    stats: str | Iterable[str] = "whole",
+    train_patch: int | None = None,
+    local_factor: float = DEFAULT_FACTOR,
+    local_edge: str = "replicate",
+    local_min_ratio: float = 1.0,
+) -> list[dict]:
     """Score `model` (a HINet, or None for baselines only) on `images` (name -> clean H x W x 3 float;
     default `data.test_images()`) degraded for `task` at `strength` (default: the task's defaults).
 
@@ -222,29 +265,71 @@ def evaluate_model(model, task: str, strength: Mapping[str, float] | None = None
         raise ConfigError("no images to evaluate on")
     protocol = get_task(task).protocol if protocol is None else protocol
     stats = chosen_stats(stats)
-    options = _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
-    items = ((name, degraded_input(np.asarray(clean, np.float32), task, level, seed, name), clean)
-             for name, clean in images.items())
-    return _evaluate_items(model, task, level, items, protocol, tile, baselines,
-                           None if save_dir is None else Path(save_dir), method_name, progress, stats, options)
+    options = (
+        _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
+    )
+    items = (
+        (name, degraded_input(np.asarray(clean, np.float32), task, level, seed, name), clean)
+        for name, clean in images.items()
+    )
+    return _evaluate_items(
+        model,
+        task,
+        level,
+        items,
+        protocol,
+        tile,
+        baselines,
+        None if save_dir is None else Path(save_dir),
+        method_name,
+        progress,
+        stats,
+        options,
+    )
 
 
-def evaluate_pairs(model, pairs: data.PairedFolder, task: str, strength: Mapping[str, float] | None = None,
-                   protocol: Protocol | None = None, tile: int | None = None, baselines: bool = False,
-                   save_dir=None, method_name: str = MODEL_METHOD, progress=None, stats: str | Iterable[str] = "whole",
-                   train_patch: int | None = None, local_factor: float = DEFAULT_FACTOR,
-                   local_edge: str = "replicate", local_min_ratio: float = 1.0,
-                   skipped: Skipped | None = None) -> list[dict]:
+def evaluate_pairs(
+    model,
+    pairs: data.PairedFolder,
+    task: str,
+    strength: Mapping[str, float] | None = None,
+    protocol: Protocol | None = None,
+    tile: int | None = None,
+    baselines: bool = False,
+    save_dir=None,
+    method_name: str = MODEL_METHOD,
+    progress=None,
+    stats: str | Iterable[str] = "whole",
+    train_patch: int | None = None,
+    local_factor: float = DEFAULT_FACTOR,
+    local_edge: str = "replicate",
+    local_min_ratio: float = 1.0,
+    skipped: Skipped | None = None,
+) -> list[dict]:
     """Like `evaluate_model` on given (degraded, clean) pairs; `task`/`strength` only inform the baselines.
 
     `skipped`: None lets an unreadable pair raise `ImageError`; a list skips it and appends (name, reason)."""
     level = data.validate_strength(task, **(strength or {}))
     protocol = get_task(task).protocol if protocol is None else protocol
     stats = chosen_stats(stats)
-    options = _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
+    options = (
+        _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
+    )
     items = iter(pairs) if skipped is None else _readable_pairs(pairs, skipped)
-    return _evaluate_items(model, task, level, items, protocol, tile, baselines,
-                           None if save_dir is None else Path(save_dir), method_name, progress, stats, options)
+    return _evaluate_items(
+        model,
+        task,
+        level,
+        items,
+        protocol,
+        tile,
+        baselines,
+        None if save_dir is None else Path(save_dir),
+        method_name,
+        progress,
+        stats,
+        options,
+    )
 
 
 def _readable_pairs(pairs: data.PairedFolder, skipped: Skipped) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -274,8 +359,10 @@ def readable_folder_images(directory) -> tuple[dict[str, np.ndarray], Skipped]:
             log.warning("%s", warning)
         images[path.name] = loaded.pixels
     if not images:
-        raise ImageError(f"none of the {len(skipped)} image file(s) in {directory} can be read; "
-                         + "; ".join(f"{name}: {reason}" for name, reason in skipped[:3]))
+        raise ImageError(
+            f"none of the {len(skipped)} image file(s) in {directory} can be read; "
+            + "; ".join(f"{name}: {reason}" for name, reason in skipped[:3])
+        )
     return images, skipped
 
 
@@ -285,21 +372,31 @@ def summarize(rows: list[dict]) -> list[dict]:
     summary = []
     for method, stats in keys:
         chosen = [row for row in rows if row["method"] == method and row.get("stats", "") == stats]
-        summary.append({"image": "mean", "method": method, "stats": stats, "images": len(chosen),
-                        **{key: float(np.mean([row[key] for row in chosen])) for key in ("psnr", "ssim", "seconds")}})
+        summary.append(
+            {
+                "image": "mean",
+                "method": method,
+                "stats": stats,
+                "images": len(chosen),
+                **{key: float(np.mean([row[key] for row in chosen])) for key in ("psnr", "ssim", "seconds")},
+            }
+        )
     return summary
 
 
 def format_table(summary: list[dict]) -> str:
     lines = [f"{'method':<18}{'stats':<7}{'images':>7}{'PSNR (dB)':>11}{'SSIM':>8}{'s/image':>10}"]
     for row in summary:
-        lines.append(f"{row['method']:<18}{row.get('stats', ''):<7}{row['images']:>7}{row['psnr']:>11.2f}"
-                     f"{row['ssim']:>8.4f}{row['seconds']:>10.3f}")
+        lines.append(
+            f"{row['method']:<18}{row.get('stats', ''):<7}{row['images']:>7}{row['psnr']:>11.2f}"
+            f"{row['ssim']:>8.4f}{row['seconds']:>10.3f}"
+        )
     return "\n".join(lines)
 
 
-def write_csv(path, rows: list[dict], task: str, strength: Mapping[str, float] | None, seed: int,
-              protocol: Protocol) -> Path:
+def write_csv(
+    path, rows: list[dict], task: str, strength: Mapping[str, float] | None, seed: int, protocol: Protocol
+) -> Path:
     """Write `rows` plus one mean row per method and stats protocol ("image" = "mean") as CSV
     (`CSV_COLUMNS`), atomically. Rows without "stats" (written before protocols existed) get ""."""
     from hinet.io import atomic_write
@@ -314,22 +411,38 @@ def write_csv(path, rows: list[dict], task: str, strength: Mapping[str, float] |
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for row in rows + summarize(rows):
-                writer.writerow({**row, "stats": row.get("stats", ""), "psnr": f"{row['psnr']:.4f}", "ssim": f"{row['ssim']:.6f}",
-                                 "seconds": f"{row['seconds']:.4f}", "task": task, "strength": level, "seed": seed,
-                                 "protocol": protocol.describe()})
+                writer.writerow(
+                    {
+                        **row,
+                        "stats": row.get("stats", ""),
+                        "psnr": f"{row['psnr']:.4f}",
+                        "ssim": f"{row['ssim']:.6f}",
+                        "seconds": f"{row['seconds']:.4f}",
+                        "task": task,
+                        "strength": level,
+                        "seed": seed,
+                        "protocol": protocol.describe(),
+                    }
+                )
 
     atomic_write(path, write)
     return path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hinet.evaluate", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hinet.evaluate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("checkpoint", help="a hinet .safetensors checkpoint or an official HINet .pth")
     parser.add_argument("--task", choices=TASK_NAMES, help="default: the checkpoint's 'task' metadata")
-    parser.add_argument("--level", default=None,
-                        help=f"strength: a number ({' / '.join(t.primary for t in TASKS.values())}) or "
-                             "key=value,... (e.g. length=15,angle=30); default: the task's defaults (hinet.tasks)")
+    parser.add_argument(
+        "--level",
+        default=None,
+        help=f"strength: a number ({' / '.join(t.primary for t in TASKS.values())}) or "
+        "key=value,... (e.g. length=15,angle=30); default: the task's defaults (hinet.tasks)",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", metavar="DIR", help="clean images to degrade (default: the sporco test set)")
     source.add_argument("--pairs", nargs=2, metavar=("LQ", "GT"), help="folders of degraded and clean images")
@@ -337,24 +450,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-csv", metavar="F", help="write per-image and mean rows as CSV")
     parser.add_argument("--save-outputs", metavar="DIR", help="write <DIR>/<method>/<image>.png")
     parser.add_argument("--tile", type=int, default=None, help="tile size for the model (default: whole image)")
-    parser.add_argument("--protocol", choices=STATS_PROTOCOLS + (ALL_STATS,), default="whole",
-                        help="test-time statistics of the model's norms: whole (one pass, global statistics), "
-                             "tiled (tiles of the training patch), local (TLC windows), all (each); default whole")
-    parser.add_argument("--train-patch", type=int, default=None,
-                        help="training patch size in px (default: the checkpoint's train_patch metadata, else 64)")
-    parser.add_argument("--local-factor", type=float, default=DEFAULT_FACTOR,
-                        help=f"local window = this x the training map (default {DEFAULT_FACTOR:g})")
-    parser.add_argument("--local-edge", choices=EDGES, default="replicate",
-                        help="local windows at the border: replicate the nearest full window (TLC) or shrink")
-    parser.add_argument("--local-min-ratio", type=float, default=1.0,
-                        help="local windows only at maps larger than this x their training size (default 1)")
+    parser.add_argument(
+        "--protocol",
+        choices=STATS_PROTOCOLS + (ALL_STATS,),
+        default="whole",
+        help="test-time statistics of the model's norms: whole (one pass, global statistics), "
+        "tiled (tiles of the training patch), local (TLC windows), all (each); default whole",
+    )
+    parser.add_argument(
+        "--train-patch",
+        type=int,
+        default=None,
+        help="training patch size in px (default: the checkpoint's train_patch metadata, else 64)",
+    )
+    parser.add_argument(
+        "--local-factor",
+        type=float,
+        default=DEFAULT_FACTOR,
+        help=f"local window = this x the training map (default {DEFAULT_FACTOR:g})",
+    )
+    parser.add_argument(
+        "--local-edge",
+        choices=EDGES,
+        default="replicate",
+        help="local windows at the border: replicate the nearest full window (TLC) or shrink",
+    )
+    parser.add_argument(
+        "--local-min-ratio",
+        type=float,
+        default=1.0,
+        help="local windows only at maps larger than this x their training size (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
-    parser.add_argument("--channel", choices=("rgb", "y"), default=None,
-                        help="metric channel (default: the task's: "
-                             + ", ".join(f"{t.name} {t.protocol.channel}" for t in TASKS.values()) + ")")
+    parser.add_argument(
+        "--channel",
+        choices=("rgb", "y"),
+        default=None,
+        help="metric channel (default: the task's: "
+        + ", ".join(f"{t.name} {t.protocol.channel}" for t in TASKS.values())
+        + ")",
+    )
     parser.add_argument("--border", type=int, default=0, help="pixels cropped from each side before metrics")
-    parser.add_argument("--float", dest="round_to_uint8", action="store_false",
-                        help="measure float outputs without rounding to uint8 (SIDD style)")
+    parser.add_argument(
+        "--float",
+        dest="round_to_uint8",
+        action="store_false",
+        help="measure float outputs without rounding to uint8 (SIDD style)",
+    )
     add_verbosity_flags(parser)
     return parser
 
@@ -371,9 +513,11 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
     if args.tile is not None and args.tile < 1:
         raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
     if args.tile is not None and args.protocol in ("tiled", ALL_STATS):
-        raise ConfigError("--tile replaces the tiles of --protocol tiled (the training patch), so whole and tiled "
-                          "would be the same computation under two labels; drop --tile, or use --protocol whole "
-                          "or local with it")
+        raise ConfigError(
+            "--tile replaces the tiles of --protocol tiled (the training patch), so whole and tiled "
+            "would be the same computation under two labels; drop --tile, or use --protocol whole "
+            "or local with it"
+        )
     base = get_task(task).protocol
     protocol = Protocol(channel=args.channel or base.channel, round_to_uint8=args.round_to_uint8, border=args.border)
     stats = chosen_stats(args.protocol)
@@ -387,15 +531,25 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
     def progress(name, method):
         log.info("  %s: %s", name, method)
 
-    common = dict(protocol=protocol, tile=args.tile, baselines=args.baselines, save_dir=args.save_outputs,
-                  progress=progress, stats=stats, train_patch=train_patch, **local)
+    common = dict(
+        protocol=protocol,
+        tile=args.tile,
+        baselines=args.baselines,
+        save_dir=args.save_outputs,
+        progress=progress,
+        stats=stats,
+        train_patch=train_patch,
+        **local,
+    )
     skipped: Skipped = []
     if args.pairs:
         pairs = data.PairedFolder(*args.pairs)
         rows = evaluate_pairs(model, pairs, task, strength, skipped=skipped, **common)
         if not rows:
-            raise ImageError(f"none of the {len(pairs)} pairs can be read; "
-                             + "; ".join(f"{name}: {reason}" for name, reason in skipped[:3]))
+            raise ImageError(
+                f"none of the {len(pairs)} pairs can be read; "
+                + "; ".join(f"{name}: {reason}" for name, reason in skipped[:3])
+            )
         source = f"pairs {args.pairs[0]} / {args.pairs[1]}"
     else:
         images, skipped = readable_folder_images(args.images) if args.images else (data.test_images(), [])
@@ -409,8 +563,10 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
     if assumption is not None and stats != ["whole"]:
         print(f"note: {assumption} (give --train-patch to override)")
     if "local" in stats and not uses_input_statistics(model):
-        print(f"note: no norm of this model computes statistics from its input (norm {model.config.norm}): "
-              "local runs the same computation as whole")
+        print(
+            f"note: no norm of this model computes statistics from its input (norm {model.config.norm}): "
+            "local runs the same computation as whole"
+        )
     print(format_table(summarize(rows)))
     if args.out_csv:
         print(f"wrote {write_csv(args.out_csv, rows, task, strength, args.seed, protocol)}")

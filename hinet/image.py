@@ -137,7 +137,7 @@ def _open_header_only(data: bytes) -> Image.Image | None:
             accepted = accept is None or accept(data[:16])
             if accepted and not isinstance(accepted, str):  # a str is Pillow's "maybe, with a warning"
                 return factory(io.BytesIO(data), "")
-        except Exception:
+        except Exception:  # noqa: BLE001  a plugin may raise anything on bytes it does not parse: try the next
             continue
     return None
 
@@ -162,7 +162,7 @@ def _load_pil(image: Image.Image, name: str) -> LoadedImage:
 def _frame_count(image: Image.Image) -> int:
     try:
         return int(getattr(image, "n_frames", 1))
-    except Exception:  # counting seeks through the file; a damaged later frame still leaves the first
+    except Exception:  # noqa: BLE001  counting seeks through the file; a damaged later frame still leaves the first
         return 1
 
 
@@ -279,7 +279,7 @@ def _finish(values, scale, has_alpha, gray, bit_depth, mode, name, orientation) 
 def _exif_orientation(image: Image.Image) -> int:
     try:
         orientation = int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # unreadable EXIF only loses the orientation hint, not the image
+    except Exception:  # noqa: BLE001  unreadable EXIF only loses the orientation hint, not the image
         return 1
     return orientation if 1 <= orientation <= 8 else 1
 
@@ -334,7 +334,7 @@ def _source_bytes(image: Image.Image) -> bytes | None:
         data = image.fp.read()
         image.fp.seek(position)
         return data
-    except Exception:
+    except Exception:  # noqa: BLE001  a file object that cannot be reread only loses this fallback
         return None
 
 

@@ -176,9 +176,7 @@ def _tile_weights(boxes: list[Box], blend: bool) -> dict[Box, torch.Tensor]:
         return {box: flat for box in boxes}
     rows = _overlaps(sorted({b[0] for b in boxes}), th)
     cols = _overlaps(sorted({b[1] for b in boxes}), tw)
-    return {
-        box: (_ramp(th, *rows[box[0]])[:, None] * _ramp(tw, *cols[box[1]])[None, :]).float() for box in boxes
-    }
+    return {box: (_ramp(th, *rows[box[0]])[:, None] * _ramp(tw, *cols[box[1]])[None, :]).float() for box in boxes}
 
 
 def _validate_tensor(x: torch.Tensor, in_chn: int) -> None:
@@ -252,9 +250,15 @@ def tiled_stats_options(train_patch: int) -> tuple[int, int]:
     return train_patch, train_patch // 4
 
 
-def describe_stats(stats: str, train_patch: int | None = None, tile: int | None = None, overlap: int | None = None,
-                   local_factor: float = DEFAULT_FACTOR, local_edge: str = "replicate",
-                   local_min_ratio: float = 1.0) -> str:
+def describe_stats(
+    stats: str,
+    train_patch: int | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    local_factor: float = DEFAULT_FACTOR,
+    local_edge: str = "replicate",
+    local_min_ratio: float = 1.0,
+) -> str:
     """One line saying how `restore` with these arguments computes the norms' statistics."""
     _check_stats(stats, train_patch)
     if stats == "tiled" and tile is None:
@@ -266,7 +270,8 @@ def describe_stats(stats: str, train_patch: int | None = None, tile: int | None 
         return f"tiled: statistics per tile ({tiling}; training patch {train_patch} px)"
     rule = LocalRule(train_patch, local_factor, local_edge, local_min_ratio)
     return f"local: statistics over a sliding {rule.describe()}; training patch {train_patch} px" + (
-        f"; in {tiling}" if tiling else ", one pass")
+        f"; in {tiling}" if tiling else ", one pass"
+    )
 
 
 def _check_stats(stats: str, train_patch: int | None) -> None:
@@ -274,9 +279,11 @@ def _check_stats(stats: str, train_patch: int | None) -> None:
         raise ConfigError(f"stats must be one of {', '.join(STATS_PROTOCOLS)}; got {stats!r}")
     if stats != "whole":
         if train_patch is None:
-            raise ConfigError(f"stats={stats!r} needs the training patch size, the side of the crops the model was "
-                              "trained on (train_patch=...; hinet.inference.training_patch reads it from a "
-                              "checkpoint's metadata)")
+            raise ConfigError(
+                f"stats={stats!r} needs the training patch size, the side of the crops the model was "
+                "trained on (train_patch=...; hinet.inference.training_patch reads it from a "
+                "checkpoint's metadata)"
+            )
         validate_train_patch(train_patch)
 
 
@@ -284,7 +291,7 @@ def _check_stats(stats: str, train_patch: int | None) -> None:
 # Restoring an image
 
 
-_model_locks: "weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()
+_model_locks: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _model_locks_guard = threading.Lock()
 
 
@@ -337,8 +344,11 @@ def restore(
     input_device, input_dtype = x.device, x.dtype
     device = model_device(model)
     path = FAST_PATH if fast else PLAIN_PATH
-    norms = (local_statistics(model, train_patch, local_factor, local_edge, local_min_ratio)
-             if stats == "local" else nullcontext())
+    norms = (
+        local_statistics(model, train_patch, local_factor, local_edge, local_min_ratio)
+        if stats == "local"
+        else nullcontext()
+    )
 
     with model_lock(model), eval_mode(model), norms:
         if tile is None:
@@ -378,6 +388,21 @@ def _restore_tiled(model, x, tile, overlap, blend, path, device, progress) -> to
     return total.div_(weight_sum)
 
 
-__all__ = ["restore", "tile_boxes", "run_model", "min_input_size", "eval_mode", "model_device", "ForwardPath",
-           "PLAIN_PATH", "FAST_PATH", "FAST_PATH_FP32", "FAST_PATH_BF16", "STATS_PROTOCOLS", "training_patch",
-           "describe_stats", "tiled_stats_options", "DEFAULT_OVERLAP"]
+__all__ = [
+    "restore",
+    "tile_boxes",
+    "run_model",
+    "min_input_size",
+    "eval_mode",
+    "model_device",
+    "ForwardPath",
+    "PLAIN_PATH",
+    "FAST_PATH",
+    "FAST_PATH_FP32",
+    "FAST_PATH_BF16",
+    "STATS_PROTOCOLS",
+    "training_patch",
+    "describe_stats",
+    "tiled_stats_options",
+    "DEFAULT_OVERLAP",
+]

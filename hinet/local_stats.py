@@ -193,8 +193,10 @@ class LocalRule:
 
     def describe(self) -> str:
         """E.g. "window 1.5 x the training map (96 px at full resolution, halved per level), replicate edges"."""
-        text = (f"window {self.factor:g} x the training map ({self.full_resolution_window()} px at full "
-                f"resolution, halved per level), {self.edge} edges")
+        text = (
+            f"window {self.factor:g} x the training map ({self.full_resolution_window()} px at full "
+            f"resolution, halved per level), {self.edge} edges"
+        )
         if self.min_ratio != 1.0:
             text += f", only at maps over {self.min_ratio:g} x their training size"
         return text
@@ -234,8 +236,10 @@ def uses_input_statistics(model: HINet) -> bool:
 
 def _check_inference(x: torch.Tensor) -> None:
     if torch.is_grad_enabled() and x.requires_grad:
-        raise ConfigError("local statistics are for inference only: run the model under torch.no_grad() or "
-                          "torch.inference_mode() (hinet.inference.restore does)")
+        raise ConfigError(
+            "local statistics are for inference only: run the model under torch.no_grad() or "
+            "torch.inference_mode() (hinet.inference.restore does)"
+        )
 
 
 def _normalize_groups(x: torch.Tensor, out: torch.Tensor, kh: int, kw: int, edge: str, eps: float) -> None:
@@ -283,8 +287,10 @@ def local_norm(x: torch.Tensor, norm: nn.Module, window: tuple[int, int], edge: 
     """
     _check_inference(x)
     if not has_input_statistics(norm):
-        raise ConfigError(f"local statistics apply to InstanceNorm2d and GroupNorm layers without running "
-                          f"statistics; got {type(norm).__name__}")
+        raise ConfigError(
+            f"local statistics apply to InstanceNorm2d and GroupNorm layers without running "
+            f"statistics; got {type(norm).__name__}"
+        )
     if edge not in EDGES:
         raise ConfigError(f"edge must be one of {', '.join(EDGES)}; got {edge!r}")
     kh, kw = window
@@ -319,8 +325,10 @@ class LocalStatsNorm(nn.Module):
     def __init__(self, norm: nn.Module, rule: LocalRule, model_input: _ModelInput):
         super().__init__()
         if not has_input_statistics(norm):
-            raise ConfigError(f"local statistics apply to InstanceNorm2d and GroupNorm layers without running "
-                              f"statistics; got {type(norm).__name__}")
+            raise ConfigError(
+                f"local statistics apply to InstanceNorm2d and GroupNorm layers without running "
+                f"statistics; got {type(norm).__name__}"
+            )
         self.__dict__["original"] = norm  # not a submodule: its parameters are registered below instead
         self.weight = norm.weight
         self.bias = norm.bias
@@ -351,8 +359,9 @@ class LocalStatsNorm(nn.Module):
 
 
 @contextmanager
-def local_statistics(model: nn.Module, train_patch: int, factor: float = DEFAULT_FACTOR, edge: str = "replicate",
-                     min_ratio: float = 1.0) -> Iterator[dict[str, LocalStatsNorm]]:
+def local_statistics(
+    model: nn.Module, train_patch: int, factor: float = DEFAULT_FACTOR, edge: str = "replicate", min_ratio: float = 1.0
+) -> Iterator[dict[str, LocalStatsNorm]]:
     """Within the block, every norm of `model.normalized_blocks()` that computes statistics from its
     input uses TLC's local windows (see `LocalRule`); yields the wrappers by block name (empty for a
     model with only BatchNorm or no norm). The original layers are back on exit, also after an error;
@@ -381,5 +390,15 @@ def local_statistics(model: nn.Module, train_patch: int, factor: float = DEFAULT
             blocks[name].norm = norm
 
 
-__all__ = ["EDGES", "DEFAULT_FACTOR", "box_mean", "local_norm", "LocalRule", "LocalStatsNorm", "local_statistics",
-           "has_input_statistics", "uses_input_statistics", "validate_train_patch"]
+__all__ = [
+    "EDGES",
+    "DEFAULT_FACTOR",
+    "box_mean",
+    "local_norm",
+    "LocalRule",
+    "LocalStatsNorm",
+    "local_statistics",
+    "has_input_statistics",
+    "uses_input_statistics",
+    "validate_train_patch",
+]

@@ -48,8 +48,9 @@ def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
     """`-v/--verbose` and `-q/--quiet`, each repeatable; read them back with `verbosity`."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("-v", "--verbose", action="count", default=0, help="say more (debug messages)")
-    group.add_argument("-q", "--quiet", action="count", default=0,
-                       help="say less: warnings and errors only (-qq: errors only)")
+    group.add_argument(
+        "-q", "--quiet", action="count", default=0, help="say less: warnings and errors only (-qq: errors only)"
+    )
 
 
 def verbosity(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ class CharbonnierLoss(_PixelLoss):
         self.eps = float(eps)
 
     def single(self, pred, target):
-        return self.weight * torch.sqrt((pred - target) ** 2 + self.eps ** 2).mean()
+        return self.weight * torch.sqrt((pred - target) ** 2 + self.eps**2).mean()
 
 
 LOSSES = {"psnr": PSNRLoss, "l1": L1Loss, "charbonnier": CharbonnierLoss}

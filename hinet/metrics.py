@@ -105,8 +105,9 @@ def _prepare_pair(output, target, protocol: Protocol) -> tuple[np.ndarray, np.nd
     out = _as_image(output, "output")
     ref = _as_image(target, "target")
     if out.shape != ref.shape:
-        raise ImageError(f"output shape {out.shape} differs from target shape {ref.shape}; "
-                         "metrics need images of the same size")
+        raise ImageError(
+            f"output shape {out.shape} differs from target shape {ref.shape}; metrics need images of the same size"
+        )
     return prepare(out, protocol, "output"), prepare(ref, protocol, "target")
 
 
@@ -126,11 +127,21 @@ def ssim(output, target, protocol: Protocol = Protocol()) -> float:
 
     out, ref = _prepare_pair(output, target, protocol)
     if min(out.shape[:2]) < SSIM_WINDOW:
-        raise ImageError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
-                         f"(after the border crop), got {out.shape[1]}x{out.shape[0]}")
-    return float(structural_similarity(
-        ref, out, data_range=protocol.data_range, channel_axis=2 if out.ndim == 3 else None,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False))
+        raise ImageError(
+            f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels "
+            f"(after the border crop), got {out.shape[1]}x{out.shape[0]}"
+        )
+    return float(
+        structural_similarity(
+            ref,
+            out,
+            data_range=protocol.data_range,
+            channel_axis=2 if out.ndim == 3 else None,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+    )
 
 
 def evaluate_pair(output, target, protocol: Protocol = Protocol()) -> dict[str, float]:

@@ -133,7 +133,9 @@ class HINetConfig:
             previous = channels
         for level in range(self.depth - 1):
             c_in, c_out = self.channels(level + 1), self.channels(level)
-            up = conv(c_in, c_out, 2) + block(c_in, c_out, False, False, norm(level, self.decoder_level_is_normalized(level)))
+            up = conv(c_in, c_out, 2) + block(
+                c_in, c_out, False, False, norm(level, self.decoder_level_is_normalized(level))
+            )
             total += 2 * (up + conv(c_out, c_out, 3))  # up_path_1/2 and skip_conv_1/2
         total += conv(self.wf, self.wf, 3) + conv(self.wf, self.in_chn, 3) + conv(self.in_chn, self.wf, 3)  # SAM
         total += conv(2 * self.wf, self.wf, 1) + conv(self.wf, self.in_chn, 3)  # cat12, last
@@ -158,14 +160,14 @@ class HINetConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "HINetConfig":
+    def from_dict(cls, values: dict) -> HINetConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown HINet config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def replace(self, **changes) -> "HINetConfig":
+    def replace(self, **changes) -> HINetConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -322,7 +324,9 @@ class HINet(nn.Module):
                 UNetConvBlock(prev, out, downsample, config.relu_slope, **norm_for(level, normalized))
             )
             self.down_path_2.append(
-                UNetConvBlock(prev, out, downsample, config.relu_slope, use_csff=downsample, **norm_for(level, normalized))
+                UNetConvBlock(
+                    prev, out, downsample, config.relu_slope, use_csff=downsample, **norm_for(level, normalized)
+                )
             )
             prev = out
 
@@ -395,4 +399,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["HINet", "HINetConfig", "NORM_NAMES", "MAX_WF", "MAX_DEPTH", "create_norm", "count_parameters", "UNetConvBlock", "SAM"]
+__all__ = [
+    "HINet",
+    "HINetConfig",
+    "NORM_NAMES",
+    "MAX_WF",
+    "MAX_DEPTH",
+    "create_norm",
+    "count_parameters",
+    "UNetConvBlock",
+    "SAM",
+]

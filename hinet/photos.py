@@ -57,8 +57,13 @@ class Photo:
 
     def record(self) -> dict:
         """What a run folder records about this photo (enough to find and verify the exact file)."""
-        return {"name": self.name, "package": self.package, "version": self.version, "path": self.path,
-                "sha256": self.sha256}
+        return {
+            "name": self.name,
+            "package": self.package,
+            "version": self.version,
+            "path": self.path,
+            "sha256": self.sha256,
+        }
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,7 +103,8 @@ def require_available() -> None:
         raise ConfigError(
             f"the natural training photos come from the Debian package(s) {', '.join(missing)}, which are not "
             f"installed; install them with `{install_command(missing)}` (or `python -m hinet.photos --install` "
-            "as root), or set data.photos: optional / none to train without them")
+            "as root), or set data.photos: optional / none to train without them"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -113,13 +119,16 @@ def verify(photo: Photo) -> None:
     """Raise ConfigError when the file is missing or its hash differs from the manifest's."""
     path = Path(photo.path)
     if not path.is_file():
-        raise ConfigError(f"photo {photo.name}: {path} is missing; install it with `{install_command([photo.package])}`")
+        raise ConfigError(
+            f"photo {photo.name}: {path} is missing; install it with `{install_command([photo.package])}`"
+        )
     actual = _sha256(path)
     if actual != photo.sha256:
         raise ConfigError(
             f"photo {photo.name}: {path} has sha256 {actual[:16]}..., the manifest expects {photo.sha256[:16]}... "
             f"(another version of {photo.package} than {photo.version}?); a run on it would not be the "
-            "recorded one. Install the manifest's version or update hinet/photos_manifest.json deliberately")
+            "recorded one. Install the manifest's version or update hinet/photos_manifest.json deliberately"
+        )
 
 
 def max_side() -> int:
@@ -189,14 +198,16 @@ def validation_crops(size: int, per_photo: int = VALIDATION_CROPS_PER_PHOTO) -> 
         rng = np.random.default_rng([_VALIDATION_CROP_SEED, index, size])
         for k in range(per_photo):
             y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-            crops.append((f"photos/{name}#{k}", np.ascontiguousarray(image[y:y + size, x:x + size])))
+            crops.append((f"photos/{name}#{k}", np.ascontiguousarray(image[y : y + size, x : x + size])))
     return crops
 
 
 def _install(packages: list[str]) -> int:
     if shutil.which("apt-get") is None:
-        log.error("apt-get not found: the photos come from Debian packages; on Debian/Ubuntu run:\n  %s",
-                  install_command(packages))
+        log.error(
+            "apt-get not found: the photos come from Debian packages; on Debian/Ubuntu run:\n  %s",
+            install_command(packages),
+        )
         return 2
     command = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
     log.info("running: %s", " ".join(command))
@@ -216,15 +227,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         missing = missing_packages()
     if missing:
-        print(f"error: missing package(s) {', '.join(missing)}; install with:\n  {install_command(missing)}\n"
-              "(or run python -m hinet.photos --install as root)", file=sys.stderr)
+        print(
+            f"error: missing package(s) {', '.join(missing)}; install with:\n  {install_command(missing)}\n"
+            "(or run python -m hinet.photos --install as root)",
+            file=sys.stderr,
+        )
         return 2
     try:
         for photo in manifest():
             verify(photo)
             image = prepared(photo)
-            print(f"{photo.split:10s} {photo.name:14s} {image.shape[1]}x{image.shape[0]}  {photo.package} "
-                  f"{photo.version}  {photo.licence}  sha256 {photo.sha256[:12]}")
+            print(
+                f"{photo.split:10s} {photo.name:14s} {image.shape[1]}x{image.shape[0]}  {photo.package} "
+                f"{photo.version}  {photo.licence}  sha256 {photo.sha256[:12]}"
+            )
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -57,7 +57,8 @@ def load_model(task: str, checkpoint: str | None, variant: str | None):
             raise ConfigError(f"unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}")
         log.warning(
             "--variant %s builds an UNTRAINED model with random weights. Its output is NOT a restoration; use it "
-            "only to test the pipeline. Pass --checkpoint or train a model for real results.", variant
+            "only to test the pipeline. Pass --checkpoint or train a model for real results.",
+            variant,
         )
         return create_model(variant), f"untrained {variant}"
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(task)
@@ -129,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output", type=Path, help="a .png file (or a folder) for a file input; a folder for a folder")
     parser.add_argument("--task", required=True, choices=TASK_NAMES, help="selects the default model")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="a .safetensors checkpoint or an official .pth (default: results/models/<task>.safetensors)")
+    source.add_argument(
+        "--checkpoint",
+        help="a .safetensors checkpoint or an official .pth (default: results/models/<task>.safetensors)",
+    )
     source.add_argument("--variant", help="an UNTRAINED registry variant, for testing the pipeline only")
     parser.add_argument("--tile", type=int, default=None, help="restore in tiles of N x N pixels (bounds memory)")
     parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")

@@ -48,24 +48,66 @@ DEFAULT_PROTOCOL = "whole"
 
 # The columns of results/ablation.csv, in the order the sweep writes them.
 ABLATION_COLUMNS = (
-    "run", "ablation", "variant", "task", "level", "seed", "norm", "norm_ratio", "hin_position_left",
-    "hin_position_right", "norm_in_decoder", "norm_affine", "wf", "depth", "steps", "lr", "train_seconds",
-    "params", "macs", "latency_ms", "device", "protocol", "image", "psnr", "ssim",
+    "run",
+    "ablation",
+    "variant",
+    "task",
+    "level",
+    "seed",
+    "norm",
+    "norm_ratio",
+    "hin_position_left",
+    "hin_position_right",
+    "norm_in_decoder",
+    "norm_affine",
+    "wf",
+    "depth",
+    "steps",
+    "lr",
+    "train_seconds",
+    "params",
+    "macs",
+    "latency_ms",
+    "device",
+    "protocol",
+    "image",
+    "psnr",
+    "ssim",
 )
 REQUIRED_COLUMNS = ABLATION_COLUMNS  # the former name, still imported by tests/test_sweep.py
 # Columns added after tables were first written, and the value an older table implies for them.
 ADDED_COLUMNS = {"lr": math.nan, "protocol": DEFAULT_PROTOCOL}
 # The model/training knobs that define a variant; the "diff only" view compares these with the baseline.
 KNOB_COLUMNS = (
-    "norm", "norm_ratio", "hin_position_left", "hin_position_right", "norm_in_decoder", "norm_affine", "wf",
-    "depth", "steps", "lr",
+    "norm",
+    "norm_ratio",
+    "hin_position_left",
+    "hin_position_right",
+    "norm_in_decoder",
+    "norm_affine",
+    "wf",
+    "depth",
+    "steps",
+    "lr",
 )
 # Knobs the sweep chooses per variant (its learning-rate search trains each variant at its own best rate),
 # so a comparison of two variants does not require them equal; the claim evidence states them when they differ.
 TUNED_KNOBS = ("lr",)
 NUMERIC_COLUMNS = (
-    "seed", "norm_ratio", "hin_position_left", "hin_position_right", "wf", "depth", "steps", "lr",
-    "train_seconds", "params", "macs", "latency_ms", "psnr", "ssim",
+    "seed",
+    "norm_ratio",
+    "hin_position_left",
+    "hin_position_right",
+    "wf",
+    "depth",
+    "steps",
+    "lr",
+    "train_seconds",
+    "params",
+    "macs",
+    "latency_ms",
+    "psnr",
+    "ssim",
 )
 BOOL_COLUMNS = ("norm_in_decoder", "norm_affine")
 COST_COLUMNS = ("params", "macs", "latency_ms", "train_seconds")
@@ -197,8 +239,9 @@ def read_run_logs(runs_dir: str | Path, runs) -> pd.DataFrame:
 # Selecting
 
 
-def select(table: pd.DataFrame, task=None, level=None, ablation=None, variants=None, seeds=None,
-           protocol=None) -> pd.DataFrame:
+def select(
+    table: pd.DataFrame, task=None, level=None, ablation=None, variants=None, seeds=None, protocol=None
+) -> pd.DataFrame:
     """Rows matching every filter that is given (None = no filter; lists select any of their values)."""
     mask = pd.Series(True, index=table.index)
     for column, wanted in (("task", task), ("level", level), ("ablation", ablation), ("protocol", protocol)):
@@ -325,7 +368,7 @@ def hierarchical_bootstrap_ci(
     width = int(counts.max())
     padded = np.zeros((len(groups), width))
     for index, group in enumerate(groups):
-        padded[index, :group.size] = group
+        padded[index, : group.size] = group
     rng = np.random.default_rng(seed)
     chosen = rng.integers(0, len(groups), size=(n_resamples, len(groups)))  # seeds, with replacement
     sizes = counts[chosen][..., None]  # each drawn seed keeps its own number of images
@@ -393,8 +436,9 @@ def summarize(
     """
     protocol = single_protocol(table, "summarize")
     if baseline not in set(table["variant"]):
-        raise ResultsError(f"baseline {baseline!r} is not among the selected variants; pick one of "
-                           f"{', '.join(variant_order(table))}")
+        raise ResultsError(
+            f"baseline {baseline!r} is not among the selected variants; pick one of {', '.join(variant_order(table))}"
+        )
     per_seed = seed_means(table)
     per_run_costs = table.drop_duplicates(["variant", "seed"]).groupby("variant")[list(COST_COLUMNS)].mean()
     rows = []
@@ -413,7 +457,10 @@ def summarize(
         for metric in ("psnr", "ssim"):
             delta = paired_delta(table, variant, baseline, metric, n_resamples, confidence, seed)
             row[f"delta_{metric}"], row[f"delta_{metric}_low"], row[f"delta_{metric}_high"] = (
-                delta.mean, delta.low, delta.high)
+                delta.mean,
+                delta.low,
+                delta.high,
+            )
             row[f"delta_{metric}_per_seed"] = delta.per_seed
             row["n_pairs"], row["n_paired_seeds"] = delta.n_pairs, delta.n_seeds
         for column in COST_COLUMNS:
@@ -535,67 +582,85 @@ def validation_curves(logs: pd.DataFrame, run_variants: dict[str, str], metric: 
 
 def display_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """The summary rounded and renamed for people; numeric columns stay numeric so a table can sort them."""
+
     def rounded(column, digits):
         return summary[column].round(digits)
 
     is_baseline = summary["variant"] == baseline
     seeds = _paired_seeds(summary)
-    return pd.DataFrame({
-        "variant": summary["variant"] + np.where(is_baseline, " (baseline)", ""),
-        "seeds": summary["n_seeds"],
-        "PSNR (dB)": rounded("psnr_mean", PSNR_DIGITS),
-        "PSNR std": rounded("psnr_std", PSNR_DIGITS),
-        "SSIM": rounded("ssim_mean", SSIM_DIGITS),
-        "SSIM std": rounded("ssim_std", SSIM_DIGITS),
-        "Δ PSNR (dB)": rounded("delta_psnr", PSNR_DIGITS + 1),
-        "Δ 95% CI": ["reference" if base else _interval(row["delta_psnr_low"], row["delta_psnr_high"],
-                                                        PSNR_DIGITS + 1, row["n_paired_seeds"])
-                     for base, (_, row) in zip(is_baseline, summary.iterrows())],
-        f"Δ per seed ({_seed_label(seeds)})": [
-            "reference" if base else format_seed_deltas(per_seed, seeds)
-            for base, per_seed in zip(is_baseline, summary["delta_psnr_per_seed"])],
-        "Δ SSIM": rounded("delta_ssim", SSIM_DIGITS),
-        "params": summary["params"].round(0).astype("Int64"),
-        "MACs (G)": (summary["macs"] / 1e9).round(3),
-        "latency (ms)": rounded("latency_ms", 1),
-        "train time (s)": rounded("train_seconds", 0),
-    })
+    return pd.DataFrame(
+        {
+            "variant": summary["variant"] + np.where(is_baseline, " (baseline)", ""),
+            "seeds": summary["n_seeds"],
+            "PSNR (dB)": rounded("psnr_mean", PSNR_DIGITS),
+            "PSNR std": rounded("psnr_std", PSNR_DIGITS),
+            "SSIM": rounded("ssim_mean", SSIM_DIGITS),
+            "SSIM std": rounded("ssim_std", SSIM_DIGITS),
+            "Δ PSNR (dB)": rounded("delta_psnr", PSNR_DIGITS + 1),
+            "Δ 95% CI": [
+                "reference"
+                if base
+                else _interval(row["delta_psnr_low"], row["delta_psnr_high"], PSNR_DIGITS + 1, row["n_paired_seeds"])
+                for base, (_, row) in zip(is_baseline, summary.iterrows())
+            ],
+            f"Δ per seed ({_seed_label(seeds)})": [
+                "reference" if base else format_seed_deltas(per_seed, seeds)
+                for base, per_seed in zip(is_baseline, summary["delta_psnr_per_seed"])
+            ],
+            "Δ SSIM": rounded("delta_ssim", SSIM_DIGITS),
+            "params": summary["params"].round(0).astype("Int64"),
+            "MACs (G)": (summary["macs"] / 1e9).round(3),
+            "latency (ms)": rounded("latency_ms", 1),
+            "train time (s)": rounded("train_seconds", 0),
+        }
+    )
 
 
 def markdown_summary(summary: pd.DataFrame, baseline: str) -> str:
     """The summary as a Markdown table with `mean ± std` cells (the README's and the app's export format)."""
     seeds = _paired_seeds(summary)
-    header = ["variant", "seeds", "PSNR (dB)", "SSIM", f"Δ PSNR vs {baseline} [95% CI]",
-              f"Δ PSNR per seed ({_seed_label(seeds)})", "Δ SSIM", "params", "MACs (G)", "latency (ms)",
-              "train time (s)"]
+    header = [
+        "variant",
+        "seeds",
+        "PSNR (dB)",
+        "SSIM",
+        f"Δ PSNR vs {baseline} [95% CI]",
+        f"Δ PSNR per seed ({_seed_label(seeds)})",
+        "Δ SSIM",
+        "params",
+        "MACs (G)",
+        "latency (ms)",
+        "train time (s)",
+    ]
     rows = []
     for _, row in summary.iterrows():
         name = f"**{row['variant']}** (baseline)" if row["variant"] == baseline else row["variant"]
         if row["variant"] == baseline:
             delta, per_seed = "0 (reference)", "reference"
         else:
-            interval = _interval(row["delta_psnr_low"], row["delta_psnr_high"], PSNR_DIGITS + 1,
-                                 row["n_paired_seeds"])
+            interval = _interval(row["delta_psnr_low"], row["delta_psnr_high"], PSNR_DIGITS + 1, row["n_paired_seeds"])
             delta = f"{_signed(row['delta_psnr'], PSNR_DIGITS + 1)} {interval}"
             per_seed = format_seed_deltas(row["delta_psnr_per_seed"], seeds)
-        rows.append([
-            name,
-            str(row["n_seeds"]),
-            _mean_std(row["psnr_mean"], row["psnr_std"], PSNR_DIGITS),
-            _mean_std(row["ssim_mean"], row["ssim_std"], SSIM_DIGITS),
-            delta,
-            per_seed,
-            "0" if row["variant"] == baseline else _signed(row["delta_ssim"], SSIM_DIGITS),
-            f"{row['params']:,.0f}",
-            f"{row['macs'] / 1e9:.3f}",
-            f"{row['latency_ms']:.1f}",
-            f"{row['train_seconds']:.0f}",
-        ])
+        rows.append(
+            [
+                name,
+                str(row["n_seeds"]),
+                _mean_std(row["psnr_mean"], row["psnr_std"], PSNR_DIGITS),
+                _mean_std(row["ssim_mean"], row["ssim_std"], SSIM_DIGITS),
+                delta,
+                per_seed,
+                "0" if row["variant"] == baseline else _signed(row["delta_ssim"], SSIM_DIGITS),
+                f"{row['params']:,.0f}",
+                f"{row['macs'] / 1e9:.3f}",
+                f"{row['latency_ms']:.1f}",
+                f"{row['train_seconds']:.0f}",
+            ]
+        )
     return to_markdown(header, rows)
 
 
 def format_seed_deltas(per_seed: dict[int, float], seeds=None, digits: int = PSNR_DIGITS) -> str:
-    """"+0.41 / +0.12 / -0.05": the per-seed Δ in the order of `seeds` (default: its own), "n/a" for a seed
+    """ "+0.41 / +0.12 / -0.05": the per-seed Δ in the order of `seeds` (default: its own), "n/a" for a seed
     without pairs, so cells of one column line up seed by seed."""
     seeds = sorted(per_seed) if seeds is None else list(seeds)
     if not seeds:
@@ -614,6 +679,7 @@ def _seed_label(seeds: list[int]) -> str:
 
 def to_markdown(header: list[str], rows: list[list]) -> str:
     """A GitHub-flavoured Markdown table (pipes in cells are escaped)."""
+
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -651,8 +717,12 @@ def _interval(low: float, high: float, digits: int, n_seeds: int | None = None) 
     return text
 
 
-def protocol_text(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
-                  confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_BOOTSTRAP_SEED) -> str:
+def protocol_text(
+    table: pd.DataFrame,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> str:
     """How the numbers of `table` were measured and summarised, stated from the table itself."""
     images = sorted(set(table["image"]))
     seeds = sorted(set(table["seed"]))
@@ -666,25 +736,29 @@ def protocol_text(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
     if len(present) == 1:
         statistics = f"`{present[0]}` ({PROTOCOL_MEANING})."
     else:
-        statistics = (f"{', '.join(f'`{p}`' for p in present)} ({PROTOCOL_MEANING}); every statistic is "
-                      f"computed within one protocol, rows of two protocols are never pooled or paired.")
-    return "\n".join([
-        f"- **Degradation:** {tasks} (`hinet.data.degrade`, the same function training used), applied to the "
-        f"clean test images with a fixed generator.",
-        f"- **Test images ({len(images)}):** {', '.join(images)}; never used for training or validation.",
-        f"- **Normalization statistics at test time:** {statistics}",
-        f"- **Metrics:** {metric} PSNR shown with {PSNR_DIGITS} decimals, SSIM with {SSIM_DIGITS}.",
-        f"- **Seeds:** {', '.join(map(str, seeds))}; each variant trained once per seed for "
-        f"{', '.join(map(str, steps))} steps{at_rate} on {', '.join(devices)}.",
-        f"- **Mean ± std** are over seeds of the image-averaged score (sample std, ddof 1). **Δ** is the mean "
-        f"difference to the baseline paired by (seed, image); its interval is a {confidence:.0%} percentile "
-        f"hierarchical bootstrap of that mean (seeds resampled with replacement, then images with replacement "
-        f"within each seed; {n_resamples} resamples, generator seed {seed}), so it widens when seeds disagree. "
-        f"**Δ per seed** is each seed's image-mean difference. With one seed the interval only reflects the "
-        f"image spread.",
-        "- **Costs:** parameters; MACs of one 256x256 forward pass (FlopCounterMode / 2); latency of one "
-        "forward pass on the device named above; train time is the wall-clock time of the run.",
-    ])
+        statistics = (
+            f"{', '.join(f'`{p}`' for p in present)} ({PROTOCOL_MEANING}); every statistic is "
+            f"computed within one protocol, rows of two protocols are never pooled or paired."
+        )
+    return "\n".join(
+        [
+            f"- **Degradation:** {tasks} (`hinet.data.degrade`, the same function training used), applied to the "
+            f"clean test images with a fixed generator.",
+            f"- **Test images ({len(images)}):** {', '.join(images)}; never used for training or validation.",
+            f"- **Normalization statistics at test time:** {statistics}",
+            f"- **Metrics:** {metric} PSNR shown with {PSNR_DIGITS} decimals, SSIM with {SSIM_DIGITS}.",
+            f"- **Seeds:** {', '.join(map(str, seeds))}; each variant trained once per seed for "
+            f"{', '.join(map(str, steps))} steps{at_rate} on {', '.join(devices)}.",
+            f"- **Mean ± std** are over seeds of the image-averaged score (sample std, ddof 1). **Δ** is the mean "
+            f"difference to the baseline paired by (seed, image); its interval is a {confidence:.0%} percentile "
+            f"hierarchical bootstrap of that mean (seeds resampled with replacement, then images with replacement "
+            f"within each seed; {n_resamples} resamples, generator seed {seed}), so it widens when seeds disagree. "
+            f"**Δ per seed** is each seed's image-mean difference. With one seed the interval only reflects the "
+            f"image spread.",
+            "- **Costs:** parameters; MACs of one 256x256 forward pass (FlopCounterMode / 2); latency of one "
+            "forward pass on the device named above; train time is the wall-clock time of the run.",
+        ]
+    )
 
 
 def _metric_protocol(task: str) -> str:
@@ -722,12 +796,17 @@ def _outcome(delta: PairedDelta) -> str:
 
 
 def _describe(variant: str, reference: str, delta: PairedDelta, configs: pd.DataFrame) -> str:
-    text = (f"{variant} − {reference}: {_signed(delta.mean, PSNR_DIGITS + 1)} dB "
-            f"{_interval(delta.low, delta.high, PSNR_DIGITS + 1, delta.n_seeds)}")
+    text = (
+        f"{variant} − {reference}: {_signed(delta.mean, PSNR_DIGITS + 1)} dB "
+        f"{_interval(delta.low, delta.high, PSNR_DIGITS + 1, delta.n_seeds)}"
+    )
     if delta.n_seeds > 1:
         text += f", per seed {format_seed_deltas(delta.per_seed)}"
-    tuned = [f"{knob} {_format_knob(_none(configs.loc[variant, knob]))} vs {_format_knob(_none(configs.loc[reference, knob]))}"
-             for knob in TUNED_KNOBS if not _same(_none(configs.loc[variant, knob]), _none(configs.loc[reference, knob]))]
+    tuned = [
+        f"{knob} {_format_knob(_none(configs.loc[variant, knob]))} vs {_format_knob(_none(configs.loc[reference, knob]))}"
+        for knob in TUNED_KNOBS
+        if not _same(_none(configs.loc[variant, knob]), _none(configs.loc[reference, knob]))
+    ]
     if tuned:
         text += f" ({'; '.join(tuned)})"
     return text
@@ -743,7 +822,8 @@ def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str
         return _same(_none(configs.loc[v, k]), _none(ref[k]))
 
     return [
-        v for v in configs.index
+        v
+        for v in configs.index
         if all(same(v, k) for k in KNOB_COLUMNS if k not in free and k not in TUNED_KNOBS)
         and not all(same(v, k) for k in free)
     ]
@@ -761,8 +841,12 @@ _CLAIMS = (
 )
 
 
-def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
-                       seed: int = DEFAULT_BOOTSTRAP_SEED, protocol: str | None = None) -> list[ClaimCheck]:
+def check_paper_claims(
+    table: pd.DataFrame,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+    protocol: str | None = None,
+) -> list[ClaimCheck]:
     """Test the paper's ablation claims (Sec. 4.3) on one task, level and protocol of the table.
 
     `protocol` picks one of the table's protocols; without it the table must hold a single one
@@ -782,8 +866,9 @@ def check_paper_claims(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES
     return [replace(check, protocol=protocol) for check in _check_claims(table, n_resamples, seed)]
 
 
-def claims_by_protocol(table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES,
-                       seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, list[ClaimCheck]]:
+def claims_by_protocol(
+    table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED
+) -> dict[str, list[ClaimCheck]]:
     """`check_paper_claims` for each protocol of the table, in `protocols` order."""
     return {protocol: check_paper_claims(table, n_resamples, seed, protocol) for protocol in protocols(table)}
 
@@ -810,16 +895,23 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
 
     # 1. HIN beats BN, LN, IN and no normalization.
     comparisons = {norm: _comparison(table, variant, reference, n_resamples, seed) for norm, variant in by_norm.items()}
-    checks.append(_verdict(
-        _CLAIMS[0],
-        [(by_norm[n], comparisons[n]) for n in ("batch", "layer", "instance", "none") if n in by_norm],
-        reference, configs, want="below", needed=4,
-        missing=[n for n in ("batch", "layer", "instance", "none") if n not in by_norm],
-    ))
+    checks.append(
+        _verdict(
+            _CLAIMS[0],
+            [(by_norm[n], comparisons[n]) for n in ("batch", "layer", "instance", "none") if n in by_norm],
+            reference,
+            configs,
+            want="below",
+            needed=4,
+            missing=[n for n in ("batch", "layer", "instance", "none") if n not in by_norm],
+        )
+    )
 
     # 2. BN hurts most: the batch-norm variant has the lowest PSNR among the norm variants.
     if "batch" in by_norm and len(by_norm) >= 2:
-        means = seed_means(table[table["variant"].isin([reference, *by_norm.values()])]).groupby("variant")["psnr"].mean()
+        means = (
+            seed_means(table[table["variant"].isin([reference, *by_norm.values()])]).groupby("variant")["psnr"].mean()
+        )
         worst = means.idxmin()
         others = {v: m for v, m in means.items() if v != by_norm["batch"]}
         bn_vs_next = min(others, key=others.get)
@@ -836,28 +928,54 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
 
     # 3. Full instance norm is worse than half.
     if "instance" in by_norm:
-        checks.append(_verdict(_CLAIMS[2], [(by_norm["instance"], comparisons["instance"])], reference, configs,
-                               want="below", needed=1, missing=[]))
+        checks.append(
+            _verdict(
+                _CLAIMS[2],
+                [(by_norm["instance"], comparisons["instance"])],
+                reference,
+                configs,
+                want="below",
+                needed=1,
+                missing=[],
+            )
+        )
     else:
         checks.append(ClaimCheck(_CLAIMS[2], "not tested", "needs an instance-norm variant (ratio 1.0)"))
 
     # 4. HIN in every encoder block and not in the decoder is the best placement.
-    placement = _single_factor_variants(configs, reference, {"hin_position_left", "hin_position_right", "norm_in_decoder"})
+    placement = _single_factor_variants(
+        configs, reference, {"hin_position_left", "hin_position_right", "norm_in_decoder"}
+    )
     ref_config = configs.loc[reference]
     full_encoder = ref_config["hin_position_left"] == 0 and ref_config["hin_position_right"] == ref_config["depth"] - 1
     if placement and full_encoder and ref_config["norm_in_decoder"] is not True:
-        checks.append(_verdict(
-            _CLAIMS[3], [(v, _comparison(table, v, reference, n_resamples, seed)) for v in placement],
-            reference, configs, want="below", needed=len(placement), missing=[],
-        ))
+        checks.append(
+            _verdict(
+                _CLAIMS[3],
+                [(v, _comparison(table, v, reference, n_resamples, seed)) for v in placement],
+                reference,
+                configs,
+                want="below",
+                needed=len(placement),
+                missing=[],
+            )
+        )
     else:
-        checks.append(ClaimCheck(_CLAIMS[3], "not tested",
-                                 "needs HIN at every encoder level plus variants that only move HIN"))
+        checks.append(
+            ClaimCheck(_CLAIMS[3], "not tested", "needs HIN at every encoder level plus variants that only move HIN")
+        )
     return checks
 
 
-def _verdict(claim: str, comparisons: list[tuple[str, PairedDelta]], reference: str, configs: pd.DataFrame,
-             want: str, needed: int, missing: list[str]) -> ClaimCheck:
+def _verdict(
+    claim: str,
+    comparisons: list[tuple[str, PairedDelta]],
+    reference: str,
+    configs: pd.DataFrame,
+    want: str,
+    needed: int,
+    missing: list[str],
+) -> ClaimCheck:
     outcomes = [_outcome(delta) for _, delta in comparisons]
     evidence = "; ".join(_describe(variant, reference, delta, configs) for variant, delta in comparisons)
     if missing:
@@ -881,13 +999,24 @@ def _verdict(claim: str, comparisons: list[tuple[str, PairedDelta]], reference: 
 # e.g. norm300, norm1k, norm3k, norm10k; configs/ablation_norm_*.yaml)
 
 LADDER_FAMILY = "norm"
-LADDER_COLUMNS = ("protocol", "steps", "ablation", "variant", "n_seeds", "psnr_mean", "psnr_std", "delta",
-                  "low", "high", "per_seed")
+LADDER_COLUMNS = (
+    "protocol",
+    "steps",
+    "ablation",
+    "variant",
+    "n_seeds",
+    "psnr_mean",
+    "psnr_std",
+    "delta",
+    "low",
+    "high",
+    "per_seed",
+)
 
 
 def _budget_of(name: str, family: str) -> int | None:
     """300 for "norm300", 3000 for "norm3k", None for a name outside the family (e.g. "norm" or "normx")."""
-    rest = str(name)[len(family):] if str(name).startswith(family) else ""
+    rest = str(name)[len(family) :] if str(name).startswith(family) else ""
     if rest.endswith("k") and rest[:-1].isdigit():
         return int(rest[:-1]) * 1000
     return int(rest) if rest.isdigit() else None
@@ -899,8 +1028,13 @@ def ladder_ablations(table: pd.DataFrame, family: str = LADDER_FAMILY) -> list[s
     return sorted(names, key=lambda name: _budget_of(name, family))
 
 
-def budget_ladder(table: pd.DataFrame, family: str = LADDER_FAMILY, baseline: str = "hin",
-                  n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED) -> pd.DataFrame:
+def budget_ladder(
+    table: pd.DataFrame,
+    family: str = LADDER_FAMILY,
+    baseline: str = "hin",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> pd.DataFrame:
     """One row per (protocol, budget, variant) of one task and level: the seed mean ± std of PSNR and the
     paired Δ to `baseline` at the same budget and protocol with its hierarchical interval (`LADDER_COLUMNS`).
     The ranking-vs-budget figure and the README's ladder table are drawn from it."""
@@ -915,15 +1049,30 @@ def budget_ladder(table: pd.DataFrame, family: str = LADDER_FAMILY, baseline: st
             for variant in variant_order(rung):
                 delta = paired_delta(rung, variant, baseline, "psnr", n_resamples, DEFAULT_CONFIDENCE, seed)
                 scores = per_seed[per_seed["variant"] == variant]["psnr"]
-                rows.append({"protocol": protocol, "steps": _budget_of(ablation, family), "ablation": ablation,
-                             "variant": variant, "n_seeds": int(scores.size), "psnr_mean": float(scores.mean()),
-                             "psnr_std": float(scores.std(ddof=1)) if scores.size > 1 else math.nan,
-                             "delta": delta.mean, "low": delta.low, "high": delta.high, "per_seed": delta.per_seed})
+                rows.append(
+                    {
+                        "protocol": protocol,
+                        "steps": _budget_of(ablation, family),
+                        "ablation": ablation,
+                        "variant": variant,
+                        "n_seeds": int(scores.size),
+                        "psnr_mean": float(scores.mean()),
+                        "psnr_std": float(scores.std(ddof=1)) if scores.size > 1 else math.nan,
+                        "delta": delta.mean,
+                        "low": delta.low,
+                        "high": delta.high,
+                        "per_seed": delta.per_seed,
+                    }
+                )
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
 
 
-def ladder_claims(table: pd.DataFrame, family: str = LADDER_FAMILY, n_resamples: int = DEFAULT_RESAMPLES,
-                  seed: int = DEFAULT_BOOTSTRAP_SEED) -> pd.DataFrame:
+def ladder_claims(
+    table: pd.DataFrame,
+    family: str = LADDER_FAMILY,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> pd.DataFrame:
     """The paper's claims checked at each budget and protocol of the ladder (`check_paper_claims` on that
     rung's rows): columns claim, steps, protocol, verdict, evidence; claims the ladder cannot test (e.g.
     placement, which has its own grid) are left out."""
@@ -933,8 +1082,15 @@ def ladder_claims(table: pd.DataFrame, family: str = LADDER_FAMILY, n_resamples:
         for protocol, checks in claims_by_protocol(at_budget, n_resamples, seed).items():
             for check in checks:
                 if check.verdict != "not tested":
-                    rows.append({"claim": check.claim, "steps": _budget_of(ablation, family), "protocol": protocol,
-                                 "verdict": check.verdict, "evidence": check.evidence})
+                    rows.append(
+                        {
+                            "claim": check.claim,
+                            "steps": _budget_of(ablation, family),
+                            "protocol": protocol,
+                            "verdict": check.verdict,
+                            "evidence": check.evidence,
+                        }
+                    )
     return pd.DataFrame(rows, columns=["claim", "steps", "protocol", "verdict", "evidence"])
 
 
@@ -967,22 +1123,29 @@ def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
         parts = []
         for steps, rung in ladder[ladder["protocol"] == protocol].groupby("steps", sort=True):
             leader = rung.loc[rung["delta"].fillna(-math.inf).idxmax()]
-            seeds = f"{int(rung['n_seeds'].min())}-{int(rung['n_seeds'].max())}" \
-                if rung["n_seeds"].min() != rung["n_seeds"].max() else f"{int(rung['n_seeds'].min())}"
+            seeds = (
+                f"{int(rung['n_seeds'].min())}-{int(rung['n_seeds'].max())}"
+                if rung["n_seeds"].min() != rung["n_seeds"].max()
+                else f"{int(rung['n_seeds'].min())}"
+            )
             if leader["variant"] == baseline:
                 runner = rung[rung["variant"] != baseline]
                 if runner.empty:
                     continue
                 second = runner.loc[runner["delta"].fillna(-math.inf).idxmax()]
                 significant = not math.isnan(second["high"]) and second["high"] < 0
-                parts.append(f"at {format_steps(steps)} steps {baseline} leads ({second['variant']} "
-                             f"{_signed(second['delta'], PSNR_DIGITS)} dB, "
-                             f"{'significant' if significant else 'within the interval'}; {seeds} seeds)")
+                parts.append(
+                    f"at {format_steps(steps)} steps {baseline} leads ({second['variant']} "
+                    f"{_signed(second['delta'], PSNR_DIGITS)} dB, "
+                    f"{'significant' if significant else 'within the interval'}; {seeds} seeds)"
+                )
             else:
                 significant = not math.isnan(leader["low"]) and leader["low"] > 0
-                parts.append(f"at {format_steps(steps)} steps {leader['variant']} leads "
-                             f"({_signed(leader['delta'], PSNR_DIGITS)} dB vs {baseline}, "
-                             f"{'significant' if significant else 'within the interval'}; {seeds} seeds)")
+                parts.append(
+                    f"at {format_steps(steps)} steps {leader['variant']} leads "
+                    f"({_signed(leader['delta'], PSNR_DIGITS)} dB vs {baseline}, "
+                    f"{'significant' if significant else 'within the interval'}; {seeds} seeds)"
+                )
         if parts:
             sentences.append(f"Under `{protocol}` scoring: " + "; ".join(parts) + ".")
     return sentences

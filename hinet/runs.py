@@ -110,8 +110,9 @@ def save_run_state(run_dir: Path, model: HINet, optimizer, scheduler, state: dic
     checkpoint untouched; `train_state.json` names the step its companions belong to, checked on resume.
     """
     if not weights_are_finite(model):
-        raise HINetError(f"refusing to save non-finite weights at step {state['step']} over the last good "
-                         f"checkpoint in {run_dir}")
+        raise HINetError(
+            f"refusing to save non-finite weights at step {state['step']} over the last good checkpoint in {run_dir}"
+        )
     staging = run_dir / STAGING_DIR
     staging.mkdir(parents=True, exist_ok=True)
     try:
@@ -139,21 +140,27 @@ def load_run_state(run_dir: Path, model: HINet, optimizer, scheduler) -> dict:
     try:
         tensors = safetensors.torch.load_file(str(run_dir / STATE_TENSORS_FILE))
     except (OSError, ValueError) as error:
-        raise CheckpointError(f"cannot resume {run_dir}: its training state is damaged ({error}); delete "
-                              f"{STATE_JSON_FILE} and {STATE_TENSORS_FILE} to start over from scratch") from None
+        raise CheckpointError(
+            f"cannot resume {run_dir}: its training state is damaged ({error}); delete "
+            f"{STATE_JSON_FILE} and {STATE_TENSORS_FILE} to start over from scratch"
+        ) from None
     loaded, metadata = load_checkpoint(run_dir / MODEL_FILE)
     if int(metadata.get("steps", -1)) != int(saved["step"]):
-        raise CheckpointError(f"cannot resume {run_dir}: {MODEL_FILE} is from step {metadata.get('steps')} but "
-                              f"{STATE_JSON_FILE} from step {saved['step']} (interrupted while saving); delete the "
-                              "run folder to start over")
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {MODEL_FILE} is from step {metadata.get('steps')} but "
+            f"{STATE_JSON_FILE} from step {saved['step']} (interrupted while saving); delete the "
+            "run folder to start over"
+        )
     load_state_dict_checked(model, loaded.state_dict())
     try:
         _optimizer_from_state(optimizer, tensors, saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise CheckpointError(f"cannot resume {run_dir}: the optimizer or scheduler state in {STATE_JSON_FILE} / "
-                              f"{STATE_TENSORS_FILE} is damaged or from another model ({type(error).__name__}: "
-                              f"{error}); delete both files to start over from scratch") from None
+        raise CheckpointError(
+            f"cannot resume {run_dir}: the optimizer or scheduler state in {STATE_JSON_FILE} / "
+            f"{STATE_TENSORS_FILE} is damaged or from another model ({type(error).__name__}: "
+            f"{error}); delete both files to start over from scratch"
+        ) from None
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -202,8 +209,17 @@ def read_state(run_dir: str | os.PathLike) -> dict | None:
 
 
 # Settings that may change between a run and its resumption; everything else must match.
-RESUMABLE_CHANGES = {"steps", "out_dir", "run_name", "device", "threads", "val_every", "checkpoint_every",
-                     "log_every", "progress"}
+RESUMABLE_CHANGES = {
+    "steps",
+    "out_dir",
+    "run_name",
+    "device",
+    "threads",
+    "val_every",
+    "checkpoint_every",
+    "log_every",
+    "progress",
+}
 
 
 def read_run_config(run_dir: Path) -> dict | None:
@@ -214,8 +230,9 @@ def read_run_config(run_dir: Path) -> dict | None:
     try:
         return yaml.safe_load(path.read_text()) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path} is damaged ({type(error).__name__}); delete the run folder to start over, "
-                          "or use another run_name") from None
+        raise ConfigError(
+            f"{path} is damaged ({type(error).__name__}); delete the run folder to start over, or use another run_name"
+        ) from None
 
 
 def check_resumable(run_dir: Path, cfg: TrainConfig) -> None:
@@ -224,11 +241,14 @@ def check_resumable(run_dir: Path, cfg: TrainConfig) -> None:
     if previous is None:
         return
     current = cfg.to_dict()
-    changed = sorted(k for k in set(previous) | set(current)
-                     if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
+    changed = sorted(
+        k for k in set(previous) | set(current) if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
+    )
     if changed:
-        raise ConfigError(f"{run_dir} holds a run with different settings ({', '.join(changed)}); use another "
-                          "run_name, or delete the folder to start over")
+        raise ConfigError(
+            f"{run_dir} holds a run with different settings ({', '.join(changed)}); use another "
+            "run_name, or delete the folder to start over"
+        )
 
 
 def write_run_files(run_dir: Path, cfg: TrainConfig, sources: dict, resumed_step: int) -> None:
@@ -260,8 +280,9 @@ def unwritable(run_dir: Path, error: OSError) -> HINetError:
     """The one message for a run folder that cannot be written, whichever write failed."""
     reason = error.strerror or str(error)
     where = f" ({error.filename})" if error.filename and Path(error.filename) != run_dir else ""
-    return HINetError(f"cannot write the run folder {run_dir}: {reason}{where}; set out_dir to a folder you can "
-                      "write to")
+    return HINetError(
+        f"cannot write the run folder {run_dir}: {reason}{where}; set out_dir to a folder you can write to"
+    )
 
 
 def _trim_log(path: Path, last_step: int) -> None:
@@ -280,5 +301,7 @@ def _trim_log(path: Path, last_step: int) -> None:
 
 
 def save_failed(what: str, step: int, run_dir: Path, error: OSError) -> HINetError:
-    return HINetError(f"could not save {what} at step {step} in {run_dir}: {error}. The previous checkpoint "
-                      "is intact; free disk space and run again to resume")
+    return HINetError(
+        f"could not save {what} at step {step} in {run_dir}: {error}. The previous checkpoint "
+        "is intact; free disk space and run again to resume"
+    )

@@ -74,24 +74,49 @@ from hinet.inference import FAST_PATH, STATS_PROTOCOLS, eval_mode, run_model
 from hinet.io import atomic_write_bytes, atomic_write_text
 from hinet.metrics import default_protocol
 from hinet.results_table import ABLATION_COLUMNS
-from hinet.runs import (ABLATION_FILE, CONFIG_FILE, DATA_FILE, EVAL_FILE, FAILED_FILE, MODEL_FILE, RUN_INFO_FILE,
-                        SHIPPED_WEIGHTS_FILE, STAGING_DIR, read_run_config, read_state, results_runs_dir,
-                        run_folders)
+from hinet.runs import (
+    ABLATION_FILE,
+    CONFIG_FILE,
+    DATA_FILE,
+    EVAL_FILE,
+    FAILED_FILE,
+    MODEL_FILE,
+    RUN_INFO_FILE,
+    SHIPPED_WEIGHTS_FILE,
+    STAGING_DIR,
+    read_run_config,
+    read_state,
+    results_runs_dir,
+    run_folders,
+)
 from hinet.train import train
 from hinet.training_data import use_photos
 
 log = logging.getLogger(__name__)
 
 LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
-LR_SEARCH_COLUMNS = ("ablation", "task", "variant", "lr", "steps", "seed", "run", "status", "best_val_psnr",
-                     "best_step", "chosen")
+LR_SEARCH_COLUMNS = (
+    "ablation",
+    "task",
+    "variant",
+    "lr",
+    "steps",
+    "seed",
+    "run",
+    "status",
+    "best_val_psnr",
+    "best_step",
+    "chosen",
+)
 WEIGHTLESS = "trained, weights not kept: cannot be scored under the missing protocols"
 RETRAIN_TO_SHIP = "retrain to ship: scored, but the weights to ship were not kept"
 LATENCY_SIZE = 256
 # The normalization budget ladder in its priority order (`python -m hinet.sweep --ladder`): the 3k rung,
 # the 300 and 1k rungs, knob separation, training patch size, placement, then the 10k rung.
-LADDER_GRIDS = tuple(f"configs/ablation_{name}.yaml" for name in (
-    "norm_3k", "norm_300", "norm_1k", "knobs_3k", "patch_3k", "placement_3k", "norm_10k"))
+LADDER_GRIDS = tuple(
+    f"configs/ablation_{name}.yaml"
+    for name in ("norm_3k", "norm_300", "norm_1k", "knobs_3k", "patch_3k", "placement_3k", "norm_10k")
+)
 VARIANT_KEYS = ("name", "variant", "model", "lr_from", "train", "ship")
 SWEEP_SETS = ("run_name", "out_dir", "seed", "task", "strength")  # TrainConfig keys a grid's base must not set
 
@@ -143,7 +168,7 @@ class PlannedRun:
         return self.config.run_dir
 
     def status(self) -> str:
-        """"done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"; "ship" or
+        """ "done" (trained and evaluated), "evaluate" (trained), "resume" (partly trained) or "new"; "ship" or
         RETRAIN_TO_SHIP for a scored run whose fp16 weights to ship are missing; "waiting..." when unplanned."""
         if self.waiting:
             return f"waiting: {self.waiting}"
@@ -229,8 +254,9 @@ def _lr_search_spec(grid: Grid, path: Path) -> LrSearch | None:
         raise ConfigError(f"{path}: lr_search.steps must be a positive integer and seed an integer")
     if val_every is not None and (type(val_every) is not int or val_every < 0):
         raise ConfigError(f"{path}: lr_search.val_every must be a non-negative integer; got {val_every!r}")
-    return LrSearch(lrs=lrs, steps=steps, seed=spec.seed if spec.seed is not None else grid.seeds[0],
-                    val_every=val_every)
+    return LrSearch(
+        lrs=lrs, steps=steps, seed=spec.seed if spec.seed is not None else grid.seeds[0], val_every=val_every
+    )
 
 
 def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
@@ -243,8 +269,10 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
     for variant in variants:
         unknown = sorted(set(variant) - set(VARIANT_KEYS))
         if unknown:
-            raise ConfigError(f"{path}: variant {variant['name']!r} has unknown key(s) {', '.join(unknown)}; "
-                              f"known: {', '.join(VARIANT_KEYS)}")
+            raise ConfigError(
+                f"{path}: variant {variant['name']!r} has unknown key(s) {', '.join(unknown)}; "
+                f"known: {', '.join(VARIANT_KEYS)}"
+            )
     searched = [v for v in variants if _lr_source(v, grid) is None]
     if search and (spec is None or not searched):
         return []
@@ -278,23 +306,55 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         for variant in task_variants:
             if search:
                 for lr in spec.lrs:
-                    jobs.append((0, f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec.seed}",
-                                 spec.seed, lr, spec.steps, variant, task, strength, False, ""))
+                    jobs.append(
+                        (
+                            0,
+                            f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec.seed}",
+                            spec.seed,
+                            lr,
+                            spec.steps,
+                            variant,
+                            task,
+                            strength,
+                            False,
+                            "",
+                        )
+                    )
                 continue
             lr, pending = choice_for(_lr_source(variant, grid), task, variant["name"])
             for order, seed in enumerate(seeds):
-                jobs.append((order, f"{ablation}__{task}__{variant['name']}__s{seed}", seed, lr, None, variant, task,
-                             strength, pending, waiting.get(variant["name"], "")))
+                jobs.append(
+                    (
+                        order,
+                        f"{ablation}__{task}__{variant['name']}__s{seed}",
+                        seed,
+                        lr,
+                        None,
+                        variant,
+                        task,
+                        strength,
+                        pending,
+                        waiting.get(variant["name"], ""),
+                    )
+                )
     jobs.sort(key=lambda job: job[0])  # stable: seed by seed, grid order within a seed
 
     runs = []
     base_model = dict(base.get("model") or {})
     for _, name, seed, lr, steps, variant, task, strength, pending, waiting in jobs:
-        model = {"variant": variant.get("variant", base_model.get("variant", "small_hin")),
-                 "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})}}
+        model = {
+            "variant": variant.get("variant", base_model.get("variant", "small_hin")),
+            "config": {**(base_model.get("config") or {}), **(variant.get("model") or {})},
+        }
         values = _merged(dict(base), variant.get("train") or {})
-        values.update(run_name=name, out_dir=str(results_runs_dir(results_dir)), seed=seed, task=task,
-                      strength=strength, model=model)
+        values.update(
+            run_name=name,
+            out_dir=str(results_runs_dir(results_dir)),
+            seed=seed,
+            task=task,
+            strength=strength,
+            model=model,
+        )
         if lr is not None:
             values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
         if steps is not None:
@@ -306,8 +366,21 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         except ConfigError as error:
             raise ConfigError(f"{path}, run {name}: {error}") from None
         ship = not search and seed in ship_seeds and variant.get("ship", True) is not False
-        runs.append(PlannedRun(name, ablation, variant["name"], task, strength, seed, config,
-                               grid.eval_seed, lr_pending=pending, ship=ship, waiting=waiting))
+        runs.append(
+            PlannedRun(
+                name,
+                ablation,
+                variant["name"],
+                task,
+                strength,
+                seed,
+                config,
+                grid.eval_seed,
+                lr_pending=pending,
+                ship=ship,
+                waiting=waiting,
+            )
+        )
     return runs
 
 
@@ -363,11 +436,21 @@ def lr_search_rows(grid_path: str | os.PathLike, results_dir: str | os.PathLike 
         failed = (run.run_dir / FAILED_FILE).is_file()
         finished = failed or (state is not None and state["step"] >= run.config.steps)
         best = (state or {}).get("best") or {}
-        rows.append({"ablation": run.ablation, "task": run.task, "variant": run.variant,
-                     "lr": run.config.optimizer.lr, "steps": run.config.steps, "seed": run.seed, "run": run.name,
-                     "status": "failed" if failed else ("finished" if finished else run.status()),
-                     "best_val_psnr": None if failed else best.get("psnr"), "best_step": best.get("step"),
-                     "chosen": False})
+        rows.append(
+            {
+                "ablation": run.ablation,
+                "task": run.task,
+                "variant": run.variant,
+                "lr": run.config.optimizer.lr,
+                "steps": run.config.steps,
+                "seed": run.seed,
+                "run": run.name,
+                "status": "failed" if failed else ("finished" if finished else run.status()),
+                "best_val_psnr": None if failed else best.get("psnr"),
+                "best_step": best.get("step"),
+                "chosen": False,
+            }
+        )
     for key in {(r["task"], r["variant"]) for r in rows}:
         group = [r for r in rows if (r["task"], r["variant"]) == key]
         if all(r["status"] in ("finished", "failed") for r in group):
@@ -444,8 +527,12 @@ def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) 
             continue
         if not all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored):
             continue
-        if with_scores and scored_protocols(source) >= set(STATS_PROTOCOLS) and (source / RUN_INFO_FILE).is_file() \
-                and json.loads((source / RUN_INFO_FILE).read_text()).get("eval_seed", 0) == run.eval_seed:
+        if (
+            with_scores
+            and scored_protocols(source) >= set(STATS_PROTOCOLS)
+            and (source / RUN_INFO_FILE).is_file()
+            and json.loads((source / RUN_INFO_FILE).read_text()).get("eval_seed", 0) == run.eval_seed
+        ):
             scored_sources.append(source)
         elif (source / MODEL_FILE).is_file() and _same_circumstances(source, run):
             weighted_sources.append(source)
@@ -458,8 +545,11 @@ def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) 
         return source.name
     if weighted_sources:
         source = weighted_sources[0]
-        shutil.copytree(source, run.run_dir, ignore=shutil.ignore_patterns(STAGING_DIR, "*.tmp", EVAL_FILE,
-                                                                            RUN_INFO_FILE, SHIPPED_WEIGHTS_FILE))
+        shutil.copytree(
+            source,
+            run.run_dir,
+            ignore=shutil.ignore_patterns(STAGING_DIR, "*.tmp", EVAL_FILE, RUN_INFO_FILE, SHIPPED_WEIGHTS_FILE),
+        )
         return source.name
     return None
 
@@ -469,8 +559,12 @@ def ship_weights(run: PlannedRun) -> Path:
     the app opens on a fresh clone, where the fp32 training checkpoint (git-ignored) is absent."""
     model, metadata = load_checkpoint(run.run_dir / MODEL_FILE)
     metadata = {key: value for key, value in metadata.items() if key != "config"}  # rewritten from the model
-    metadata = dict(metadata, shipped_precision="float16 weights of the fp32 training checkpoint",
-                    ablation=run.ablation, ablation_variant=run.variant)
+    metadata = dict(
+        metadata,
+        shipped_precision="float16 weights of the fp32 training checkpoint",
+        ablation=run.ablation,
+        ablation_variant=run.variant,
+    )
     return save_checkpoint(run.run_dir / SHIPPED_WEIGHTS_FILE, model, metadata=metadata, dtype=torch.float16)
 
 
@@ -495,22 +589,43 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
     """Test-set scores (`eval.csv`) and costs (`sweep.json`) of a trained run, both written atomically."""
     model, metadata = load_checkpoint(run.run_dir / MODEL_FILE)
     images = data.test_images() if images is None else images
-    rows = evaluate_model(model, run.task, run.strength, images=images, seed=run.eval_seed, stats=STATS_PROTOCOLS,
-                          train_patch=run.config.data.patch)
+    rows = evaluate_model(
+        model,
+        run.task,
+        run.strength,
+        images=images,
+        seed=run.eval_seed,
+        stats=STATS_PROTOCOLS,
+        train_patch=run.config.data.patch,
+    )
     write_csv(run.run_dir / EVAL_FILE, rows, run.task, run.strength, run.eval_seed, default_protocol(run.task))
     state = read_state(run.run_dir)
     config = model.config
     info = {
-        "run": run.name, "ablation": run.ablation, "variant": run.variant, "task": run.task,
-        "level": format_level(run.strength), "seed": run.seed, "norm": config.norm,
-        "norm_ratio": config.ratio if config.norm != "none" else "", "hin_position_left": config.hin_position_left,
-        "hin_position_right": config.hin_position_right, "norm_in_decoder": config.norm_in_decoder,
-        "norm_affine": config.norm_affine, "wf": config.wf, "depth": config.depth, "steps": int(state["step"]),
-        "lr": run.config.optimizer.lr, "train_patch": run.config.data.patch,
-        "train_seconds": round(float(state["train_seconds"]), 2), "params": count_parameters(model),
+        "run": run.name,
+        "ablation": run.ablation,
+        "variant": run.variant,
+        "task": run.task,
+        "level": format_level(run.strength),
+        "seed": run.seed,
+        "norm": config.norm,
+        "norm_ratio": config.ratio if config.norm != "none" else "",
+        "hin_position_left": config.hin_position_left,
+        "hin_position_right": config.hin_position_right,
+        "norm_in_decoder": config.norm_in_decoder,
+        "norm_affine": config.norm_affine,
+        "wf": config.wf,
+        "depth": config.depth,
+        "steps": int(state["step"]),
+        "lr": run.config.optimizer.lr,
+        "train_patch": run.config.data.patch,
+        "train_seconds": round(float(state["train_seconds"]), 2),
+        "params": count_parameters(model),
         "macs": int(count_macs(model, LATENCY_SIZE, LATENCY_SIZE)["flop_counter_macs"]),
-        "latency_ms": round(measure_latency_ms(model), 2), "device": describe_device("cpu"),
-        "train_device": metadata.get("device", ""), "precision": metadata.get("precision", ""),
+        "latency_ms": round(measure_latency_ms(model), 2),
+        "device": describe_device("cpu"),
+        "train_device": metadata.get("device", ""),
+        "precision": metadata.get("precision", ""),
         "eval_seed": run.eval_seed,
     }
     atomic_write_bytes(run.run_dir / RUN_INFO_FILE, json.dumps(info, indent=1).encode())
@@ -529,9 +644,15 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
         with open(eval_path, newline="") as handle:
             for score in csv.DictReader(handle):
                 if score["method"] == MODEL_METHOD and score["image"] != "mean":
-                    rows.append({**{k: info[k] for k in ABLATION_COLUMNS if k in info},
-                                 "protocol": score.get("stats") or "whole", "image": score["image"],
-                                 "psnr": score["psnr"], "ssim": score["ssim"]})
+                    rows.append(
+                        {
+                            **{k: info[k] for k in ABLATION_COLUMNS if k in info},
+                            "protocol": score.get("stats") or "whole",
+                            "image": score["image"],
+                            "psnr": score["psnr"],
+                            "ssim": score["ssim"],
+                        }
+                    )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=ABLATION_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -548,8 +669,17 @@ def progress(grid_paths, results_dir: str | os.PathLike = "results") -> list[dic
     rows = []
     for path in grid_paths:
         for kind, runs in (("search", plan_lr_search(path, results_dir)), ("run", plan(path, results_dir))):
-            rows += [{"grid": str(path), "run": run.name, "kind": kind, "steps": run.config.steps, "seed": run.seed,
-                      "status": run.status()} for run in runs]
+            rows += [
+                {
+                    "grid": str(path),
+                    "run": run.name,
+                    "kind": kind,
+                    "steps": run.config.steps,
+                    "seed": run.seed,
+                    "status": run.status(),
+                }
+                for run in runs
+            ]
     return rows
 
 
@@ -563,8 +693,9 @@ def _select(runs: list[PlannedRun], only: str | None) -> list[PlannedRun]:
     return [run for run in runs if fnmatch.fnmatchcase(run.name, only) or only in run.name]
 
 
-def run_sweep(grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False,
-              images=None, echo=log.info) -> list[dict]:
+def run_sweep(
+    grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False, images=None, echo=log.info
+) -> list[dict]:
     """Grid after grid: search learning rates (grids with `lr_search`), then train, evaluate (and ship)
     every selected run; then tabulate. Returns one {run, status} per run, plus "error" for a run that
     failed (it is left out of the table; the other runs go on). `only` selects search and main runs alike
@@ -611,8 +742,10 @@ def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, e
             try:
                 result = train(run.config)
                 best = result["best_val_psnr"]
-                echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, best val PSNR "
-                     + ("none (no validation set)" if best is None else f"{best:.2f} dB"))
+                echo(
+                    f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, best val PSNR "
+                    + ("none (no validation set)" if best is None else f"{best:.2f} dB")
+                )
             except TrainingDiverged as error:  # a rate that diverges is a finished, failed candidate
                 run.run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(run.run_dir / FAILED_FILE, str(error) + "\n")
@@ -656,13 +789,19 @@ def _train_and_score(runs, results_dir, dry_run, images, report, echo) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hinet.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("grids", nargs="*", help="grid files, e.g. configs/ablation_norm.yaml")
-    parser.add_argument("--ladder", action="store_true",
-                        help=f"the budget ladder's grids, in order, after any given ({', '.join(LADDER_GRIDS)})")
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help=f"the budget ladder's grids, in order, after any given ({', '.join(LADDER_GRIDS)})",
+    )
     parser.add_argument("--only", help="run only runs whose name matches this glob or contains this text")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and their status; train nothing")
     parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--table-only", action="store_true",
-                        help="only rebuild RESULTS/ablation.csv from the runs evaluated so far; train nothing")
+    parser.add_argument(
+        "--table-only",
+        action="store_true",
+        help="only rebuild RESULTS/ablation.csv from the runs evaluated so far; train nothing",
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (debug)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     args = parser.parse_args(argv)

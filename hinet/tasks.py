@@ -44,11 +44,14 @@ class Strength:
 
     def __post_init__(self):
         if not self.low <= self.default <= self.high:
-            raise ConfigError(f"strength {self.name}: default {self.default:g} is outside [{self.low:g}, {self.high:g}]")
+            raise ConfigError(
+                f"strength {self.name}: default {self.default:g} is outside [{self.low:g}, {self.high:g}]"
+            )
         low, high = self.blind
         if not self.low <= low <= high <= self.high:
-            raise ConfigError(f"strength {self.name}: blind range [{low:g}, {high:g}] is outside "
-                              f"[{self.low:g}, {self.high:g}]")
+            raise ConfigError(
+                f"strength {self.name}: blind range [{low:g}, {high:g}] is outside [{self.low:g}, {self.high:g}]"
+            )
         if not self.step > 0:
             raise ConfigError(f"strength {self.name}: the slider step must be positive, got {self.step:g}")
         if self.integer and self.default != int(self.default):
@@ -94,8 +97,10 @@ class Task:
         outside its range."""
         unknown = sorted(set(strength) - set(self.strength_names))
         if unknown:
-            raise ConfigError(f"{self.name} has no strength parameter {', '.join(unknown)}; "
-                              f"it takes: {', '.join(self.strength_names)}")
+            raise ConfigError(
+                f"{self.name} has no strength parameter {', '.join(unknown)}; "
+                f"it takes: {', '.join(self.strength_names)}"
+            )
         resolved: dict[str, float] = {}
         for spec in self.strengths:
             value = strength.get(spec.name, spec.default)
@@ -104,8 +109,10 @@ class Task:
             except (TypeError, ValueError):
                 raise ConfigError(f"{self.name} {spec.name} must be a number, got {value!r}") from None
             if not math.isfinite(value) or not spec.low <= value <= spec.high:
-                raise ConfigError(f"{self.name} {spec.name} = {value:g} is out of range; {spec.label} must be in "
-                                  f"[{spec.low:g}, {spec.high:g}]")
+                raise ConfigError(
+                    f"{self.name} {spec.name} = {value:g} is out of range; {spec.label} must be in "
+                    f"[{spec.low:g}, {spec.high:g}]"
+                )
             resolved[spec.name] = int(round(value)) if spec.integer else value
         return resolved
 
@@ -189,8 +196,9 @@ DEBLUR = Task(
 JPEG = Task(
     name="jpeg",
     label="JPEG artifact removal",
-    strengths=(Strength("quality", 1, 95, 10, 1, "JPEG quality (lower = stronger artifacts)", blind=(10, 40),
-                        integer=True),),
+    strengths=(
+        Strength("quality", 1, 95, 10, 1, "JPEG quality (lower = stronger artifacts)", blind=(10, 40), integer=True),
+    ),
     primary="quality",
     degrade=_jpeg,
     protocol=Protocol(),

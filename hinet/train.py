@@ -98,10 +98,19 @@ def _stop_on_signals():
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hinet.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML TrainConfig (configs/*.yaml); defaults when omitted")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set optimizer.lr=5e-4 --set model.config.wf=8")
-    parser.add_argument("--resume", action="store_true",
-                        help="require an existing training state in the run folder (resuming is automatic anyway)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.lr=5e-4 --set model.config.wf=8",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="require an existing training state in the run folder (resuming is automatic anyway)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (debug)")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")

@@ -34,8 +34,19 @@ from hinet.inference import PLAIN_PATH, eval_mode, run_model
 from hinet.losses import create_loss
 from hinet.metrics import Protocol, default_protocol, evaluate_pair
 from hinet.model import HINet
-from hinet.runs import (BEST_FILE, LOG_FILE, MODEL_FILE, check_resumable, check_writable, has_state, load_run_state,
-                        save_failed, save_run_state, unwritable, write_run_files)
+from hinet.runs import (
+    BEST_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    check_resumable,
+    check_writable,
+    has_state,
+    load_run_state,
+    save_failed,
+    save_run_state,
+    unwritable,
+    write_run_files,
+)
 from hinet.training_data import TrainingData, no_training_data, prepare_training_data
 
 log = logging.getLogger(__name__)
@@ -99,14 +110,20 @@ class Trainer:
         model_config = cfg.model_config()
         self.size_multiple = model_config.size_multiple
         if cfg.data.patch % self.size_multiple:
-            raise ConfigError(f"data.patch={cfg.data.patch} must be a multiple of {self.size_multiple} "
-                              f"(2**(depth-1) for depth {model_config.depth})")
+            raise ConfigError(
+                f"data.patch={cfg.data.patch} must be a multiple of {self.size_multiple} "
+                f"(2**(depth-1) for depth {model_config.depth})"
+            )
         torch.manual_seed(cfg.seed)
         self.model = HINet(model_config).to(device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.optimizer.lr,
-                                          betas=tuple(cfg.optimizer.betas), weight_decay=cfg.optimizer.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=cfg.optimizer.lr,
+            betas=tuple(cfg.optimizer.betas),
+            weight_decay=cfg.optimizer.weight_decay,
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, cfg))
         self.loss_fn = create_loss(cfg.loss.name, cfg.loss.weight)
 
@@ -149,16 +166,26 @@ class Trainer:
         dist.barrier()
         if dist.enabled:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if self.data.val_pairs and dist.is_main and self.input_scores is None:
             self.input_scores = input_scores(self.data.val_pairs, default_protocol(cfg.task))
         strength = None if cfg.blind else cfg.resolved_strength()
         self.use_bf16 = use_bf16(cfg.bf16, self.device, warn=dist.is_main)
         # train_patch tells test-time tiling and local statistics (hinet.inference) the size the norms saw.
-        self.metadata_base = {"task": cfg.task, "strength": strength, "blind": cfg.blind, "seed": cfg.seed,
-                              "device": describe_device(self.device), "trained": "true", "run": cfg.run_name,
-                              "precision": precision_label(self.use_bf16), "train_patch": cfg.data.patch,
-                              "lr": cfg.optimizer.lr, "photos": cfg.data.photos}
+        self.metadata_base = {
+            "task": cfg.task,
+            "strength": strength,
+            "blind": cfg.blind,
+            "seed": cfg.seed,
+            "device": describe_device(self.device),
+            "trained": "true",
+            "run": cfg.run_name,
+            "precision": precision_label(self.use_bf16),
+            "train_patch": cfg.data.patch,
+            "lr": cfg.optimizer.lr,
+            "photos": cfg.data.photos,
+        }
 
     # -- the loop
 
@@ -171,8 +198,7 @@ class Trainer:
         except OSError as error:
             raise unwritable(self.run_dir, error) from None
         show_bar = cfg.progress and dist.is_main and sys.stderr.isatty()
-        progress = tqdm(total=cfg.steps, initial=self.step, disable=not show_bar, desc=cfg.run_name,
-                        dynamic_ncols=True)
+        progress = tqdm(total=cfg.steps, initial=self.step, disable=not show_bar, desc=cfg.run_name, dynamic_ncols=True)
         stopped = False
         try:
             with logging_redirect_tqdm() if show_bar else nullcontext():
@@ -183,20 +209,26 @@ class Trainer:
                         break
                     record = self.train_step()
                     validate_now = bool(self.data.val_pairs) and (
-                        self.step == cfg.steps or bool(cfg.val_every and self.step % cfg.val_every == 0))
+                        self.step == cfg.steps or bool(cfg.val_every and self.step % cfg.val_every == 0)
+                    )
                     if validate_now and dist.is_main:
                         self.validate(record)
-                    if dist.is_main and (validate_now or self.step % max(cfg.log_every, 1) == 0
-                                         or self.step == cfg.steps):
+                    if dist.is_main and (
+                        validate_now or self.step % max(cfg.log_every, 1) == 0 or self.step == cfg.steps
+                    ):
                         log_file.write(json.dumps(record) + "\n")
                         log_file.flush()
                     emit(dict(record, kind="step"))
                     progress.update(1)
                     progress.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
                     if validate_now and dist.is_main:
-                        log.log(logging.INFO if cfg.progress else logging.DEBUG,
-                                "step %d: val PSNR %.2f dB, SSIM %.4f", self.step, self.last_val["psnr"],
-                                self.last_val["ssim"])
+                        log.log(
+                            logging.INFO if cfg.progress else logging.DEBUG,
+                            "step %d: val PSNR %.2f dB, SSIM %.4f",
+                            self.step,
+                            self.last_val["psnr"],
+                            self.last_val["ssim"],
+                        )
                         emit(dict(record, kind="val"))
                         self.keep_best()
                     if self.step < cfg.steps and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
@@ -208,8 +240,18 @@ class Trainer:
             if log_file is not None:
                 log_file.close()
         result = self.summary(stopped)
-        emit({"kind": "done", "step": self.step, "loss": None, "lr": None, "val_psnr": result["val_psnr"],
-              "val_ssim": result["val_ssim"], "wall": self.train_seconds, "result": result})
+        emit(
+            {
+                "kind": "done",
+                "step": self.step,
+                "loss": None,
+                "lr": None,
+                "val_psnr": result["val_psnr"],
+                "val_ssim": result["val_ssim"],
+                "wall": self.train_seconds,
+                "result": result,
+            }
+        )
         return result
 
     def train_step(self) -> dict:
@@ -230,19 +272,30 @@ class Trainer:
         loss_value = float(loss.detach())
         # The gradient is all-reduced, so every rank sees the same non-finite norm and stops together.
         if not (math.isfinite(loss_value) and bool(torch.isfinite(grad_norm))):
-            where = (f"the last good checkpoint is {self.run_dir / MODEL_FILE} (step {self.last_saved_step})"
-                     if self.last_saved_step is not None else "no checkpoint was saved yet")
+            where = (
+                f"the last good checkpoint is {self.run_dir / MODEL_FILE} (step {self.last_saved_step})"
+                if self.last_saved_step is not None
+                else "no checkpoint was saved yet"
+            )
             raise TrainingDiverged(
                 f"training diverged at step {self.step + 1}: the loss is {loss_value} and the gradient norm "
-                f"{float(grad_norm)}; {where}. Lower optimizer.lr or set grad_clip")
+                f"{float(grad_norm)}; {where}. Lower optimizer.lr or set grad_clip"
+            )
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         self.train_seconds += time.perf_counter() - started
         # grad_norm is measured before clipping, so a log shows how often and how hard the clip acts.
-        return {"step": self.step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm), "val_psnr": None,
-                "val_ssim": None, "wall": round(self.train_seconds, 3)}
+        return {
+            "step": self.step,
+            "loss": loss_value,
+            "lr": lr,
+            "grad_norm": float(grad_norm),
+            "val_psnr": None,
+            "val_ssim": None,
+            "wall": round(self.train_seconds, 3),
+        }
 
     def validate(self, record: dict) -> None:
         """Score the model on the validation pairs (the time counts as training time) into `record`."""
@@ -257,8 +310,9 @@ class Trainer:
             return
         self.best = {"psnr": self.last_val["psnr"], "ssim": self.last_val["ssim"], "step": self.step}
         try:
-            save_checkpoint(self.run_dir / BEST_FILE, self.model,
-                            metadata=self.metadata({"val_psnr": self.best["psnr"]}))
+            save_checkpoint(
+                self.run_dir / BEST_FILE, self.model, metadata=self.metadata({"val_psnr": self.best["psnr"]})
+            )
         except OSError as error:
             raise save_failed(BEST_FILE, self.step, self.run_dir, error) from None
 
@@ -266,9 +320,16 @@ class Trainer:
         """Rank 0 writes weights and state; the other ranks wait so nobody reads a half-written run folder."""
         self.dist.barrier()
         if self.dist.is_main:
-            state = {"step": self.step, "train_seconds": self.train_seconds, "best": self.best,
-                     "last_val": self.last_val, "input_val": self.input_scores, "seed": self.cfg.seed,
-                     "world_size": self.dist.world_size, "data_rng": DATA_RNG_NOTE}
+            state = {
+                "step": self.step,
+                "train_seconds": self.train_seconds,
+                "best": self.best,
+                "last_val": self.last_val,
+                "input_val": self.input_scores,
+                "seed": self.cfg.seed,
+                "world_size": self.dist.world_size,
+                "data_rng": DATA_RNG_NOTE,
+            }
             extra = {"val_psnr": self.last_val["psnr"]} if self.last_val else {}
             try:
                 save_run_state(self.run_dir, self.model, self.optimizer, self.scheduler, state, self.metadata(extra))

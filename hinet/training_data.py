@@ -41,8 +41,16 @@ class TrainingData:
         resumed run identical to an unbroken one and gives each DDP rank its own samples."""
         rng = np.random.default_rng([cfg.seed, step, rank])
         if self.clean is not None:
-            return data.make_batch(self.clean, self.task, cfg.data.batch, cfg.data.patch, rng,
-                                   blind=self.strength is None, strength=self.strength, area=self.area)
+            return data.make_batch(
+                self.clean,
+                self.task,
+                cfg.data.batch,
+                cfg.data.patch,
+                rng,
+                blind=self.strength is None,
+                strength=self.strength,
+                area=self.area,
+            )
         lqs, gts = [], []
         for _ in range(cfg.data.batch):
             _, lq, gt = self.paired[self.paired_train[int(rng.integers(len(self.paired_train)))]]
@@ -74,17 +82,26 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
         result = TrainingData(cfg.task, strength, paired=pairs, paired_train=list(range(len(pairs) - n_val)))
         for index in range(len(pairs) - n_val, len(pairs)):
             _, lq, gt = pairs[index]
-            result.val_pairs.append((_center_crop(lq, cfg.data.val_size, multiple),
-                                     _center_crop(gt, cfg.data.val_size, multiple)))
+            result.val_pairs.append(
+                (_center_crop(lq, cfg.data.val_size, multiple), _center_crop(gt, cfg.data.val_size, multiple))
+            )
         return result
 
     with_photos = use_photos(cfg.data.photos)
-    train_images, val_images = _clean_split(cfg.data.dead_leaves, cfg.data.dead_leaves_size, tuple(cfg.data.scales),
-                                            cfg.data.skimage, cfg.data.pywt, cfg.data.folder, cfg.data.val_images,
-                                            with_photos)
+    train_images, val_images = _clean_split(
+        cfg.data.dead_leaves,
+        cfg.data.dead_leaves_size,
+        tuple(cfg.data.scales),
+        cfg.data.skimage,
+        cfg.data.pywt,
+        cfg.data.folder,
+        cfg.data.val_images,
+        with_photos,
+    )
     if not len(train_images):
-        raise ConfigError("no clean training images: enable data.skimage / data.pywt, set data.dead_leaves "
-                          "or give data.folder")
+        raise ConfigError(
+            "no clean training images: enable data.skimage / data.pywt, set data.dead_leaves or give data.folder"
+        )
     clean = list(train_images)
     result = TrainingData(cfg.task, strength, clean=clean, area=data.cumulative_area(clean))
     if with_photos:
@@ -105,8 +122,11 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
         "area_share": {source: round(area / total_area, 4) for source, area in sorted(shares.items())},
         "sampling": "images drawn with probability proportional to area (hinet.data.pick_by_area)",
         "scales": list(cfg.data.scales),
-        "validation": {"source": "photos" if with_photos else "pool", "crop": cfg.data.val_size,
-                       "images": [label for label, _ in labelled]},
+        "validation": {
+            "source": "photos" if with_photos else "pool",
+            "crop": cfg.data.val_size,
+            "images": [label for label, _ in labelled],
+        },
     }
     return result
 
@@ -121,9 +141,13 @@ def use_photos(mode: str, warn: bool = True) -> bool:
     if photos.available():
         return True
     if warn:
-        log.warning("data.photos=optional: the photo package(s) %s are not installed, so this run trains without "
-                    "natural photos and validates on held-out pool images; install them with `%s` for the "
-                    "recorded setup", ", ".join(photos.missing_packages()), photos.install_command())
+        log.warning(
+            "data.photos=optional: the photo package(s) %s are not installed, so this run trains without "
+            "natural photos and validates on held-out pool images; install them with `%s` for the "
+            "recorded setup",
+            ", ".join(photos.missing_packages()),
+            photos.install_command(),
+        )
     return False
 
 
@@ -134,18 +158,30 @@ def _center_crop(image: np.ndarray, size: int, multiple: int) -> np.ndarray:
     if ch < multiple or cw < multiple:
         raise ConfigError(f"a validation image of {w}x{h} is smaller than the model's size multiple {multiple}")
     y, x = (h - ch) // 2, (w - cw) // 2
-    return np.ascontiguousarray(image[y:y + ch, x:x + cw])
+    return np.ascontiguousarray(image[y : y + ch, x : x + cw])
 
 
 @functools.lru_cache(maxsize=1)  # a sweep trains many runs on the same pool; rescaling it takes seconds
-def _clean_split(dead_leaves: int, dead_leaves_size: int, scales: tuple, use_skimage: bool, use_pywt: bool,
-                 folder: str | None, val_images: int, with_photos: bool = False):
+def _clean_split(
+    dead_leaves: int,
+    dead_leaves_size: int,
+    scales: tuple,
+    use_skimage: bool,
+    use_pywt: bool,
+    folder: str | None,
+    val_images: int,
+    with_photos: bool = False,
+):
     """(training images, validation images) of the clean sources; validation holds out whole natural
     images (none when `with_photos`: the held-out photos validate then)."""
-    pool = data.training_pool(seed=0, n_dead_leaves=dead_leaves, dead_leaves_size=dead_leaves_size, scales=scales,
-                              photos=with_photos)
-    keep = [i for i, name in enumerate(pool.names)
-            if (use_skimage or not name.startswith("skimage/")) and (use_pywt or not name.startswith("pywt/"))]
+    pool = data.training_pool(
+        seed=0, n_dead_leaves=dead_leaves, dead_leaves_size=dead_leaves_size, scales=scales, photos=with_photos
+    )
+    keep = [
+        i
+        for i, name in enumerate(pool.names)
+        if (use_skimage or not name.startswith("skimage/")) and (use_pywt or not name.startswith("pywt/"))
+    ]
     pool = data.ImagePool([pool[i] for i in keep], [pool.names[i] for i in keep])
     if folder is not None:
         for name, image in data.folder_images(folder).items():

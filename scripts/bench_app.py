@@ -17,13 +17,11 @@ import os
 import resource
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TARGET_SINGLE_S = 1.0
 TARGET_COMPARE_S = 3.0
@@ -80,8 +78,9 @@ def main() -> None:
     default_id = store.default_entry(store.list_entries("denoise"), "denoise").id
     print(f"default denoise variant: {default_id}")
     demo = build_demo(store)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True,
-                            **launch_kwargs())
+    _, url, _ = demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True, **launch_kwargs()
+    )
     rows = []
     try:
         client = Client(url, verbose=False)
@@ -97,29 +96,47 @@ def main() -> None:
             # while showing the page): time both the full round trip and the server's answer alone.
             url_client = Client(url, verbose=False, download_files=False)
             for name, caller in (("with file downloads", client), ("server answer only", url_client)):
-                times, output = _timed(caller, args.repeats, image=handle_file(str(small)), variants=[default_id],
-                                       **base)
-                rows.append((f"512x512 restore, default ({name})", times, TARGET_SINGLE_S,
-                             [output[3]["data"][0][-1]]))
-                times, output = _timed(caller, args.repeats, image=handle_file(str(small)),
-                                       variants=COMPARE_VARIANTS, **base)
-                rows.append((f"512x512 compare, 4 variants ({name})", times, TARGET_COMPARE_S,
-                             [row[-1] for row in output[3]["data"]]))
+                times, output = _timed(
+                    caller, args.repeats, image=handle_file(str(small)), variants=[default_id], **base
+                )
+                rows.append((f"512x512 restore, default ({name})", times, TARGET_SINGLE_S, [output[3]["data"][0][-1]]))
+                times, output = _timed(
+                    caller, args.repeats, image=handle_file(str(small)), variants=COMPARE_VARIANTS, **base
+                )
+                rows.append(
+                    (
+                        f"512x512 compare, 4 variants ({name})",
+                        times,
+                        TARGET_COMPARE_S,
+                        [row[-1] for row in output[3]["data"]],
+                    )
+                )
 
             for label, times, target, model_seconds in rows:
                 median = statistics.median(times)
-                print(f"{label:52s} median {median:6.3f} s  target < {target:.1f} s  ratio {median / target:5.2f}  "
-                      f"runs {[round(t, 3) for t in times]}  model s (last run) {model_seconds}")
+                print(
+                    f"{label:52s} median {median:6.3f} s  target < {target:.1f} s  ratio {median / target:5.2f}  "
+                    f"runs {[round(t, 3) for t in times]}  model s (last run) {model_seconds}"
+                )
 
             if not args.skip_large:
                 rss_before = _peak_rss_mb()
                 t0 = time.perf_counter()
-                output = client.predict(image=handle_file(str(large)), variants=[default_id], tiling="tiles",
-                                        tile_size=512, overlap=32, **base, api_name="/restore")
+                output = client.predict(
+                    image=handle_file(str(large)),
+                    variants=[default_id],
+                    tiling="tiles",
+                    tile_size=512,
+                    overlap=32,
+                    **base,
+                    api_name="/restore",
+                )
                 seconds = time.perf_counter() - t0
-                print(f"12 MP (4000x3000) tiled restore (tile 512, overlap 32): {seconds:.1f} s end to end, "
-                      f"model {output[3]['data'][0][-1]} s; peak RSS of this process {_peak_rss_mb():.0f} MB "
-                      f"(before it: {rss_before:.0f} MB)")
+                print(
+                    f"12 MP (4000x3000) tiled restore (tile 512, overlap 32): {seconds:.1f} s end to end, "
+                    f"model {output[3]['data'][0][-1]} s; peak RSS of this process {_peak_rss_mb():.0f} MB "
+                    f"(before it: {rss_before:.0f} MB)"
+                )
                 print(output[5].splitlines()[0])
     finally:
         demo.close()

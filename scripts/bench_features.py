@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from app import feature_logic, features_tab  # noqa: E402
-from app.architecture import block_layout  # noqa: E402
-from app.feature_views import VIEW_CROP  # noqa: E402
-from app.models import ModelStore  # noqa: E402
-from hinet.data import skimage_images  # noqa: E402
+from app import feature_logic, features_tab
+from app.architecture import block_layout
+from app.feature_views import VIEW_CROP
+from app.models import ModelStore
+from hinet.data import skimage_images
 
 
 def timed(fn, *args):
@@ -50,12 +46,14 @@ def main() -> None:
     block_times, channel_times = [], []
     for _ in range(args.repeats):
         for block in blocks:
-            seconds, result = timed(feature_logic.render_block, store, args.variant, source, VIEW_CROP, block, k, 0,
-                                    cache)
+            seconds, result = timed(
+                feature_logic.render_block, store, args.variant, source, VIEW_CROP, block, k, 0, cache
+            )
             block_times.append(seconds)
         for channel in range(8):
-            seconds, result = timed(feature_logic.render_block, store, args.variant, source, VIEW_CROP, blocks[0],
-                                    k, channel, cache)
+            seconds, result = timed(
+                feature_logic.render_block, store, args.variant, source, VIEW_CROP, blocks[0], k, channel, cache
+            )
             channel_times.append(seconds)
     print(f"variant {args.variant}, image 256 x 256, k={k}, {len(blocks)} blocks")
     print(f"first view (forward pass + capture of every block + render): {first:.3f} s")
@@ -65,8 +63,10 @@ def main() -> None:
 
 def report(where: str, block_times: list[float], channel_times: list[float]) -> None:
     for name, times in (("switch block", block_times), ("switch channel", channel_times)):
-        print(f"{where}, {name}: median {statistics.median(times):.3f} s, max {max(times):.3f} s over "
-              f"{len(times)} switches -> {'OK' if max(times) < 0.5 else 'SLOWER THAN'} the 0.5 s target")
+        print(
+            f"{where}, {name}: median {statistics.median(times):.3f} s, max {max(times):.3f} s over "
+            f"{len(times)} switches -> {'OK' if max(times) < 0.5 else 'SLOWER THAN'} the 0.5 s target"
+        )
 
 
 def served(store: ModelStore, variant: str, blocks: list[str], repeats: int) -> None:
@@ -100,8 +100,9 @@ def served(store: ModelStore, variant: str, blocks: list[str], repeats: int) -> 
                 seconds, _ = timed(lambda: client.predict(variant, VIEW_CROP, block, k, 0, api_name="/features_view"))
                 block_times.append(seconds)
             for channel in range(8):
-                seconds, _ = timed(lambda: client.predict(variant, VIEW_CROP, blocks[0], k, channel,
-                                                          api_name="/features_view"))
+                seconds, _ = timed(
+                    lambda: client.predict(variant, VIEW_CROP, blocks[0], k, channel, api_name="/features_view")
+                )
                 channel_times.append(seconds)
         report("served", block_times, channel_times)
     finally:

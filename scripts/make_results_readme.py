@@ -24,12 +24,10 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any directory
-
-from hinet import results_table as rt  # noqa: E402
-from hinet.errors import HINetError  # noqa: E402
-from hinet.runs import ABLATION_FILE, results_runs_dir, shipped_models_dir  # noqa: E402
-from hinet.sweep import LADDER_GRIDS, RETRAIN_TO_SHIP, progress  # noqa: E402
+from hinet import results_table as rt
+from hinet.errors import HINetError
+from hinet.runs import ABLATION_FILE, results_runs_dir, shipped_models_dir
+from hinet.sweep import LADDER_GRIDS, RETRAIN_TO_SHIP, progress
 
 START, END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 MODELS_START, MODELS_END = "<!-- models:start -->", "<!-- models:end -->"
@@ -60,7 +58,7 @@ def plot_validation_curves(curves, title: str, path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
     for variant, points in curves.groupby("variant", sort=False):
-        line, = axes.plot(points["step"], points["mean"], marker="o", markersize=3, label=variant)
+        (line,) = axes.plot(points["step"], points["mean"], marker="o", markersize=3, label=variant)
         if (points["n"] > 1).any():
             axes.fill_between(points["step"], points["min"], points["max"], color=line.get_color(), alpha=0.15)
     axes.set_xlabel("training step")
@@ -96,10 +94,19 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
         lines += [f"### {task}, level {level}", "", "How these numbers were measured:", "", rt.protocol_text(group), ""]
         for ablation, rows in group.groupby("ablation", sort=False):
             baseline = rt.default_baseline(rows)
-            lines += [f"#### Ablation: {ablation} (baseline {baseline})", "",
-                      "How much the scores move between protocols: " + protocol_shift_paragraph(rows), ""]
+            lines += [
+                f"#### Ablation: {ablation} (baseline {baseline})",
+                "",
+                "How much the scores move between protocols: " + protocol_shift_paragraph(rows),
+                "",
+            ]
             for protocol in rt.protocols(rows):
-                lines += [f"##### Protocol `{protocol}`", "", protocol_table(rt.select(rows, protocol=protocol), baseline), ""]
+                lines += [
+                    f"##### Protocol `{protocol}`",
+                    "",
+                    protocol_table(rt.select(rows, protocol=protocol), baseline),
+                    "",
+                ]
             diff = rt.config_differences(rows, baseline)
             lines += ["Knobs that differ from the baseline:", "", rt.frame_to_markdown(diff), ""]
             run_variants = dict(zip(rows["run"], rows["variant"]))
@@ -108,16 +115,29 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
                 plot = plots_dir / f"{_slug(task)}_{_slug(level)}_{_slug(ablation)}_val_psnr.png"
                 plot_validation_curves(curves, f"{task} {level}: {ablation} (mean over seeds, min-max shaded)", plot)
                 lines += [f"![validation PSNR vs step, {ablation}]({_relative(plot, readme_dir)})", ""]
-        lines += ["#### Do the paper's claims reproduce here?", "",
-                  "Each verdict is computed, per protocol, from the paired differences above (95% hierarchical "
-                  "bootstrap intervals); \"reproduces\" needs every comparison to be significant in the paper's "
-                  "direction.", ""]
+        lines += [
+            "#### Do the paper's claims reproduce here?",
+            "",
+            "Each verdict is computed, per protocol, from the paired differences above (95% hierarchical "
+            'bootstrap intervals); "reproduces" needs every comparison to be significant in the paper\'s '
+            "direction.",
+            "",
+        ]
         # Per ablation: two grids may reuse variant names for different runs (e.g. norm at 300 and 3k steps).
-        checks = [(position, ablation, check) for ablation, rows in group.groupby("ablation", sort=False)
-                  for per_protocol in rt.claims_by_protocol(rows).values() for position, check in enumerate(per_protocol)]
+        checks = [
+            (position, ablation, check)
+            for ablation, rows in group.groupby("ablation", sort=False)
+            for per_protocol in rt.claims_by_protocol(rows).values()
+            for position, check in enumerate(per_protocol)
+        ]
         checks.sort(key=lambda item: item[0])  # stable: each claim's ablations and protocols side by side
-        lines += [rt.to_markdown(["paper's claim", "ablation", "protocol", "here", "evidence (PSNR)"],
-                                 [[c.claim, a, c.protocol, f"**{c.verdict}**", c.evidence] for _, a, c in checks]), ""]
+        lines += [
+            rt.to_markdown(
+                ["paper's claim", "ablation", "protocol", "here", "evidence (PSNR)"],
+                [[c.claim, a, c.protocol, f"**{c.verdict}**", c.evidence] for _, a, c in checks],
+            ),
+            "",
+        ]
     lines.append(END)
     return "\n".join(lines)
 
@@ -130,15 +150,15 @@ def plot_ladder(ladder, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     present = [p for p in rt.STATS_PROTOCOLS if p in set(ladder["protocol"])]
-    figure, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.8), dpi=100, sharey=True,
-                                squeeze=False)
+    figure, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.8), dpi=100, sharey=True, squeeze=False)
     for axis, protocol in zip(axes[0], present):
         rows = ladder[ladder["protocol"] == protocol]
         for variant, points in rows.groupby("variant", sort=False):
             points = points.sort_values("steps")
             errors = [(points["delta"] - points["low"]).fillna(0), (points["high"] - points["delta"]).fillna(0)]
-            axis.errorbar(points["steps"], points["delta"], yerr=errors, marker="o", markersize=4, capsize=3,
-                          label=variant)
+            axis.errorbar(
+                points["steps"], points["delta"], yerr=errors, marker="o", markersize=4, capsize=3, label=variant
+            )
         axis.axhline(0.0, color="black", linewidth=0.8)
         axis.set_xscale("log")
         axis.set_xlabel("training steps (log)")
@@ -154,7 +174,7 @@ def plot_ladder(ladder, title: str, path: Path) -> None:
 
 
 def _missing_cells(runs: list[str]) -> str:
-    """"denoise hin s0 s1; deblur none s2" from run names `<ablation>__<task>__<variant>__s<seed>`."""
+    """ "denoise hin s0 s1; deblur none s2" from run names `<ablation>__<task>__<variant>__s<seed>`."""
     if not runs:
         return "none"
     cells: dict[str, list[str]] = {}
@@ -168,11 +188,16 @@ def ladder_section(table, results: Path, plots_dir: Path, readme_dir: Path) -> s
     """The budget ladder: how far the runs got, plain words, the verdicts per budget and protocol, the
     ranking-vs-budget figure and the table behind it, per task; all computed from the data."""
 
-    lines = [LADDER_START, "## The normalization budget ladder", "",
-             "The norm axis (none, batch, layer, instance, HIN) trained at several step budgets, each norm at the "
-             "learning rate its own 300-step search chose on validation PSNR (`results/lr_search.csv`), scored on "
-             "the test set under the three protocols. Generated by `python scripts/make_results_readme.py`; the "
-             "runs come from `scripts/run_ladder.sh` (`python -m hinet.sweep --ladder`).", ""]
+    lines = [
+        LADDER_START,
+        "## The normalization budget ladder",
+        "",
+        "The norm axis (none, batch, layer, instance, HIN) trained at several step budgets, each norm at the "
+        "learning rate its own 300-step search chose on validation PSNR (`results/lr_search.csv`), scored on "
+        "the test set under the three protocols. Generated by `python scripts/make_results_readme.py`; the "
+        "runs come from `scripts/run_ladder.sh` (`python -m hinet.sweep --ladder`).",
+        "",
+    ]
     rows = progress([g for g in LADDER_GRIDS if (results.parent / g).is_file() or Path(g).is_file()], results)
     if rows:
         lines += ["How far the ladder got (runs with scores / planned; search runs are validation-only):", ""]
@@ -182,9 +207,14 @@ def ladder_section(table, results: Path, plots_dir: Path, readme_dir: Path) -> s
             search = [r for r in mine if r["kind"] == "search"]
             main = [r for r in mine if r["kind"] == "run"]
             searched = sum(r["status"] not in ("new", "resume") for r in search)
-            summary.append([f"`{grid}`", f"{searched}/{len(search)}" if search else "-",
-                            f"{sum(r['status'] in FINISHED for r in main)}/{len(main)}",
-                            _missing_cells([r["run"] for r in main if r["status"] not in FINISHED])])
+            summary.append(
+                [
+                    f"`{grid}`",
+                    f"{searched}/{len(search)}" if search else "-",
+                    f"{sum(r['status'] in FINISHED for r in main)}/{len(main)}",
+                    _missing_cells([r["run"] for r in main if r["status"] not in FINISHED]),
+                ]
+            )
         lines += [rt.to_markdown(["grid", "lr search", "runs scored", "missing cells"], summary), ""]
     ladder_rows = table[table["ablation"].isin(rt.ladder_ablations(table))]
     for (task, level), group in ladder_rows.groupby(["task", "level"], sort=False):
@@ -195,20 +225,36 @@ def ladder_section(table, results: Path, plots_dir: Path, readme_dir: Path) -> s
         lines += [f"- {sentence}" for sentence in rt.ladder_sentences(ladder)] + [""]
         grid = rt.verdict_grid(rt.ladder_claims(group))
         if not grid.empty:
-            lines += ["The paper's claims per budget (columns) and protocol (computed: a claim reproduces when "
-                      "every comparison it needs is significant in the paper's direction):", "",
-                      rt.frame_to_markdown(grid), ""]
+            lines += [
+                "The paper's claims per budget (columns) and protocol (computed: a claim reproduces when "
+                "every comparison it needs is significant in the paper's direction):",
+                "",
+                rt.frame_to_markdown(grid),
+                "",
+            ]
         plot = plots_dir / f"{_slug(task)}_{_slug(level)}_ladder.png"
         plot_ladder(ladder, f"{task} {level}: Δ vs HIN by budget", plot)
         lines += [f"![ranking vs budget, {task}]({_relative(plot, readme_dir)})", ""]
-        cells = [[f"`{row.protocol}`", rt.format_steps(row.steps), row.variant, str(row.n_seeds),
-                  rt._mean_std(row.psnr_mean, row.psnr_std, rt.PSNR_DIGITS),
-                  "0 (reference)" if row.variant == "hin" else
-                  f"{rt._signed(row.delta, rt.PSNR_DIGITS)} {rt._interval(row.low, row.high, rt.PSNR_DIGITS, row.n_seeds)}",
-                  rt.format_seed_deltas(row.per_seed) if row.variant != "hin" else ""]
-                 for row in ladder.itertuples()]
-        lines += [rt.to_markdown(["protocol", "steps", "variant", "seeds", "PSNR mean ± std", "Δ vs HIN [95%]",
-                                  "per-seed Δ"], cells), ""]
+        cells = [
+            [
+                f"`{row.protocol}`",
+                rt.format_steps(row.steps),
+                row.variant,
+                str(row.n_seeds),
+                rt._mean_std(row.psnr_mean, row.psnr_std, rt.PSNR_DIGITS),
+                "0 (reference)"
+                if row.variant == "hin"
+                else f"{rt._signed(row.delta, rt.PSNR_DIGITS)} {rt._interval(row.low, row.high, rt.PSNR_DIGITS, row.n_seeds)}",
+                rt.format_seed_deltas(row.per_seed) if row.variant != "hin" else "",
+            ]
+            for row in ladder.itertuples()
+        ]
+        lines += [
+            rt.to_markdown(
+                ["protocol", "steps", "variant", "seeds", "PSNR mean ± std", "Δ vs HIN [95%]", "per-seed Δ"], cells
+            ),
+            "",
+        ]
     lines.append(LADDER_END)
     return "\n".join(lines)
 
@@ -218,21 +264,28 @@ def _delta_cell(summary, variant: str) -> str:
     if row.empty:
         return "n/a"
     row = row.iloc[0]
-    return (f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} ({row['delta_psnr']:+.{rt.PSNR_DIGITS}f} "
-            f"[{row['delta_psnr_low']:+.{rt.PSNR_DIGITS}f}, {row['delta_psnr_high']:+.{rt.PSNR_DIGITS}f}])")
+    return (
+        f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} ({row['delta_psnr']:+.{rt.PSNR_DIGITS}f} "
+        f"[{row['delta_psnr_low']:+.{rt.PSNR_DIGITS}f}, {row['delta_psnr_high']:+.{rt.PSNR_DIGITS}f}])"
+    )
 
 
 def rerun_section(before, after, ablation: str = "norm") -> str:
     """The norm ablation before and after the measuring instruments changed, side by side: mean test PSNR
     and paired Δ vs the baseline [95% hierarchical interval] of each variant, before (one protocol) and
     now under each protocol. Every cell is computed from the two tables."""
-    lines = [RERUN_START, "## The 300-step norm ablation, before and after the protocol change", "",
-             "Generated from `results/archive/ablation_before_protocols.csv` (the table published before; "
-             "`whole` scoring only, lr 1e-3 without warm-up, validation on 3 texture crops, images drawn "
-             "uniformly, no photos) and `results/ablation.csv` (the rerun: same 300-step budget and lr, 15-step "
-             "warm-up, Debian photos in training, images drawn in proportion to area, validation on 10 "
-             "held-out photo crops, every run scored under the three protocols). Cells: mean test PSNR (dB) "
-             "over seeds, then Δ vs the baseline with its 95% hierarchical bootstrap interval.", ""]
+    lines = [
+        RERUN_START,
+        "## The 300-step norm ablation, before and after the protocol change",
+        "",
+        "Generated from `results/archive/ablation_before_protocols.csv` (the table published before; "
+        "`whole` scoring only, lr 1e-3 without warm-up, validation on 3 texture crops, images drawn "
+        "uniformly, no photos) and `results/ablation.csv` (the rerun: same 300-step budget and lr, 15-step "
+        "warm-up, Debian photos in training, images drawn in proportion to area, validation on 10 "
+        "held-out photo crops, every run scored under the three protocols). Cells: mean test PSNR (dB) "
+        "over seeds, then Δ vs the baseline with its 95% hierarchical bootstrap interval.",
+        "",
+    ]
     before = before[before["ablation"] == ablation]
     after = after[after["ablation"] == ablation]
     if before.empty or after.empty:
@@ -242,15 +295,25 @@ def rerun_section(before, after, ablation: str = "norm") -> str:
         baseline = rt.default_baseline(old)
         old_summary = rt.summarize(rt.select(old, protocol=rt.preferred_protocol(old)), baseline)
         protocols = rt.protocols(new) if not new.empty else []
-        new_summaries = {p: rt.summarize(rt.select(new, protocol=p), baseline) for p in protocols
-                         if baseline in set(rt.select(new, protocol=p)["variant"])}
+        new_summaries = {
+            p: rt.summarize(rt.select(new, protocol=p), baseline)
+            for p in protocols
+            if baseline in set(rt.select(new, protocol=p)["variant"])
+        }
         header = ["variant", "before (`whole`)"] + [f"now `{p}`" for p in new_summaries]
-        rows = [[variant, _delta_cell(old_summary, variant)]
-                + [_delta_cell(summary, variant) for summary in new_summaries.values()]
-                for variant in rt.variant_order(old)]
+        rows = [
+            [variant, _delta_cell(old_summary, variant)]
+            + [_delta_cell(summary, variant) for summary in new_summaries.values()]
+            for variant in rt.variant_order(old)
+        ]
         seeds_now = sorted(set(new["seed"])) if not new.empty else []
-        lines += [f"### {task}, level {level} (baseline {baseline}; seeds now: "
-                  f"{', '.join(map(str, seeds_now)) or 'none yet'})", "", rt.to_markdown(header, rows), ""]
+        lines += [
+            f"### {task}, level {level} (baseline {baseline}; seeds now: "
+            f"{', '.join(map(str, seeds_now)) or 'none yet'})",
+            "",
+            rt.to_markdown(header, rows),
+            "",
+        ]
     lines.append(RERUN_END)
     return "\n".join(lines)
 
@@ -262,49 +325,89 @@ def stats_section(scores, ablation) -> str:
     0.1 dB across the three protocols."""
     import pandas as pd
 
-    lines = [STATS_START, "## Statistics at test time: every model, every protocol", "",
-             "Generated from `results/stats_protocols.csv` (`python scripts/stats_protocols.py --runs "
-             "\"norm__*__hin__s*\"`) and `results/ablation.csv`. Test set: the 5 sporco images, degradation seed "
-             "0; shipped models at the task's default level. Rules: `whole` (one pass), `tiled` (tiles of the "
-             "training patch, overlap a quarter, blended), `local` (TLC: window 1.5x the training map, scaled "
-             "to each level, replicate edges) and three variants of the local rule: window 1x and 3x, and "
-             "windows clipped at the border (`shrink`). Cells: mean PSNR in dB (change from `whole`).", ""]
+    lines = [
+        STATS_START,
+        "## Statistics at test time: every model, every protocol",
+        "",
+        "Generated from `results/stats_protocols.csv` (`python scripts/stats_protocols.py --runs "
+        '"norm__*__hin__s*"`) and `results/ablation.csv`. Test set: the 5 sporco images, degradation seed '
+        "0; shipped models at the task's default level. Rules: `whole` (one pass), `tiled` (tiles of the "
+        "training patch, overlap a quarter, blended), `local` (TLC: window 1.5x the training map, scaled "
+        "to each level, replicate edges) and three variants of the local rule: window 1x and 3x, and "
+        "windows clipped at the border (`shrink`). Cells: mean PSNR in dB (change from `whole`).",
+        "",
+    ]
     rules = list(dict.fromkeys(scores["rule"]))
     means = scores.groupby(["model", "rule"], sort=False)["psnr"].mean().unstack("rule")[rules]
     norms = scores.drop_duplicates("model").set_index("model")[["norm", "train_patch", "patch_assumed"]]
     rows = []
     for model, row in means.iterrows():
-        patch = f"{norms.loc[model, 'train_patch']}" + (" (assumed)" if str(norms.loc[model, "patch_assumed"]) == "True" else "")
-        rows.append([model, norms.loc[model, "norm"], patch, f"{row['whole']:.2f}"]
-                    + [f"{row[r]:.2f} ({row[r] - row['whole']:+.2f})" for r in rules if r != "whole"])
+        patch = f"{norms.loc[model, 'train_patch']}" + (
+            " (assumed)" if str(norms.loc[model, "patch_assumed"]) == "True" else ""
+        )
+        rows.append(
+            [model, norms.loc[model, "norm"], patch, f"{row['whole']:.2f}"]
+            + [f"{row[r]:.2f} ({row[r] - row['whole']:+.2f})" for r in rules if r != "whole"]
+        )
     lines += [rt.to_markdown(["model", "norm", "train patch", "whole"] + [r for r in rules if r != "whole"], rows), ""]
 
     bars = []
-    hin_deblur = ablation[(ablation["ablation"] == "norm") & (ablation["variant"] == "hin") & (ablation["task"] == "deblur")]
+    hin_deblur = ablation[
+        (ablation["ablation"] == "norm") & (ablation["variant"] == "hin") & (ablation["task"] == "deblur")
+    ]
     if set(rt.STATS_PROTOCOLS) <= set(hin_deblur["protocol"]):
         per_seed = hin_deblur.groupby(["protocol", "seed"])["psnr"].mean().unstack("protocol")
         per_seed = per_seed[["whole", "tiled"]].dropna()  # only seeds scored both ways
         gain = float((per_seed["tiled"] - per_seed["whole"]).mean())
-        bars.append(["300-step HIN deblur runs: tiled - whole >= 2 dB (seed mean)",
-                     f"{gain:+.2f} dB over {len(per_seed)} seed(s)", "met" if gain >= 2 else "**not met**"])
+        bars.append(
+            [
+                "300-step HIN deblur runs: tiled - whole >= 2 dB (seed mean)",
+                f"{gain:+.2f} dB over {len(per_seed)} seed(s)",
+                "met" if gain >= 2 else "**not met**",
+            ]
+        )
     if "models/denoise_hin" in means.index:
         gain = float(means.loc["models/denoise_hin", "tiled"] - means.loc["models/denoise_hin", "whole"])
-        bars.append(["shipped denoise_hin: tiled - whole >= 0.3 dB", f"{gain:+.2f} dB", "met" if gain >= 0.3 else "**not met**"])
+        bars.append(
+            ["shipped denoise_hin: tiled - whole >= 0.3 dB", f"{gain:+.2f} dB", "met" if gain >= 0.3 else "**not met**"]
+        )
     batch = ablation[ablation["norm"] == "batch"]
     if set(rt.STATS_PROTOCOLS) <= set(batch["protocol"]):
-        per_run = batch.groupby(["run", "protocol"])["psnr"].mean().unstack("protocol")[list(rt.STATS_PROTOCOLS)].dropna()
+        per_run = (
+            batch.groupby(["run", "protocol"])["psnr"].mean().unstack("protocol")[list(rt.STATS_PROTOCOLS)].dropna()
+        )
         spread = float((per_run.max(axis=1) - per_run.min(axis=1)).max())
-        bars.append(["batch-norm runs: the three protocols agree within 0.1 dB",
-                     f"largest spread {spread:.3f} dB over {len(per_run)} run(s)", "met" if spread <= 0.1 else "**not met**"])
+        bars.append(
+            [
+                "batch-norm runs: the three protocols agree within 0.1 dB",
+                f"largest spread {spread:.3f} dB over {len(per_run)} run(s)",
+                "met" if spread <= 0.1 else "**not met**",
+            ]
+        )
     batch_models = [m for m in means.index if norms.loc[m, "norm"] == "batch"]
     if batch_models:
-        spread = float(pd.Series({m: means.loc[m, ["whole", "tiled", "local"]].max() - means.loc[m, ["whole", "tiled", "local"]].min()
-                                  for m in batch_models}).max())
-        bars.append(["shipped batch-norm models: the three protocols agree within 0.1 dB",
-                     f"largest spread {spread:.3f} dB", "met" if spread <= 0.1 else "**not met**"])
+        spread = float(
+            pd.Series(
+                {
+                    m: means.loc[m, ["whole", "tiled", "local"]].max() - means.loc[m, ["whole", "tiled", "local"]].min()
+                    for m in batch_models
+                }
+            ).max()
+        )
+        bars.append(
+            [
+                "shipped batch-norm models: the three protocols agree within 0.1 dB",
+                f"largest spread {spread:.3f} dB",
+                "met" if spread <= 0.1 else "**not met**",
+            ]
+        )
     if bars:
-        lines += ["Bars of the protocol work, checked on these numbers:", "",
-                  rt.to_markdown(["bar", "measured", "verdict"], bars), ""]
+        lines += [
+            "Bars of the protocol work, checked on these numbers:",
+            "",
+            rt.to_markdown(["bar", "measured", "verdict"], bars),
+            "",
+        ]
     lines.append(STATS_END)
     return "\n".join(lines)
 
@@ -322,8 +425,10 @@ def protocol_shift_paragraph(group) -> str:
     means = rt.means_by_protocol(group)
     present = list(means.columns)
     if len(present) < 2:
-        return (f"Every row here uses the `{present[0]}` protocol ({rt.PROTOCOL_MEANING}); there is no other "
-                "protocol to compare with.")
+        return (
+            f"Every row here uses the `{present[0]}` protocol ({rt.PROTOCOL_MEANING}); there is no other "
+            "protocol to compare with."
+        )
     first = present[0]
 
     def score(value: float, sign: str = "") -> str:
@@ -342,12 +447,16 @@ def protocol_shift_paragraph(group) -> str:
         f"with the change from `{first}` in parentheses: {'; '.join(listing)}."
     ]
     if not spread.empty:
-        sentences.append(f"The largest move is {spread.idxmax()}'s ({spread.max():.{rt.PSNR_DIGITS}f} dB between "
-                         f"its lowest and highest protocol), the smallest {spread.idxmin()}'s "
-                         f"({spread.min():.{rt.PSNR_DIGITS}f} dB).")
+        sentences.append(
+            f"The largest move is {spread.idxmax()}'s ({spread.max():.{rt.PSNR_DIGITS}f} dB between "
+            f"its lowest and highest protocol), the smallest {spread.idxmin()}'s "
+            f"({spread.min():.{rt.PSNR_DIGITS}f} dB)."
+        )
     same_order = len(set(rankings.values())) == 1
-    sentences.append(f"Best variant: {best}; the variants rank "
-                     + ("the same under every protocol." if same_order else "differently between protocols."))
+    sentences.append(
+        f"Best variant: {best}; the variants rank "
+        + ("the same under every protocol." if same_order else "differently between protocols.")
+    )
     return " ".join(sentences)
 
 
@@ -364,14 +473,19 @@ def models_section(results: Path) -> str:
     from hinet.checkpoint import read_metadata
     from hinet.evaluate import MODEL_METHOD
 
-    lines = [MODELS_START, "## Shipped models (the app's and `python -m hinet.restore`'s)", "",
-             "`results/models/<task>.safetensors` is a task's default; `<task>_<suffix>.safetensors` are other "
-             "variants shipped for comparison. "
-             "Generated by `python scripts/make_results_readme.py` from `results/eval/<name>.csv`. Each model was "
-             "trained with the command in its row, its best validation checkpoint (held-out training images) "
-             "kept, then evaluated once on the test set with the classical baselines in the same run: "
-             "`python -m hinet.evaluate results/models/<name>.safetensors --task <task> --level <level> --baselines`. "
-             "Seconds are per image on the machine named.", ""]
+    lines = [
+        MODELS_START,
+        "## Shipped models (the app's and `python -m hinet.restore`'s)",
+        "",
+        "`results/models/<task>.safetensors` is a task's default; `<task>_<suffix>.safetensors` are other "
+        "variants shipped for comparison. "
+        "Generated by `python scripts/make_results_readme.py` from `results/eval/<name>.csv`. Each model was "
+        "trained with the command in its row, its best validation checkpoint (held-out training images) "
+        "kept, then evaluated once on the test set with the classical baselines in the same run: "
+        "`python -m hinet.evaluate results/models/<name>.safetensors --task <task> --level <level> --baselines`. "
+        "Seconds are per image on the machine named.",
+        "",
+    ]
     for csv_path in sorted((results / "eval").glob("*.csv")):
         rows = pd.read_csv(csv_path)
         if "stats" in rows.columns:  # the shipped figures are one-pass (whole-image) scores
@@ -384,14 +498,19 @@ def models_section(results: Path) -> str:
         # files shipped before `precision` was recorded were all trained with bf16 autocast
         precision = meta.get("precision", "bf16 autocast")
         role = "the default" if name == task else "a comparison variant"
-        lines += [f"### {name} ({task}, {role})", "",
-                  f"Test set: {rows[rows['image'] != 'mean']['image'].nunique()} sporco images, strength "
-                  f"`{rows['strength'].iloc[0]}`, seed {rows['seed'].iloc[0]}; protocol: {rows['protocol'].iloc[0]}. "
-                  f"Model: `results/models/{name}.safetensors` (norm `{norm}`, run `{meta.get('run', '?')}`), "
-                  f"{meta.get('steps', '?')} steps, "
-                  f"{float(meta.get('train_seconds', 'nan')) / 60:.0f} min training on {meta.get('device', '?')} "
-                  f"({precision}), blind={meta.get('blind', '?')}.", "",
-                  "| method | PSNR (dB) | SSIM | seconds / image |", "|---|---|---|---|"]
+        lines += [
+            f"### {name} ({task}, {role})",
+            "",
+            f"Test set: {rows[rows['image'] != 'mean']['image'].nunique()} sporco images, strength "
+            f"`{rows['strength'].iloc[0]}`, seed {rows['seed'].iloc[0]}; protocol: {rows['protocol'].iloc[0]}. "
+            f"Model: `results/models/{name}.safetensors` (norm `{norm}`, run `{meta.get('run', '?')}`), "
+            f"{meta.get('steps', '?')} steps, "
+            f"{float(meta.get('train_seconds', 'nan')) / 60:.0f} min training on {meta.get('device', '?')} "
+            f"({precision}), blind={meta.get('blind', '?')}.",
+            "",
+            "| method | PSNR (dB) | SSIM | seconds / image |",
+            "|---|---|---|---|",
+        ]
         for method, row in means.iterrows():
             lines.append(f"| {method} | {row['psnr']:.2f} | {row['ssim']:.4f} | {row['seconds']:.2f} |")
         reference, margin, speedup = MODEL_BARS[task]
@@ -445,15 +564,21 @@ def main(argv=None) -> int:
         print(f"wrote the default-models section of {out}")
     try:
         table = rt.read_ablation_csv(csv)
-        section = ablation_section(table, args.runs or results_runs_dir(args.results),
-                                   args.plots or args.results / "plots", out.parent)
+        section = ablation_section(
+            table, args.runs or results_runs_dir(args.results), args.plots or args.results / "plots", out.parent
+        )
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     write_section(out, section)
     print(f"wrote the ablation section of {out} ({len(table)} rows, {table['run'].nunique()} runs)")
-    write_section(out, ladder_section(table, args.results, args.plots or args.results / "plots", out.parent),
-                  LADDER_START, LADDER_END, after=END)
+    write_section(
+        out,
+        ladder_section(table, args.results, args.plots or args.results / "plots", out.parent),
+        LADDER_START,
+        LADDER_END,
+        after=END,
+    )
     print(f"wrote the budget-ladder section of {out}")
     before_path = args.results / BEFORE_CSV
     if before_path.is_file():

@@ -21,12 +21,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any directory
-
-from hinet.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from hinet.errors import HINetError  # noqa: E402
-from hinet.evaluate import MODEL_METHOD  # noqa: E402
-from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir  # noqa: E402
+from hinet.checkpoint import load_checkpoint, save_checkpoint
+from hinet.errors import HINetError
+from hinet.evaluate import MODEL_METHOD
+from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir
 
 
 def read_mean_row(eval_csv: Path) -> dict:
@@ -42,8 +40,11 @@ def main(argv=None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--eval-csv", type=Path, help="an evaluation of the shipped file, to record its scores")
     parser.add_argument("--results", type=Path, default=Path("results"))
-    parser.add_argument("--name", help="file name under results/models, without .safetensors; must start "
-                                       "with the task (default: the task, i.e. the task's default model)")
+    parser.add_argument(
+        "--name",
+        help="file name under results/models, without .safetensors; must start "
+        "with the task (default: the task, i.e. the task's default model)",
+    )
     args = parser.parse_args(argv)
     try:
         source = args.run_dir / BEST_FILE
@@ -65,12 +66,15 @@ def main(argv=None) -> int:
         name = args.name or task
         if not (name == task or name.startswith(f"{task}_")):
             raise HINetError(f"--name {name!r} must be {task!r} or start with '{task}_' (the run's task)")
-        target = save_checkpoint(shipped_models_dir(args.results) / f"{name}.safetensors", model, metadata,
-                                 dtype=torch.float16)
+        target = save_checkpoint(
+            shipped_models_dir(args.results) / f"{name}.safetensors", model, metadata, dtype=torch.float16
+        )
     except (HINetError, OSError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB); test PSNR: {metadata.get('test_psnr', 'not recorded')}")
+    print(
+        f"wrote {target} ({target.stat().st_size / 2**20:.1f} MiB); test PSNR: {metadata.get('test_psnr', 'not recorded')}"
+    )
     return 0
 
 

@@ -26,15 +26,13 @@ import io
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from any directory
-
-from hinet import data  # noqa: E402
-from hinet.checkpoint import load_checkpoint  # noqa: E402
-from hinet.errors import HINetError  # noqa: E402
-from hinet.evaluate import MODEL_METHOD, evaluate_model  # noqa: E402
-from hinet.inference import training_patch  # noqa: E402
-from hinet.io import atomic_write_bytes  # noqa: E402
-from hinet.runs import MODEL_FILE, results_runs_dir, shipped_models_dir  # noqa: E402
+from hinet import data
+from hinet.checkpoint import load_checkpoint
+from hinet.errors import HINetError
+from hinet.evaluate import MODEL_METHOD, evaluate_model
+from hinet.inference import training_patch
+from hinet.io import atomic_write_bytes
+from hinet.runs import MODEL_FILE, results_runs_dir, shipped_models_dir
 
 # (label, stats protocol, local_factor, local_edge): the rules compared, TLC's first among the local ones.
 RULES = (
@@ -51,8 +49,9 @@ COLUMNS = ("model", "task", "level", "norm", "train_patch", "patch_assumed", "ru
 def model_files(results: Path, runs_pattern: str | None) -> list[tuple[str, Path]]:
     files = [(f"models/{p.stem}", p) for p in sorted(shipped_models_dir(results).glob("*.safetensors"))]
     if runs_pattern:
-        files += [(f"runs/{p.parent.name}", p)
-                  for p in sorted(results_runs_dir(results).glob(f"{runs_pattern}/{MODEL_FILE}"))]
+        files += [
+            (f"runs/{p.parent.name}", p) for p in sorted(results_runs_dir(results).glob(f"{runs_pattern}/{MODEL_FILE}"))
+        ]
     return files
 
 
@@ -66,14 +65,25 @@ def score(name: str, path: Path, images) -> list[dict]:
     patch, note = training_patch(metadata)
     rows = []
     for label, stats, factor, edge in RULES:
-        scored = evaluate_model(model, task, level, images=images, stats=stats, train_patch=patch,
-                                local_factor=factor, local_edge=edge)
+        scored = evaluate_model(
+            model, task, level, images=images, stats=stats, train_patch=patch, local_factor=factor, local_edge=edge
+        )
         for row in scored:
             if row["method"] == MODEL_METHOD:
-                rows.append({"model": name, "task": task, "level": data.format_level(level),
-                             "norm": model.config.norm, "train_patch": patch, "patch_assumed": note is not None,
-                             "rule": label, "image": row["image"], "psnr": round(row["psnr"], 4),
-                             "ssim": round(row["ssim"], 6)})
+                rows.append(
+                    {
+                        "model": name,
+                        "task": task,
+                        "level": data.format_level(level),
+                        "norm": model.config.norm,
+                        "train_patch": patch,
+                        "patch_assumed": note is not None,
+                        "rule": label,
+                        "image": row["image"],
+                        "psnr": round(row["psnr"], 4),
+                        "ssim": round(row["ssim"], 6),
+                    }
+                )
     return rows
 
 

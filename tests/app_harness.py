@@ -41,8 +41,9 @@ def serve_tiny_app(store, **module_patches):
         patch.setattr(importlib.import_module(f"app.{module}"), attribute, value)  # imported even when run alone
     demo = build_demo(store)
     try:
-        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
-                                quiet=True, **launch_kwargs())
+        _, url, _ = demo.launch(
+            prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True, **launch_kwargs()
+        )
         yield url
     finally:
         demo.close()

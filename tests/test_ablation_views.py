@@ -26,8 +26,10 @@ def results(tmp_path):
     for run in table["run"].unique():
         seed = int(run.rsplit("_s", 1)[1])
         (folder / "runs" / run).mkdir()
-        lines = [{"step": s, "loss": 1 / s, "lr": 1e-3, "val_psnr": 20 + s / 10 + seed, "val_ssim": 0.5, "wall": s}
-                 for s in (10, 20)]
+        lines = [
+            {"step": s, "loss": 1 / s, "lr": 1e-3, "val_psnr": 20 + s / 10 + seed, "val_ssim": 0.5, "wall": s}
+            for s in (10, 20)
+        ]
         (folder / "runs" / run / "log.jsonl").write_text("\n".join(map(json.dumps, lines)))
     ablation_tab._read_cached.cache_clear()
     return folder
@@ -54,8 +56,17 @@ def test_psnr_by_variant_has_error_bars_and_seed_dots():
 
 
 def test_validation_curves_have_a_band_and_a_mean_per_variant():
-    curves = pd.DataFrame({"variant": ["a", "a", "b", "b"], "step": [1, 2, 1, 2], "mean": [1.0, 2, 3, 4],
-                           "std": [0.1] * 4, "min": [0.5, 1.5, 2.5, 3.5], "max": [1.5, 2.5, 3.5, 4.5], "n": [2] * 4})
+    curves = pd.DataFrame(
+        {
+            "variant": ["a", "a", "b", "b"],
+            "step": [1, 2, 1, 2],
+            "mean": [1.0, 2, 3, 4],
+            "std": [0.1] * 4,
+            "min": [0.5, 1.5, 2.5, 3.5],
+            "max": [1.5, 2.5, 3.5, 4.5],
+            "n": [2] * 4,
+        }
+    )
     figure = views.validation_curve_figure(curves)
     names = [trace.name for trace in figure.data]
     assert names == ["a min-max high", "a min-max low", "a", "b min-max high", "b min-max low", "b"]
@@ -65,8 +76,14 @@ def test_validation_curves_have_a_band_and_a_mean_per_variant():
 
 
 def test_pareto_and_heatmap_figures():
-    summary = pd.DataFrame({"variant": ["a", "b", "c"], "psnr_mean": [30.0, 29.0, 31.0], "macs": [1e9, 2e9, 3e9],
-                            "latency_ms": [5.0, 4.0, 9.0]})
+    summary = pd.DataFrame(
+        {
+            "variant": ["a", "b", "c"],
+            "psnr_mean": [30.0, 29.0, 31.0],
+            "macs": [1e9, 2e9, 3e9],
+            "latency_ms": [5.0, 4.0, 9.0],
+        }
+    )
     figure = views.pareto_figure(summary, "macs")
     assert [t.name for t in figure.data] == ["variants", "Pareto front"]
     assert list(figure.data[1].x) == [1.0, 3.0]  # b is dominated by a
@@ -90,19 +107,35 @@ def test_render_builds_every_output(results, store):
     chosen = views.scope(table, ablation="placement")
     assert chosen["baseline"] == "small_hin" and chosen["seeds"] == [0, 1, 2]
     assert chosen["protocols"] == ["whole", "tiled", "local"] and chosen["protocol"] == "whole"
-    out = ablation_tab.render(store, results / "ablation.csv", chosen["task"], chosen["level"], "placement",
-                              chosen["variants"], chosen["seeds"], chosen["baseline"])
+    out = ablation_tab.render(
+        store,
+        results / "ablation.csv",
+        chosen["task"],
+        chosen["level"],
+        "placement",
+        chosen["variants"],
+        chosen["seeds"],
+        chosen["baseline"],
+    )
     status, shown, diff, csv_file, md_file, protocol, psnr, curves, pareto, heat, open_choice = out
     assert "baseline **small_hin**" in status and "protocol **whole**" in status
     assert set(shown["variant"]) == {"small_hin (baseline)", "small_hin_shallow", "small_hin_encdec"}
     assert list(diff.columns) == ["variant", "role", "hin_position_right", "norm_in_decoder"]
-    assert pd.read_csv(csv_file).shape[0] == 3 and "±" in open(md_file).read()
+    assert pd.read_csv(csv_file).shape[0] == 3 and "±" in Path(md_file).read_text()
     assert "Test images (4)" in protocol
     assert len(curves.data) == 9  # band high, band low, mean for 3 variants
     assert open_choice["choices"] == []  # no weights in the synthetic runs
     # a different baseline and a seed subset
-    out = ablation_tab.render(store, results / "ablation.csv", chosen["task"], chosen["level"], "placement",
-                              chosen["variants"], [0, 1], "small_hin_shallow")
+    out = ablation_tab.render(
+        store,
+        results / "ablation.csv",
+        chosen["task"],
+        chosen["level"],
+        "placement",
+        chosen["variants"],
+        [0, 1],
+        "small_hin_shallow",
+    )
     assert out[1].loc[out[1]["variant"] == "small_hin_shallow (baseline)", "Δ PSNR (dB)"].item() == 0
 
 
@@ -125,9 +158,17 @@ def test_render_filters_table_and_plots_by_protocol(results, store):
     chosen = views.scope(table, ablation="norm")
     outputs = {}
     for protocol in ("whole", "tiled", None):
-        outputs[protocol] = ablation_tab.render(store, results / "ablation.csv", chosen["task"], chosen["level"],
-                                                "norm", chosen["variants"], chosen["seeds"], chosen["baseline"],
-                                                protocol=protocol)
+        outputs[protocol] = ablation_tab.render(
+            store,
+            results / "ablation.csv",
+            chosen["task"],
+            chosen["level"],
+            "norm",
+            chosen["variants"],
+            chosen["seeds"],
+            chosen["baseline"],
+            protocol=protocol,
+        )
     whole, tiled, default = outputs["whole"], outputs["tiled"], outputs[None]
     assert "protocol **tiled**" in tiled[0] and "protocol **whole**" in default[0]
     pd.testing.assert_frame_equal(default[1], whole[1])  # no protocol given: whole
@@ -137,7 +178,7 @@ def test_render_filters_table_and_plots_by_protocol(results, store):
     assert "protocol tiled" in psnr_figure.layout.title.text and "protocol tiled" in heatmap.layout.title.text
     assert list(psnr_figure.data[0].y) == pytest.approx(list(whole[6].data[0].y + 5.0))
     assert "`whole`" in whole[5] and "`tiled`" not in whole[5]  # the how-measured text names one protocol
-    assert "protocol tiled" in open(tiled[4]).read()  # the export says which statistics it holds
+    assert "protocol tiled" in Path(tiled[4]).read_text()  # the export says which statistics it holds
 
 
 def test_missing_and_malformed_csv_give_a_message_not_a_crash(results, store):
@@ -162,8 +203,11 @@ def test_tab_builds_with_and_without_results(results, store):
                 with gr.Tab("Ablations", id="ablation"):
                     ablation_tab.build_tab(ctx)
         assert demo.fns
-        radio, = [block for block in demo.blocks.values()
-                  if isinstance(block, gr.Radio) and block.label == views.PROTOCOL_LABEL]
+        (radio,) = [
+            block
+            for block in demo.blocks.values()
+            if isinstance(block, gr.Radio) and block.label == views.PROTOCOL_LABEL
+        ]
         assert radio.info == views.PROTOCOL_INFO
         if present:
             assert [value for _, value in radio.choices] == ["whole", "tiled", "local"] and radio.value == "whole"

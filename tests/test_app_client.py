@@ -65,8 +65,14 @@ def images(tmp_path_factory):
 def _restore(client, image=None, **kwargs):
     from gradio_client import handle_file
 
-    args = dict(image=handle_file(str(image)) if image else None, example=None, ground_truth=None, variants=[TINY],
-                task="denoise", degrade_first=False)
+    args = dict(
+        image=handle_file(str(image)) if image else None,
+        example=None,
+        ground_truth=None,
+        variants=[TINY],
+        task="denoise",
+        degrade_first=False,
+    )
     args.update(kwargs)
     return client.predict(**args, api_name="/restore")
 
@@ -116,8 +122,13 @@ def test_bad_inputs_give_plain_errors_and_the_app_keeps_serving(client, images):
         (dict(image=images["noisy"], tiling="tiles", tile_size=100), "multiple of 32"),
         (dict(image=images["noisy"], ground_truth=handle_file(str(images["small_gt"]))), "ground truth"),
         (dict(image=images["noisy"], variants=[]), "at least one"),
-        (dict(image=images["noisy"], variants=[TINY, TINY_BN, "registry/tiny_none", "registry/tiny_layer",
-                                               "registry/tiny_group"]), "at most 4"),
+        (
+            dict(
+                image=images["noisy"],
+                variants=[TINY, TINY_BN, "registry/tiny_none", "registry/tiny_layer", "registry/tiny_group"],
+            ),
+            "at most 4",
+        ),
         (dict(image=None), "Upload an image"),
         (dict(image=images["noisy"], variants=["no_such_model"]), "unknown model 'no_such_model'"),
         (dict(image=images["noisy"], variants=["runs/never_trained"]), "unknown model 'runs/never_trained'"),

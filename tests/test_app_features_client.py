@@ -5,11 +5,11 @@ import pytest
 from PIL import Image
 
 gr = pytest.importorskip("gradio")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402  after the skip: gradio is an optional extra
 
-from app import features_tab, learn_logic, learn_tab  # noqa: E402
-from app.context import AppContext  # noqa: E402
-from app.models import ModelStore  # noqa: E402
+from app import features_tab, learn_logic, learn_tab  # noqa: E402  (imports gradio)
+from app.context import AppContext  # noqa: E402  (imports gradio)
+from app.models import ModelStore  # noqa: E402  (imports gradio)
 
 pytestmark = pytest.mark.app
 
@@ -64,8 +64,15 @@ def view(client, block="down_path_1.1", channel=3, mode="centre crop 256", k=2):
 
 def test_endpoints_are_named(client):
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/features_view", "/features_upload", "/features_example", "/features_compare",
-            "/features_restore_image", "/learn_view", "/learn_load"} <= names
+    assert {
+        "/features_view",
+        "/features_upload",
+        "/features_example",
+        "/features_compare",
+        "/features_restore_image",
+        "/learn_view",
+        "/learn_load",
+    } <= names
 
 
 def test_upload_then_view_crop_and_downscale(client, image_file):
@@ -110,8 +117,9 @@ def test_the_restore_input_source_keeps_every_float():
 
 def test_compare_two_variants(client, image_file):
     client.predict(handle_file(str(image_file)), api_name="/features_upload")
-    caption, a, b, figure = client.predict(VARIANT, "registry/small_batch", "centre crop 256", "down_path_1.0", 2,
-                                           api_name="/features_compare")
+    caption, a, b, figure = client.predict(
+        VARIANT, "registry/small_batch", "centre crop 256", "down_path_1.0", 2, api_name="/features_compare"
+    )
     assert "small_hin" in caption and "small_batch" in caption
     assert np.asarray(Image.open(a)).shape[2] == 3 and np.asarray(Image.open(b)).shape[2] == 3
     assert figure["type"] == "plotly"
@@ -154,14 +162,21 @@ def test_truncated_and_oversized_uploads_are_plain_errors_and_the_tab_keeps_serv
 @pytest.mark.parametrize("experiment", ["batch", "mode", "tile", "affine", "ratio"])
 def test_learn_view_each_experiment(client, store, experiment):
     cube, cube_caption, figure, picture, caption, share = client.predict(
-        "hin", 2, experiment, 4, 96, True, 0.5, api_name="/learn_view")
+        "hin", 2, experiment, 4, 96, True, 0.5, api_name="/learn_view"
+    )
     assert cube["type"] == "plotly" and "Half InstanceNorm" in cube_caption
     assert "channel 2" in value(cube)["plot"]
     assert share == f"norm=hin&ch=2&exp={experiment}&bs=4&tile=96&affine=1&ratio=0.5"
     # With no checkpoint in the store, the experiments run the registry's untrained HIN variant.
     assert learn_logic.entry_for(store, "half_instance") == "registry/small_hin"
-    assert caption.endswith("Model: small_hin with untrained (random, seed 0) weights." + (
-        " Its γ/β are still 1/0, so illustrative γ/β are drawn at random (seed 0)." if experiment == "affine" else ""))
+    assert caption.endswith(
+        "Model: small_hin with untrained (random, seed 0) weights."
+        + (
+            " Its γ/β are still 1/0, so illustrative γ/β are drawn at random (seed 0)."
+            if experiment == "affine"
+            else ""
+        )
+    )
     figure, picture = value(figure), value(picture)
     if experiment == "tile":
         assert np.asarray(Image.open(picture)).shape == (192, 5 * 192 + 24, 3) and figure is None

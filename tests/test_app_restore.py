@@ -100,8 +100,14 @@ def test_fit_for_screen_reduces_only_large_pictures():
 
 
 def test_degrade_then_restore_has_metrics_and_grid(clean_png, tiny_model):
-    request = RestoreRequest(task="denoise", variant_ids=("a", "b"), image_path=str(clean_png), degrade_first=True,
-                             strength={"sigma": 25}, seed=3)
+    request = RestoreRequest(
+        task="denoise",
+        variant_ids=("a", "b"),
+        image_path=str(clean_png),
+        degrade_first=True,
+        strength={"sigma": 25},
+        seed=3,
+    )
     calls = []
     result = run_restore(request, lambda _: tiny_model, progress=lambda f, text: calls.append(f))
     assert result.gt_pixels is not None and result.input_metrics["psnr"] < 25  # sigma 25 noise
@@ -131,14 +137,18 @@ def test_upload_without_gt_has_no_metrics_and_gt_size_is_checked(clean_png, tmp_
     panels, _ = zoom_panels(result, (0, 0, 8, 8), show_difference=True)  # no GT: plain panels
     assert len(panels) == 2
 
-    with_gt = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png),
-                                         gt_path=str(clean_png)), lambda _: tiny_model)
+    with_gt = run_restore(
+        RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), gt_path=str(clean_png)),
+        lambda _: tiny_model,
+    )
     assert with_gt.input_metrics["psnr"] == float("inf") or with_gt.input_metrics["psnr"] > 90
 
     other = save_image(tmp_path / "other.png", np.zeros((10, 12, 3), np.float32))
     with pytest.raises(ImageError, match="ground truth is 12 x 10"):
-        run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png),
-                                   gt_path=str(other)), lambda _: tiny_model)
+        run_restore(
+            RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), gt_path=str(other)),
+            lambda _: tiny_model,
+        )
 
 
 @pytest.mark.parametrize("ids, message", [((), "at least one"), (("a", "b", "c", "d", "e"), "at most 4")])
@@ -164,8 +174,10 @@ def test_tiled_restore_draws_its_tile_grid(tmp_path, tiny_model):
     request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), tile=64, overlap=16)
     result = run_restore(request, lambda _: tiny_model)
     assert result.tiles == tile_boxes(80, 96, 64, 16) and len(result.tiles) == 4
-    seams = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), tile=64,
-                                       overlap=16, show_seams=True), lambda _: tiny_model)
+    seams = run_restore(
+        RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), tile=64, overlap=16, show_seams=True),
+        lambda _: tiny_model,
+    )
     assert seams.overlap == 0 and not np.allclose(seams.outputs[0].pixels, result.outputs[0].pixels)
     box = (0, 0, 4, 4)
     picture = overview(result, box)
@@ -176,8 +188,10 @@ def test_tiled_restore_draws_its_tile_grid(tmp_path, tiny_model):
 
 def test_tile_size_must_be_a_multiple_of_the_step(clean_png, tiny_model):
     with pytest.raises(ConfigError, match="multiple of 32"):
-        run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), tile=100),
-                    lambda _: tiny_model)
+        run_restore(
+            RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), tile=100),
+            lambda _: tiny_model,
+        )
 
 
 def test_strength_for_picks_the_task_sliders():
@@ -190,8 +204,9 @@ def test_downloads_keep_16_bit_and_alpha(tmp_path, tiny_model):
     rng = np.random.default_rng(1)
     rgba16 = (rng.random((24, 20, 4)) * 65535).astype(np.uint16)
     source = save_image(tmp_path / "deep.png", rgba16)
-    result = run_restore(RestoreRequest(task="denoise", variant_ids=("registry/x",), image_path=str(source)),
-                         lambda _: tiny_model)
+    result = run_restore(
+        RestoreRequest(task="denoise", variant_ids=("registry/x",), image_path=str(source)), lambda _: tiny_model
+    )
     (path,) = save_outputs(result, tmp_path / "out").values()
     back = load_image(path)
     assert back.bit_depth == 16 and back.alpha is not None
@@ -211,12 +226,19 @@ def test_labels_say_untrained_and_trained_psnr():
 
 def test_scan_lists_runs_skips_bad_files_and_prefers_trained(tmp_path, tiny_model):
     # no results folder: shipped or sweeping runs would win
-    store = ModelStore(results_dir=tmp_path / "no_results", runs_dir=tmp_path, registry_prefix="tiny_",
-                       default_untrained="tiny_half_instance")
+    store = ModelStore(
+        results_dir=tmp_path / "no_results",
+        runs_dir=tmp_path,
+        registry_prefix="tiny_",
+        default_untrained="tiny_half_instance",
+    )
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.safetensors").write_bytes(b"not a checkpoint")
-    save_checkpoint(tmp_path / "mine" / "model.safetensors", tiny_model,
-                    metadata={"task": "deblur", "test_psnr": 27.5, "trained": True})
+    save_checkpoint(
+        tmp_path / "mine" / "model.safetensors",
+        tiny_model,
+        metadata={"task": "deblur", "test_psnr": 27.5, "trained": True},
+    )
 
     entries, warnings = store.scan("deblur")
     ids = [e.id for e in entries]
@@ -297,12 +319,18 @@ def test_user_errors_turn_exceptions_into_plain_gradio_errors():
 
 def test_results_models_and_runs_take_psnr_from_metadata_or_ablation_csv(tmp_path, tiny_model):
     store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
-    save_checkpoint(tmp_path / "models" / "denoise.safetensors", tiny_model,
-                    metadata={"task": "denoise", "trained": "true", "test_psnr": 28.25})
+    save_checkpoint(
+        tmp_path / "models" / "denoise.safetensors",
+        tiny_model,
+        metadata={"task": "denoise", "trained": "true", "test_psnr": 28.25},
+    )
     save_checkpoint(tmp_path / "runs" / "r1" / "model.safetensors", tiny_model, metadata={"task": "denoise"})
     # a comparison variant with a better score still does not replace the task's default file
-    save_checkpoint(tmp_path / "models" / "denoise_hin.safetensors", tiny_model,
-                    metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0})
+    save_checkpoint(
+        tmp_path / "models" / "denoise_hin.safetensors",
+        tiny_model,
+        metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0},
+    )
     (tmp_path / "ablation.csv").write_text("run,image,psnr\nr1,a,27.0\nr1,b,28.0\nr2,a,30.0\n")
     entries = {e.id: e for e in store.list_entries("denoise")}
     shipped, run = entries["results/models/denoise"], entries["results/runs/r1"]
@@ -315,8 +343,9 @@ def test_task_change_shows_that_tasks_sliders_and_a_default_model(tmp_path):
     from app.restore_tab import on_task_change
     from hinet.tasks import TASK_NAMES
 
-    variants, slider_variant, warnings, *groups = on_task_change(ModelStore(results_dir=tmp_path, runs_dir=tmp_path),
-                                                                 "deblur")
+    variants, slider_variant, warnings, *groups = on_task_change(
+        ModelStore(results_dir=tmp_path, runs_dir=tmp_path), "deblur"
+    )
     assert [g["visible"] for g in groups] == [t == "deblur" for t in TASK_NAMES]
     assert variants["value"] == ["registry/small_hin"] and warnings == ""
     assert all("untrained" in label for label, _ in variants["choices"])
@@ -347,8 +376,7 @@ def test_official_pth_in_results_or_runs_is_listed_and_loads(tmp_path, tiny_mode
 
 
 def test_a_negative_seed_is_a_plain_config_error(clean_png):
-    request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), degrade_first=True,
-                             seed=-1)
+    request = RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(clean_png), degrade_first=True, seed=-1)
     with pytest.raises(ConfigError, match="seed must be a whole number of at least 0; got -1"):
         run_restore(request, lambda _: create_model("tiny_half_instance").eval())
 
@@ -358,8 +386,10 @@ def test_images_too_small_for_ssim_are_restored_and_scored_by_psnr(tmp_path, tin
 
     rng = np.random.default_rng(0)
     small = save_image(tmp_path / "small.png", rng.random((8, 10, 3)).astype(np.float32))
-    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(small), degrade_first=True),
-                         lambda _: tiny_model)
+    result = run_restore(
+        RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(small), degrade_first=True),
+        lambda _: tiny_model,
+    )
     output = result.outputs[0]
     assert output.pixels.shape == (8, 10, 3)
     assert output.metrics["ssim"] is None and np.isfinite(output.metrics["psnr"])
@@ -369,8 +399,10 @@ def test_images_too_small_for_ssim_are_restored_and_scored_by_psnr(tmp_path, tin
     assert "No SSIM: its 11 x 11 window does not fit a 10 x 8 px image; PSNR is shown." in summary(result)
     # 11 x 11 is enough
     fits = save_image(tmp_path / "fits.png", rng.random((11, 11, 3)).astype(np.float32))
-    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(fits), degrade_first=True),
-                         lambda _: tiny_model)
+    result = run_restore(
+        RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(fits), degrade_first=True),
+        lambda _: tiny_model,
+    )
     assert result.outputs[0].metrics["ssim"] is not None and "No SSIM" not in summary(result)
 
 
@@ -439,8 +471,11 @@ def test_feature_tab_opens_on_a_trained_hin_model_when_the_task_default_uses_bat
 
     store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
     for name, variant in (("denoise", "tiny_batch"), ("denoise_hin", "tiny_half_instance")):
-        save_checkpoint(tmp_path / "models" / f"{name}.safetensors", create_model(variant),
-                        metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0})
+        save_checkpoint(
+            tmp_path / "models" / f"{name}.safetensors",
+            create_model(variant),
+            metadata={"task": "denoise", "trained": "true", "test_psnr": 30.0},
+        )
     assert store.default_entry(store.list_entries("denoise"), "denoise").id == "results/models/denoise"
     _, default_id, other_id = variant_choices(store)
     assert (default_id, other_id) == ("results/models/denoise_hin", "results/models/denoise")
@@ -462,22 +497,31 @@ def test_stats_protocols_run_per_model_training_patch_and_say_so(tmp_path, tiny_
 
     assert "Test-time statistics" in summary(result)
 
-    local = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), stats="local"),
-                        lambda _: tiny_model, train_patch_of=patches.__getitem__)
-    np.testing.assert_allclose(local.outputs[0].pixels, restore(tiny_model, pixels, stats="local", train_patch=32),
-                               atol=1e-6)
+    local = run_restore(
+        RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), stats="local"),
+        lambda _: tiny_model,
+        train_patch_of=patches.__getitem__,
+    )
+    np.testing.assert_allclose(
+        local.outputs[0].pixels, restore(tiny_model, pixels, stats="local", train_patch=32), atol=1e-6
+    )
     assert not local.tiles and "local" in local.outputs[0].stats_text
     whole = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path)), lambda _: tiny_model)
     assert not np.allclose(whole.outputs[0].pixels, local.outputs[0].pixels)
     with pytest.raises(ConfigError, match="test-time statistics"):
-        run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), stats="global"),
-                    lambda _: tiny_model)
+        run_restore(
+            RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path), stats="global"),
+            lambda _: tiny_model,
+        )
 
 
 def test_entries_carry_their_training_patch(tmp_path, tiny_model):
     store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
-    save_checkpoint(tmp_path / "models" / "p.safetensors", tiny_model,
-                    metadata={"task": "denoise", "trained": "true", "train_patch": 96})
+    save_checkpoint(
+        tmp_path / "models" / "p.safetensors",
+        tiny_model,
+        metadata={"task": "denoise", "trained": "true", "train_patch": 96},
+    )
     save_checkpoint(tmp_path / "models" / "q.safetensors", tiny_model, metadata={"task": "denoise", "trained": "true"})
     assert store.train_patch_of("results/models/p") == (96, None)
     patch, note = store.train_patch_of("results/models/q")
@@ -515,8 +559,10 @@ def test_app_derain_psnr_equals_hinet_evaluate_on_the_same_image(tmp_path, tiny_
     assert "Y (BT.601, 0-255)" in summary(app) and "derain" in summary(app)
 
     # Degrading in the app scores the same way.
-    degrade_first = run_restore(RestoreRequest(task="derain", variant_ids=("m",), image_path=str(gt_path),
-                                               degrade_first=True), lambda _: tiny_model)
+    degrade_first = run_restore(
+        RestoreRequest(task="derain", variant_ids=("m",), image_path=str(gt_path), degrade_first=True),
+        lambda _: tiny_model,
+    )
     expected = evaluate_pair(degrade_first.outputs[0].pixels, degrade_first.gt_pixels, Protocol(channel="y"))
     assert degrade_first.outputs[0].metrics == pytest.approx(expected)
 
@@ -527,8 +573,7 @@ def test_an_animated_upload_says_only_its_first_frame_is_used(tmp_path, tiny_mod
     frames = [Image.new("RGB", (24, 16), color) for color in ((200, 30, 30), (30, 30, 200))]
     path = tmp_path / "moving.gif"
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=100)
-    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path)),
-                         lambda _: tiny_model)
+    result = run_restore(RestoreRequest(task="denoise", variant_ids=("a",), image_path=str(path)), lambda _: tiny_model)
     assert "moving.gif is an animated GIF with 2 frames; only the first frame is used" in summary(result)
 
 
@@ -543,8 +588,11 @@ def test_a_checkpoint_asking_for_an_absurd_model_is_listed_but_refused_without_a
     store = ModelStore(results_dir=tmp_path / "no_results", runs_dir=tmp_path, registry_prefix="tiny_")
     for name, config in (("huge", {"wf": 256, "depth": 8}), ("absurd", {"wf": 100000, "depth": 40})):
         (tmp_path / name).mkdir()
-        save_file({"conv_01.weight": torch.zeros(1)}, str(tmp_path / name / "model.safetensors"),
-                  metadata={"config": json.dumps(config), "task": json.dumps("denoise"), "trained": "true"})
+        save_file(
+            {"conv_01.weight": torch.zeros(1)},
+            str(tmp_path / name / "model.safetensors"),
+            metadata={"config": json.dumps(config), "task": json.dumps("denoise"), "trained": "true"},
+        )
     entries, warnings = store.scan("denoise")
     assert any("absurd" in w and "wf must be at most 256" in w for w in warnings)
     huge = next(e for e in entries if e.id == "runs/huge")

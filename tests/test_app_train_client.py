@@ -11,8 +11,9 @@ from app_harness import serve_tiny_app, tiny_store
 
 pytestmark = [pytest.mark.app, pytest.mark.slow]
 
-TINY_DATA = dict(skimage=True, pywt=False, dead_leaves=8, dead_leaves_size=64, patch=16, batch=2, val_images=2,
-                 val_size=32)
+TINY_DATA = dict(
+    skimage=True, pywt=False, dead_leaves=8, dead_leaves_size=64, patch=16, batch=2, val_images=2, val_size=32
+)
 # task, norm, ratio, first level, last level, decoder norm, affine, wf, depth
 TINY_MODEL = ("denoise", "half_instance", 0.5, 0, 2, False, True, 8, 3)
 
@@ -76,8 +77,11 @@ def test_second_request_is_refused_and_cancel_keeps_the_checkpoint(served):
     url, _ = served
     owner = _client(url)
     job = owner.submit(*TINY_MODEL, train_logic.MAX_STEPS, 1, api_name="/train")
-    _wait_for(lambda: train_logic.SLOT.total == train_logic.MAX_STEPS and train_logic.SLOT.step >= 3, 120,
-              "the long run to make progress")
+    _wait_for(
+        lambda: train_logic.SLOT.total == train_logic.MAX_STEPS and train_logic.SLOT.step >= 3,
+        120,
+        "the long run to make progress",
+    )
     streamed = _wait_for(lambda: [s for _, s in job.outputs() if "/5000 · loss" in s], 30, "a streamed step")
     assert "step 0/" not in streamed[-1]
 

@@ -17,17 +17,20 @@ def test_valid_choices_make_a_config(tmp_path):
     assert cfg.steps == 10 and cfg.model_config().wf == 8 and cfg.model_config().ratio == 0.5
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("steps", None, "steps must be a number; got None"),
-    ("steps", "ten", "steps must be a number; got 'ten'"),
-    ("steps", 2.5, "steps must be a whole number; got 2.5"),
-    ("seed", "nan", "seed must be a finite number"),
-    ("wf", [8], "wf must be a number"),
-    ("depth", None, "depth must be a number; got None"),
-    ("left", "", "first normalized level must be a number"),
-    ("ratio", "half", "normalized fraction must be a number; got 'half'"),
-    ("steps", 0, "steps must be between 1 and"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("steps", None, "steps must be a number; got None"),
+        ("steps", "ten", "steps must be a number; got 'ten'"),
+        ("steps", 2.5, "steps must be a whole number; got 2.5"),
+        ("seed", "nan", "seed must be a finite number"),
+        ("wf", [8], "wf must be a number"),
+        ("depth", None, "depth must be a number; got None"),
+        ("left", "", "first normalized level must be a number"),
+        ("ratio", "half", "normalized fraction must be a number; got 'half'"),
+        ("steps", 0, "steps must be between 1 and"),
+    ],
+)
 def test_bad_values_raise_a_plain_config_error(tmp_path, name, value, message):
     arguments = list(GOOD)
     arguments[ARGUMENT[name]] = value

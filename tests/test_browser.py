@@ -29,7 +29,9 @@ def test_pick_example_restore_and_see_slider_and_metrics(app_url, tmp_path):
             expect(page.locator("#restore-preview img").first).to_be_visible(timeout=30_000)
             page.get_by_role("button", name="Restore").click()
             metrics = page.locator("#restore-metrics")
-            expect(metrics.get_by_text("input (no restoration)").filter(visible=True).first).to_be_visible(timeout=60_000)
+            expect(metrics.get_by_text("input (no restoration)").filter(visible=True).first).to_be_visible(
+                timeout=60_000
+            )
             expect(metrics.get_by_text("PSNR (dB)").first).to_be_visible()
             expect(page.locator("#restore-slider img")).to_have_count(2, timeout=10_000)
             # Clicking near the overview's top-left corner moves the synced zoom there.

@@ -71,7 +71,8 @@ def test_both_tabs_render_their_plots(app_url, tmp_path):
             assert _plot_has_content(page, "learn-cube") > 0  # WebGL canvas or its svg frame
             # ?view= in the URL set the tab's state at load
             expect(page.locator("#learn-share textarea, #learn-share input").first).to_have_value(
-                "norm=bn&ch=0&exp=batch&bs=3&tile=64&affine=1&ratio=0.5", timeout=30_000)
+                "norm=bn&ch=0&exp=batch&bs=3&tile=64&affine=1&ratio=0.5", timeout=30_000
+            )
             page.screenshot(path=str(tmp_path / "learn_tab.png"), full_page=True)
         finally:
             browser.close()

@@ -57,7 +57,14 @@ def diagnosis(checkpoint_variant: str, model_variant: str, **model_overrides) ->
 
 def test_fp32_round_trip_is_exact_and_rebuilds_the_model(tmp_path):
     model = randomized(create_model("tiny_half_instance", norm_ratio=0.25, hin_position_left=1))
-    metadata = {"task": "denoise", "steps": 120, "test_psnr": 27.5, "trained": "true", "levels": [15, 25], "extra": {"a": None}}
+    metadata = {
+        "task": "denoise",
+        "steps": 120,
+        "test_psnr": 27.5,
+        "trained": "true",
+        "levels": [15, 25],
+        "extra": {"a": None},
+    }
     path = save_checkpoint(tmp_path / "model.safetensors", model, metadata=metadata)
     loaded, read = load_checkpoint(path)
     assert loaded.config == model.config
@@ -132,7 +139,9 @@ def test_save_refuses_bad_metadata_and_non_finite_weights(tmp_path):
 
 @pytest.fixture
 def saved(tmp_path) -> Path:
-    return save_checkpoint(tmp_path / "model.safetensors", create_model("tiny_half_instance"), metadata={"task": "jpeg"})
+    return save_checkpoint(
+        tmp_path / "model.safetensors", create_model("tiny_half_instance"), metadata={"task": "jpeg"}
+    )
 
 
 def test_missing_empty_and_garbage_files(tmp_path):
@@ -178,10 +187,14 @@ def test_bad_config_metadata(tmp_path):
     not_json = write_raw(tmp_path / "a.safetensors", tensors, {"config": "{wf: 8"})
     with pytest.raises(CheckpointError, match="damaged model config"):
         load_checkpoint(not_json)
-    unknown_key = write_raw(tmp_path / "b.safetensors", tensors, {"config": json.dumps({**model.config.to_dict(), "use_hin": 1})})
+    unknown_key = write_raw(
+        tmp_path / "b.safetensors", tensors, {"config": json.dumps({**model.config.to_dict(), "use_hin": 1})}
+    )
     with pytest.raises(CheckpointError, match="invalid model config.*use_hin"):
         load_checkpoint(unknown_key)
-    impossible = write_raw(tmp_path / "c.safetensors", tensors, {"config": json.dumps({**model.config.to_dict(), "depth": 0})})
+    impossible = write_raw(
+        tmp_path / "c.safetensors", tensors, {"config": json.dumps({**model.config.to_dict(), "depth": 0})}
+    )
     with pytest.raises(CheckpointError, match="depth must be at least 2"):
         load_checkpoint(impossible)
     no_config = write_raw(tmp_path / "d.safetensors", tensors, {"task": '"jpeg"'})
@@ -194,7 +207,9 @@ def test_non_finite_weights_in_file(tmp_path):
     tensors = {k: v.clone() for k, v in model.state_dict().items()}
     tensors["down_path_1.0.norm.weight"][1] = float("inf")
     path = write_raw(tmp_path / "inf.safetensors", tensors, {"config": json.dumps(model.config.to_dict())})
-    with pytest.raises(CheckpointError, match=r"NaN or infinite weights in 1 tensor\(s\) \(down_path_1.0.norm.weight\)"):
+    with pytest.raises(
+        CheckpointError, match=r"NaN or infinite weights in 1 tensor\(s\) \(down_path_1.0.norm.weight\)"
+    ):
         load_checkpoint(path)
 
 
@@ -330,7 +345,10 @@ def test_diagnosis_batch_versus_instance():
 
 def test_diagnosis_norm_ratio_and_decoder_norms():
     message = diagnosis("small_hin", "small_hin_r0.25")
-    assert "norm.weight normalizes 8 of 16 channels in the checkpoint: it was trained with norm_ratio=0.5 (the model has 0.25)" in message
+    assert (
+        "norm.weight normalizes 8 of 16 channels in the checkpoint: it was trained with norm_ratio=0.5 (the model has 0.25)"
+        in message
+    )
     message = diagnosis("small_hin_encdec", "small_hin")
     assert "Decoder norm keys (up_path_*.conv_block.norm) are unexpected" in message
     assert "norm_in_decoder=True" in message
@@ -361,8 +379,13 @@ def test_load_any_checkpoint_reads_an_official_pth_and_infers_its_config(tmp_pat
     loaded, metadata = load_any_checkpoint(path)
     assert_same_weights(model, loaded)
     assert not loaded.training
-    assert metadata == {"config": model.config.to_dict(), "task": None, "trained": "true", "source": "official .pth",
-                        "train_patch": 256}
+    assert metadata == {
+        "config": model.config.to_dict(),
+        "task": None,
+        "trained": "true",
+        "source": "official .pth",
+        "train_patch": 256,
+    }
 
 
 def test_load_any_checkpoint_reads_our_safetensors_with_its_metadata(tmp_path):
@@ -396,6 +419,7 @@ def test_saved_checkpoint_has_normal_permissions_and_no_temp_left(tmp_path):
     previous = os.umask(0o022)
     try:
         import hinet.io
+
         hinet.io._umask = None
         path = save_checkpoint(tmp_path / "m.safetensors", create_model("tiny_half_instance"))
     finally:
@@ -405,10 +429,13 @@ def test_saved_checkpoint_has_normal_permissions_and_no_temp_left(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
 
 
-@pytest.mark.parametrize("config, words", [
-    ({"wf": 100000, "depth": 40}, "wf must be at most 256"),
-    ({"wf": 256, "depth": 8}, "parameters"),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        ({"wf": 100000, "depth": 40}, "wf must be at most 256"),
+        ({"wf": 256, "depth": 8}, "parameters"),
+    ],
+)
 def test_a_config_asking_for_an_absurd_model_is_refused_before_allocating(tmp_path, config, words):
     path = tmp_path / "absurd.safetensors"
     save_file({"conv_01.weight": torch.zeros(1)}, str(path), metadata={"config": json.dumps(config)})

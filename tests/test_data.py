@@ -24,6 +24,7 @@ def asymmetric(h=6, w=6):
 
 # ---- degradations --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sigma", [5, 25, 50])
 def test_noise_hits_sigma(sigma):
     clean = np.full((256, 256, 3), 0.5, np.float32)
@@ -58,7 +59,7 @@ def test_motion_kernel_extent_and_sum(length):
 @pytest.mark.parametrize("angle", [30, -60, 120])
 def test_motion_kernel_orientation(angle):
     kernel = motion_kernel(21, angle).astype(np.float64)
-    ys, xs = np.mgrid[0:kernel.shape[0], 0:kernel.shape[1]]
+    ys, xs = np.mgrid[0 : kernel.shape[0], 0 : kernel.shape[1]]
     cy, cx = (kernel * ys).sum(), (kernel * xs).sum()
     assert cy == pytest.approx(kernel.shape[0] // 2, abs=1e-6) and cx == pytest.approx(kernel.shape[1] // 2, abs=1e-6)
     # principal axis of the kernel's mass, with rows pointing down (so y is negated for "up")
@@ -73,7 +74,8 @@ def test_deblur_same_size_and_user_kernel():
     clean = smooth_image()
     blurred = data.degrade(clean, "deblur", length=9, angle=0)
     assert blurred.shape == clean.shape
-    box = np.zeros((9, 9)); box[4, :] = 3.0  # unnormalized on purpose
+    box = np.zeros((9, 9))
+    box[4, :] = 3.0  # unnormalized on purpose
     assert np.allclose(data.degrade(clean, "deblur", kernel=box, length=9), blurred, atol=2e-3)
     # horizontal blur leaves a horizontally constant image unchanged
     rows = np.repeat(np.linspace(0, 1, 32, dtype=np.float32)[:, None, None], 40, 1).repeat(3, 2)
@@ -93,10 +95,12 @@ def test_jpeg_quality_orders_psnr():
 
 def test_rain_density_is_monotone_and_deterministic():
     clean = np.full((128, 128, 3), 0.3, np.float32)
-    fractions = [float((np.abs(data.degrade(clean, "derain", rng=3, density=d) - clean) > 0.02).any(2).mean())
-                 for d in (0.1, 0.3, 0.5, 0.8, 1.0)]
+    fractions = [
+        float((np.abs(data.degrade(clean, "derain", rng=3, density=d) - clean) > 0.02).any(2).mean())
+        for d in (0.1, 0.3, 0.5, 0.8, 1.0)
+    ]
     assert all(a < b for a, b in zip(fractions, fractions[1:])), fractions
-    assert 0 < fractions[0]
+    assert fractions[0] > 0
     rain_a = data.degrade(clean, "derain", rng=np.random.default_rng(7))
     rain_b = data.degrade(clean, "derain", rng=np.random.default_rng(7))
     assert np.array_equal(rain_a, rain_b) and rain_a.max() <= 1.0
@@ -132,6 +136,7 @@ def test_sample_strength_blind_ranges():
 
 
 # ---- crops, augmentation, batches ----------------------------------------------------------------
+
 
 def test_dihedral_distinct_and_invertible():
     image = asymmetric(5, 7)
@@ -177,8 +182,8 @@ def test_deblur_pairs_have_no_border_artifact(seed):
         whole = data.dihedral(clean, k)
         for y in range(whole.shape[0] - 23):
             for x in range(whole.shape[1] - 23):
-                if np.array_equal(whole[y:y + 24, x:x + 24], gt):
-                    assert np.allclose(data.degrade(whole, "deblur")[y:y + 24, x:x + 24], lq, atol=1e-5)
+                if np.array_equal(whole[y : y + 24, x : x + 24], gt):
+                    assert np.allclose(data.degrade(whole, "deblur")[y : y + 24, x : x + 24], lq, atol=1e-5)
                     found = True
     assert found and lq.shape == gt.shape == (24, 24, 3)
 
@@ -207,11 +212,12 @@ def test_synthetic_pairs_seed_and_rank():
 
 # ---- sources -------------------------------------------------------------------------------------
 
+
 def test_dead_leaves_cache_and_prefix(tmp_path, monkeypatch):
     monkeypatch.setenv("HINET_CACHE", str(tmp_path))
     images = data.dead_leaves(3, 32, seed=4)
     assert images.shape == (3, 32, 32, 3) and images.dtype == np.float32
-    assert 0 <= images.min() and images.max() <= 1 and images.std() > 0.05
+    assert images.min() >= 0 and images.max() <= 1 and images.std() > 0.05
     assert list(tmp_path.glob("dead_leaves_n3_s32_seed4.npz"))
     assert np.array_equal(data.dead_leaves(3, 32, seed=4), images)  # from the cache
     assert np.array_equal(data.dead_leaves(2, 32, seed=4, cache=False), images[:2])
@@ -223,7 +229,7 @@ def test_skimage_and_pywt_images():
     assert {"astronaut", "camera", "coffee"} <= set(images)
     for image in images.values():
         assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.float32
-        assert 0 <= image.min() and image.max() <= 1
+        assert image.min() >= 0 and image.max() <= 1
     wavelets = data.pywt_images()
     assert set(wavelets) == {"aero", "ascent", "camera"}
 
@@ -261,7 +267,8 @@ def test_paired_folder(tmp_path):
     lq_dir, gt_dir = tmp_path / "lq", tmp_path / "gt"
     with pytest.raises(ConfigError, match="does not exist"):
         data.PairedFolder(lq_dir, gt_dir)
-    lq_dir.mkdir(); gt_dir.mkdir()
+    lq_dir.mkdir()
+    gt_dir.mkdir()
     with pytest.raises(ConfigError, match="no images"):
         data.PairedFolder(lq_dir, gt_dir)
     image = smooth_image(16, 16)

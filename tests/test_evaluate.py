@@ -16,8 +16,10 @@ from hinet.tasks import get_task
 
 def small_images():
     pool = data.skimage_images()
-    return {"astro": np.ascontiguousarray(pool["astronaut"][180:220, 200:248]),
-            "coffee": np.ascontiguousarray(pool["coffee"][100:140, 300:352])}
+    return {
+        "astro": np.ascontiguousarray(pool["astronaut"][180:220, 200:248]),
+        "coffee": np.ascontiguousarray(pool["coffee"][100:140, 300:352]),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +89,20 @@ def test_cli_with_baselines(tmp_path, tiny_model, capsys):
     image_dir = tmp_path / "images"
     save_image(image_dir / "crop.png", small_images()["coffee"])
     out_csv = tmp_path / "eval.csv"
-    code = main([str(checkpoint), "--level", "15", "--images", str(image_dir), "--baselines",
-                 "--out-csv", str(out_csv), "--save-outputs", str(tmp_path / "out")])
+    code = main(
+        [
+            str(checkpoint),
+            "--level",
+            "15",
+            "--images",
+            str(image_dir),
+            "--baselines",
+            "--out-csv",
+            str(out_csv),
+            "--save-outputs",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "protocol: RGB" in printed and "bm3d" in printed and "sigma=15" in printed
@@ -109,8 +123,12 @@ def test_cli_pairs(tmp_path, tiny_model, capsys):
     clean = small_images()["astro"]
     save_image(tmp_path / "gt" / "a.png", clean)
     save_image(tmp_path / "lq" / "a.png", data.degrade(clean, "jpeg", quality=10))
-    assert main([str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"),
-                 "--channel", "y"]) == 0
+    assert (
+        main(
+            [str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"), "--channel", "y"]
+        )
+        == 0
+    )
     assert "Y (BT.601" in capsys.readouterr().out
 
 
@@ -145,8 +163,7 @@ def test_cli_pairs_skip_unreadable_pairs(tmp_path, tiny_model, capsys):
         save_image(tmp_path / "gt" / f"{name}.png", clean)
         save_image(tmp_path / "lq" / f"{name}.png", data.degrade(clean, "jpeg", quality=10))
     (tmp_path / "lq" / "b.png").write_bytes(b"not a png")
-    assert main([str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"),
-                 "-q"]) == 2
+    assert main([str(checkpoint), "--task", "jpeg", "--pairs", str(tmp_path / "lq"), str(tmp_path / "gt"), "-q"]) == 2
     captured = capsys.readouterr()
     assert "hinet" in captured.out
     assert "1 unreadable image(s) skipped" in captured.err and "  b: " in captured.err
@@ -174,8 +191,22 @@ def test_cli_reads_an_official_pth_with_task_given(tmp_path, tiny_model, capsys)
     checkpoint = tmp_path / "official.pth"
     torch.save({"params": tiny_model.state_dict()}, checkpoint)
     out_csv = tmp_path / "eval.csv"
-    assert main([str(checkpoint), "--task", "denoise", "--level", "15", "--images", str(image_dir),
-                 "--out-csv", str(out_csv)]) == 0
+    assert (
+        main(
+            [
+                str(checkpoint),
+                "--task",
+                "denoise",
+                "--level",
+                "15",
+                "--images",
+                str(image_dir),
+                "--out-csv",
+                str(out_csv),
+            ]
+        )
+        == 0
+    )
     with open(out_csv) as handle:
         rows = list(csv.DictReader(handle))
     assert ("crop.png", "hinet") in {(r["image"], r["method"]) for r in rows}
@@ -213,8 +244,24 @@ def test_cli_protocol_all_reads_or_assumes_the_training_patch(tmp_path, tiny_mod
     save_image(image_dir / "crop.png", small_images()["coffee"])
     assumed = save_checkpoint(tmp_path / "assumed.safetensors", tiny_model, metadata={"task": "denoise"})
     out_csv = tmp_path / "eval.csv"
-    assert main([str(assumed), "--level", "15", "--images", str(image_dir), "--protocol", "all",
-                 "--out-csv", str(out_csv), "--save-outputs", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                str(assumed),
+                "--level",
+                "15",
+                "--images",
+                str(image_dir),
+                "--protocol",
+                "all",
+                "--out-csv",
+                str(out_csv),
+                "--save-outputs",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "does not record its training patch size; assuming 64 px" in printed
     assert "statistics: whole" in printed and "statistics: tiled" in printed and "64 px tiles, overlap 16 px" in printed
@@ -222,12 +269,16 @@ def test_cli_protocol_all_reads_or_assumes_the_training_patch(tmp_path, tiny_mod
     with open(out_csv) as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["method"], r["stats"]) for r in rows if r["image"] == "crop.png"] == [
-        ("hinet", "whole"), ("hinet", "tiled"), ("hinet", "local")]
+        ("hinet", "whole"),
+        ("hinet", "tiled"),
+        ("hinet", "local"),
+    ]
     for folder in ("hinet", "hinet_tiled", "hinet_local"):
         assert (tmp_path / "out" / folder / "crop.png").is_file()
 
-    recorded = save_checkpoint(tmp_path / "recorded.safetensors", tiny_model,
-                               metadata={"task": "denoise", "train_patch": "16"})
+    recorded = save_checkpoint(
+        tmp_path / "recorded.safetensors", tiny_model, metadata={"task": "denoise", "train_patch": "16"}
+    )
     assert main([str(recorded), "--images", str(image_dir), "--protocol", "local"]) == 0
     printed = capsys.readouterr().out
     assert "24 px at full resolution" in printed and "assuming" not in printed

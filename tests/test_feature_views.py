@@ -211,8 +211,11 @@ def test_fast_figures_are_valid_plotly(hin_features):
 
     _, captured = hin_features
     features = captured["down_path_1.0"]
-    for fig in (views.statistics_figure(features, 2), views.histogram_figure(features, 2),
-                architecture_figure(get_config("small_hin"), "up_path_2.0.conv_block", title="t")):
+    for fig in (
+        views.statistics_figure(features, 2),
+        views.histogram_figure(features, 2),
+        architecture_figure(get_config("small_hin"), "up_path_2.0.conv_block", title="t"),
+    ):
         go.Figure(fig.to_dict())  # raises ValueError on any invalid property
 
 

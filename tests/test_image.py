@@ -84,7 +84,12 @@ def test_huge_png_header_is_refused_without_decoding(tmp_path):
     # A valid PNG header claiming 20000 x 20000 RGB, followed by a tiny IDAT: decoding would fail with
     # "truncated", so a "too large" error proves the size was checked from the header alone.
     header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 10)) + png_chunk(b"IEND", b"")
+    data = (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 10))
+        + png_chunk(b"IEND", b"")
+    )
     path = tmp_path / "bomb.png"
     path.write_bytes(data)
     started = time.perf_counter()
@@ -260,8 +265,11 @@ def test_an_animated_gif_says_only_its_first_frame_is_used(tmp_path):
     loaded = load_image(path)
     assert np.allclose(loaded.pixels[0, 0], [1, 0, 0])  # the first frame
     assert loaded.warnings == ("moving.gif is an animated GIF with 3 frames; only the first frame is used",)
-    assert load_image(_animation("PNG", [(255, 0, 0), (0, 0, 255)])).warnings[0].endswith(
-        "PNG with 2 frames; only the first frame is used")
+    assert (
+        load_image(_animation("PNG", [(255, 0, 0), (0, 0, 255)]))
+        .warnings[0]
+        .endswith("PNG with 2 frames; only the first frame is used")
+    )
     still = io.BytesIO()
     Image.new("RGB", (20, 12), (255, 0, 0)).save(still, format="GIF")
     assert load_image(still.getvalue()).warnings == ()

@@ -22,6 +22,7 @@ def test_new_file_gets_normal_permissions_not_mkstemp_0600(tmp_path):
     previous = os.umask(0o027)
     try:
         import hinet.io
+
         hinet.io._umask = None  # the helper caches the umask; make it read the one this test sets
         target = atomic_write_bytes(tmp_path / "perm.bin", b"x")
     finally:
@@ -41,8 +42,10 @@ def test_failure_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatc
             raise OSError(errno.ENOSPC, "No space left on device")
 
     if failure == "fsync":
+
         def no_space(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
+
         monkeypatch.setattr(os, "fsync", no_space)
 
     with pytest.raises(OSError, match="No space left"):

@@ -14,11 +14,21 @@ from hinet import sweep as sweep_module
 from hinet.checkpoint import load_checkpoint
 from hinet.sweep import RETRAIN_TO_SHIP, SHIPPED_WEIGHTS_FILE, plan, run_sweep
 
-from test_sweep import _hermetic, grid_file  # noqa: F401  (fixtures shared with the sweep tests)
+
+@pytest.fixture(autouse=True)
+def _hermetic(small_sweep_world):
+    pass
+
 
 # Fake best validation PSNR per (variant, lr): makes every choice the planner must make known in advance.
-FAKE_VAL = {("hin", 1e-3): 30.0, ("hin", 3e-3): 31.0, ("none", 1e-3): 26.0, ("none", 3e-3): 25.0,
-            ("batch", 1e-3): 28.0, ("batch", 3e-3): 27.0}
+FAKE_VAL = {
+    ("hin", 1e-3): 30.0,
+    ("hin", 3e-3): 31.0,
+    ("none", 1e-3): 26.0,
+    ("none", 3e-3): 25.0,
+    ("batch", 1e-3): 28.0,
+    ("batch", 3e-3): 27.0,
+}
 
 
 @pytest.fixture
@@ -48,20 +58,41 @@ def write_grid(path: Path, template: Path, **changes) -> Path:
 
 
 @pytest.fixture
-def rung(grid_file, tmp_path):  # noqa: F811
-    variants = [{"name": "hin", "variant": "tiny_half_instance"}, {"name": "none", "variant": "tiny_none"},
-                {"name": "batch", "variant": "tiny_batch"}]
-    return write_grid(tmp_path / "rung_a.yaml", grid_file, ablation="rungA", seeds=[0, 1], variants=variants,
-                      ship_seeds=[0], lr_search={"lrs": [1e-3, 3e-3], "steps": 8, "seed": 0})
+def rung(grid_file, tmp_path):
+    variants = [
+        {"name": "hin", "variant": "tiny_half_instance"},
+        {"name": "none", "variant": "tiny_none"},
+        {"name": "batch", "variant": "tiny_batch"},
+    ]
+    return write_grid(
+        tmp_path / "rung_a.yaml",
+        grid_file,
+        ablation="rungA",
+        seeds=[0, 1],
+        variants=variants,
+        ship_seeds=[0],
+        lr_search={"lrs": [1e-3, 3e-3], "steps": 8, "seed": 0},
+    )
 
 
-def test_ladder_borrows_rates_orders_by_seed_ships_and_picks_the_best_other(rung, grid_file, tmp_path,  # noqa: F811
-                                                                            fake_validation):
+def test_ladder_borrows_rates_orders_by_seed_ships_and_picks_the_best_other(
+    rung,
+    grid_file,
+    tmp_path,
+    fake_validation,
+):
     results = tmp_path / "results"
     base = dict(yaml.safe_load(rung.read_text())["base"], steps=6)
-    later = write_grid(tmp_path / "rung_b.yaml", grid_file, ablation="rungB", seeds=[0, 1], lr_from=str(rung),
-                       variants=[{"name": "hin", "variant": "tiny_half_instance"}],
-                       best_other={"from": str(rung), "exclude": ["hin"]}, base=base)
+    later = write_grid(
+        tmp_path / "rung_b.yaml",
+        grid_file,
+        ablation="rungB",
+        seeds=[0, 1],
+        lr_from=str(rung),
+        variants=[{"name": "hin", "variant": "tiny_half_instance"}],
+        best_other={"from": str(rung), "exclude": ["hin"]},
+        base=base,
+    )
     pending = plan(later, results)
     assert all(r.lr_pending for r in pending)  # rung A has not searched yet
     assert [r.variant for r in pending] == ["hin", "best-other", "hin", "best-other"]
@@ -74,8 +105,12 @@ def test_ladder_borrows_rates_orders_by_seed_ships_and_picks_the_best_other(rung
     assert {r.variant: r.config.optimizer.lr for r in runs_a} == {"hin": 3e-3, "none": 1e-3, "batch": 1e-3}
     runs_b = plan(later, results)
     # the best other variant by mean validation PSNR of rung A (batch 28 > none 26), at rung A's rate for it
-    assert [(r.variant, r.config.optimizer.lr, r.config.steps) for r in runs_b] == \
-        [("hin", 3e-3, 6), ("batch", 1e-3, 6), ("hin", 3e-3, 6), ("batch", 1e-3, 6)]
+    assert [(r.variant, r.config.optimizer.lr, r.config.steps) for r in runs_b] == [
+        ("hin", 3e-3, 6),
+        ("batch", 1e-3, 6),
+        ("hin", 3e-3, 6),
+        ("batch", 1e-3, 6),
+    ]
     assert [r.status() for r in runs_a + runs_b] == ["done"] * 10
     assert not any(name.startswith("lr-rungB") for name in fake_validation)  # rung B never searches
 
@@ -102,15 +137,23 @@ def test_ladder_borrows_rates_orders_by_seed_ships_and_picks_the_best_other(rung
     assert fake_validation == [hin0.name] and (hin0.run_dir / SHIPPED_WEIGHTS_FILE).is_file()
 
 
-def test_a_run_shared_with_another_grid_is_copied_with_its_scores(rung, grid_file, tmp_path,  # noqa: F811
-                                                                   fake_validation):
+def test_a_run_shared_with_another_grid_is_copied_with_its_scores(
+    rung,
+    grid_file,
+    tmp_path,
+    fake_validation,
+):
     results = tmp_path / "results"
     run_sweep([rung], results, echo=lambda line: None)
     for run in plan(rung, results):  # as on a fresh clone: scores kept, fp32 weights git-ignored
         (run.run_dir / "model.safetensors").unlink()
-    knobs = write_grid(tmp_path / "knobs.yaml", grid_file, ablation="knobs", seeds=[0, 1],
-                       variants=[{"name": "hin", "variant": "tiny_half_instance", "lr_from": str(rung),
-                                  "ship": False}])
+    knobs = write_grid(
+        tmp_path / "knobs.yaml",
+        grid_file,
+        ablation="knobs",
+        seeds=[0, 1],
+        variants=[{"name": "hin", "variant": "tiny_half_instance", "lr_from": str(rung), "ship": False}],
+    )
     fake_validation.clear()
     lines = []
     run_sweep([knobs], results, echo=lines.append)
@@ -119,18 +162,27 @@ def test_a_run_shared_with_another_grid_is_copied_with_its_scores(rung, grid_fil
     for run in plan(knobs, results):
         assert run.status() == "done"
         info = json.loads((run.run_dir / "sweep.json").read_text())
-        assert (info["run"], info["ablation"], info["copied_from"]) == (run.name, "knobs", run.name.replace(
-            "knobs", "rungA"))
-        assert (run.run_dir / "eval.csv").read_text() == \
-            (results / "runs" / info["copied_from"] / "eval.csv").read_text()
+        assert (info["run"], info["ablation"], info["copied_from"]) == (
+            run.name,
+            "knobs",
+            run.name.replace("knobs", "rungA"),
+        )
+        assert (run.run_dir / "eval.csv").read_text() == (
+            results / "runs" / info["copied_from"] / "eval.csv"
+        ).read_text()
     assert not (plan(knobs, results)[0].run_dir / SHIPPED_WEIGHTS_FILE).exists()
 
 
-def test_variant_training_overrides_merge_into_the_base(grid_file, tmp_path):  # noqa: F811
-    grid = write_grid(tmp_path / "patch.yaml", grid_file, ablation="patch",
-                      variants=[{"name": "hin", "variant": "tiny_half_instance"},
-                                {"name": "hin_p64", "variant": "tiny_half_instance",
-                                 "train": {"data": {"patch": 64, "batch": 1}}}])
+def test_variant_training_overrides_merge_into_the_base(grid_file, tmp_path):
+    grid = write_grid(
+        tmp_path / "patch.yaml",
+        grid_file,
+        ablation="patch",
+        variants=[
+            {"name": "hin", "variant": "tiny_half_instance"},
+            {"name": "hin_p64", "variant": "tiny_half_instance", "train": {"data": {"patch": 64, "batch": 1}}},
+        ],
+    )
     small, large = plan(grid, tmp_path / "results")
     assert (small.config.data.patch, small.config.data.batch) == (32, 2)
     assert (large.config.data.patch, large.config.data.batch) == (64, 1)

@@ -7,14 +7,20 @@ import numpy as np
 import pandas as pd
 
 from hinet import results_table as rt
-
 from test_results_table import row
 
-NORMS = {"hin": {}, "batch": dict(norm="batch", norm_ratio=None), "layer": dict(norm="layer", norm_ratio=None),
-         "instance": dict(norm="instance", norm_ratio=None), "none": dict(norm="none", norm_ratio=None)}
+NORMS = {
+    "hin": {},
+    "batch": dict(norm="batch", norm_ratio=None),
+    "layer": dict(norm="layer", norm_ratio=None),
+    "instance": dict(norm="instance", norm_ratio=None),
+    "none": dict(norm="none", norm_ratio=None),
+}
 # true PSNR effect vs HIN (dB) per budget: BN ahead early, every norm clearly behind HIN late
-EFFECTS = {300: {"hin": 0.0, "batch": 1.5, "layer": -0.2, "instance": 0.1, "none": -0.5},
-           3000: {"hin": 0.0, "batch": -1.0, "layer": -0.6, "instance": -0.4, "none": -0.8}}
+EFFECTS = {
+    300: {"hin": 0.0, "batch": 1.5, "layer": -0.2, "instance": 0.1, "none": -0.5},
+    3000: {"hin": 0.0, "batch": -1.0, "layer": -0.6, "instance": -0.4, "none": -0.8},
+}
 
 
 def ladder_table(effects=EFFECTS, seeds=(0, 1, 2), images=("a", "b", "c", "d"), protocols=("whole", "tiled")):
@@ -27,8 +33,18 @@ def ladder_table(effects=EFFECTS, seeds=(0, 1, 2), images=("a", "b", "c", "d"), 
                 for seed in seeds:
                     for index, image in enumerate(images):
                         psnr = 28 + index + 0.2 * seed + effect + rng.normal(0, 0.05)
-                        rows.append(row(variant, seed, image, psnr, ablation=ablation, protocol=protocol,
-                                        run=f"{ablation}__{variant}__s{seed}", **dict(NORMS[variant], steps=steps)))
+                        rows.append(
+                            row(
+                                variant,
+                                seed,
+                                image,
+                                psnr,
+                                ablation=ablation,
+                                protocol=protocol,
+                                run=f"{ablation}__{variant}__s{seed}",
+                                **dict(NORMS[variant], steps=steps),
+                            )
+                        )
     # an ablation outside the ladder (same family prefix, no budget) is never part of it
     rows += [dict(r, ablation="norm") for r in rows if r["ablation"] == "norm300"]
     return rt.validate_ablation_table(pd.DataFrame(rows))
@@ -72,9 +88,11 @@ def test_verdicts_flip_with_the_budget_and_follow_the_data():
 def test_sentences_say_who_leads_at_each_budget():
     ladder = rt.budget_ladder(ladder_table(protocols=("whole",)), n_resamples=300)
     (sentence,) = rt.ladder_sentences(ladder)
-    assert re.fullmatch(r"Under `whole` scoring: at 300 steps batch leads \(\+1\.[45]\d dB vs hin, significant; "
-                        r"3 seeds\); at 3k steps hin leads \(instance -0\.[34]\d dB, significant; 3 seeds\)\.",
-                        sentence), sentence
+    assert re.fullmatch(
+        r"Under `whole` scoring: at 300 steps batch leads \(\+1\.[45]\d dB vs hin, significant; "
+        r"3 seeds\); at 3k steps hin leads \(instance -0\.[34]\d dB, significant; 3 seeds\)\.",
+        sentence,
+    ), sentence
 
 
 def test_ranking_vs_budget_figure_has_a_line_per_variant_and_a_panel_per_protocol():

@@ -22,7 +22,7 @@ def test_cube_highlight_counts():
     shared, _ = views.cube_masks("in", sample=1, channel=5)
     assert shared.sum() == HW and shared[1, 5].all()
     shared, _ = views.cube_masks("gn", sample=0, channel=5)
-    assert shared.sum() == (C // views.CUBE_GROUPS) * HW and shared[0, C // 2:].all()
+    assert shared.sum() == (C // views.CUBE_GROUPS) * HW and shared[0, C // 2 :].all()
     for key in ("bn", "ln", "in", "gn"):
         assert views.cube_masks(key)[1].all()
 
@@ -30,7 +30,7 @@ def test_cube_highlight_counts():
 def test_hin_covers_only_the_first_half_of_channels():
     shared, normalized = views.cube_masks("hin", sample=1, channel=2)
     assert normalized.sum() == N * (C // 2) * HW
-    assert normalized[:, : C // 2].all() and not normalized[:, C // 2:].any()
+    assert normalized[:, : C // 2].all() and not normalized[:, C // 2 :].any()
     assert shared.sum() == HW and shared[1, 2].all()
     shared, _ = views.cube_masks("hin", channel=C - 1)  # a channel that skips the norm shares nothing
     assert shared.sum() == 0
@@ -87,7 +87,7 @@ def test_train_vs_eval(features):
     result = views.train_vs_eval(features[:1], features[1:])
     np.testing.assert_allclose(result.mean_train, 0, atol=1e-5)
     calibration_mean = features[1:].mean(dim=(0, 2, 3))
-    expected_eval_mean = (features[0].mean(dim=(1, 2)) - calibration_mean)
+    expected_eval_mean = features[0].mean(dim=(1, 2)) - calibration_mean
     assert np.all(np.sign(result.mean_eval) == np.sign(expected_eval_mean.numpy()))
     assert result.mean_abs_difference > 0.1
     assert len(views.mode_figure(result).data) == 4
@@ -151,10 +151,17 @@ def test_share_string_round_trip():
     assert views.parse_share("") == views.LearnState()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("norm=xx", "norm must be one of"), ("bs=99", "bs must be between"), ("bs=four", "not a valid int"),
-    ("colour=red", "unknown setting"), ("exp=nope", "exp must be one of"), ("ch=8", "ch must be between"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("norm=xx", "norm must be one of"),
+        ("bs=99", "bs must be between"),
+        ("bs=four", "not a valid int"),
+        ("colour=red", "unknown setting"),
+        ("exp=nope", "exp must be one of"),
+        ("ch=8", "ch must be between"),
+    ],
+)
 def test_share_string_errors(text, message):
     with pytest.raises(ConfigError, match=message):
         views.parse_share(text)

@@ -64,8 +64,11 @@ def test_box_mean_equals_explicit_windows(edge, kh, kw):
 
 
 @pytest.mark.parametrize("edge", ["replicate", "shrink"])
-@pytest.mark.parametrize("norm", [nn.InstanceNorm2d(4, affine=True), nn.GroupNorm(2, 4), nn.GroupNorm(1, 4)],
-                         ids=["instance", "group", "layer"])
+@pytest.mark.parametrize(
+    "norm",
+    [nn.InstanceNorm2d(4, affine=True), nn.GroupNorm(2, 4), nn.GroupNorm(1, 4)],
+    ids=["instance", "group", "layer"],
+)
 def test_local_norm_equals_direct_window_statistics(norm, edge):
     generator = torch.Generator().manual_seed(2)
     with torch.no_grad():
@@ -82,8 +85,11 @@ def test_local_norm_equals_direct_window_statistics(norm, edge):
     assert torch.allclose(got.double(), expected, rtol=0, atol=2e-4)
 
 
-@pytest.mark.parametrize("norm", [nn.InstanceNorm2d(6, affine=True), nn.GroupNorm(3, 6), nn.GroupNorm(1, 6)],
-                         ids=["instance", "group", "layer"])
+@pytest.mark.parametrize(
+    "norm",
+    [nn.InstanceNorm2d(6, affine=True), nn.GroupNorm(3, 6), nn.GroupNorm(1, 6)],
+    ids=["instance", "group", "layer"],
+)
 def test_covering_window_computes_the_global_statistics(norm):
     # The windowed path itself (not the delegation to the layer), on features far from zero mean.
     x = torch.randn(1, 6, 40, 24, generator=torch.Generator().manual_seed(3)) * 0.5 + 30
@@ -203,8 +209,12 @@ def test_edges_and_min_ratio_variants():
     # min_ratio above the image/patch ratio (48 / 16 = 3 in H, 4 in W) means global everywhere
     assert torch.equal(restore(model, image, stats="local", train_patch=16, local_min_ratio=4), restore(model, image))
     rule = LocalRule(64)
-    assert [rule.window((512 // 2**level,) * 2, (512, 512)) for level in range(4)] == [(96, 96), (48, 48), (24, 24),
-                                                                                         (12, 12)]
+    assert [rule.window((512 // 2**level,) * 2, (512, 512)) for level in range(4)] == [
+        (96, 96),
+        (48, 48),
+        (24, 24),
+        (12, 12),
+    ]
     assert rule.window((64, 64), (64, 64)) is None  # the training size itself: the window covers it
     assert rule.window((32, 128), (64, 256)) == (48, 48)
     assert LocalRule(64, min_ratio=2).window((100, 100), (100, 100)) is None
@@ -216,8 +226,10 @@ def test_tiled_stats_equal_explicit_tiles():
     tiled = restore(model, image, stats="tiled", train_patch=16)
     assert torch.equal(tiled, restore(model, image, tile=16, overlap=4))
     assert not torch.equal(tiled, restore(model, image))
-    assert torch.equal(restore(model, image, stats="tiled", train_patch=16, tile=32, overlap=8),
-                       restore(model, image, tile=32, overlap=8))  # an explicit tile wins
+    assert torch.equal(
+        restore(model, image, stats="tiled", train_patch=16, tile=32, overlap=8),
+        restore(model, image, tile=32, overlap=8),
+    )  # an explicit tile wins
     assert "16 px tiles, overlap 4 px" in describe_stats("tiled", 16)
     assert "96 px at full resolution" in describe_stats("local", 64)
 
@@ -232,19 +244,22 @@ def test_training_patch_from_metadata():
     assert STATS_PROTOCOLS == ("whole", "tiled", "local")
 
 
-@pytest.mark.parametrize("options, match", [
-    (dict(stats="global"), "stats must be one of"),
-    (dict(stats="local"), "training patch size"),
-    (dict(stats="tiled"), "training patch size"),
-    (dict(stats="local", train_patch=0), "training patch size"),
-    (dict(stats="local", train_patch=64.0), "training patch size"),
-    (dict(stats="tiled", train_patch="64"), "training patch size"),
-    (dict(stats="local", train_patch=True), "training patch size"),
-    (dict(stats="local", train_patch=64, local_factor=0), "factor"),
-    (dict(stats="local", train_patch=64, local_factor=float("nan")), "factor"),
-    (dict(stats="local", train_patch=64, local_edge="wrap"), "edge"),
-    (dict(stats="local", train_patch=64, local_min_ratio=-1), "min_ratio"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(stats="global"), "stats must be one of"),
+        (dict(stats="local"), "training patch size"),
+        (dict(stats="tiled"), "training patch size"),
+        (dict(stats="local", train_patch=0), "training patch size"),
+        (dict(stats="local", train_patch=64.0), "training patch size"),
+        (dict(stats="tiled", train_patch="64"), "training patch size"),
+        (dict(stats="local", train_patch=True), "training patch size"),
+        (dict(stats="local", train_patch=64, local_factor=0), "factor"),
+        (dict(stats="local", train_patch=64, local_factor=float("nan")), "factor"),
+        (dict(stats="local", train_patch=64, local_edge="wrap"), "edge"),
+        (dict(stats="local", train_patch=64, local_min_ratio=-1), "min_ratio"),
+    ],
+)
 def test_bad_arguments_give_config_errors(options, match):
     with pytest.raises(ConfigError, match=match):
         restore(tiny("tiny_instance"), smooth_image(8, 8), **options)
@@ -280,4 +295,6 @@ def test_restore_holds_a_per_model_lock_so_threads_take_turns():
         assert not done.is_set()  # waiting for the lock: the model is not changed under another pass
     worker.join(timeout=30)
     assert done.is_set()
-    assert model_lock(model) is model_lock(model) and model_lock(model) is not model_lock(create_model("tiny_half_instance"))
+    assert model_lock(model) is model_lock(model) and model_lock(model) is not model_lock(
+        create_model("tiny_half_instance")
+    )

@@ -29,13 +29,16 @@ def test_flags_give_a_verbosity():
         parse("-v", "-q")  # one or the other
 
 
-@pytest.mark.parametrize("level, shown", [
-    (1, ["debug: d", "i", "warning: w", "error: e"]),
-    (0, ["i", "warning: w", "error: e"]),
-    (-1, ["warning: w", "error: e"]),
-    (-2, ["error: e"]),
-    (-5, ["error: e"]),
-])
+@pytest.mark.parametrize(
+    "level, shown",
+    [
+        (1, ["debug: d", "i", "warning: w", "error: e"]),
+        (0, ["i", "warning: w", "error: e"]),
+        (-1, ["warning: w", "error: e"]),
+        (-2, ["error: e"]),
+        (-5, ["error: e"]),
+    ],
+)
 def test_levels_and_format(capsys, level, shown):
     configure_logging(level)
     log = logging.getLogger("hinet.some_module")

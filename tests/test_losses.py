@@ -17,8 +17,10 @@ def pair(n=3, seed=0):
 def test_psnr_loss_is_minus_weight_times_mean_psnr():
     pred, target = pair()
     float_protocol = Protocol(round_to_uint8=False)
-    per_sample = [psnr(pred[i].permute(1, 2, 0).numpy(), target[i].permute(1, 2, 0).numpy(), float_protocol)
-                  for i in range(len(pred))]
+    per_sample = [
+        psnr(pred[i].permute(1, 2, 0).numpy(), target[i].permute(1, 2, 0).numpy(), float_protocol)
+        for i in range(len(pred))
+    ]
     loss = PSNRLoss(weight=0.5)(pred, target)
     assert loss.item() == pytest.approx(-0.5 * np.mean(per_sample), rel=1e-4)
     assert loss.item() < 0

@@ -23,17 +23,25 @@ def test_rgb_uint8_matches_skimage():
     output, target = images()
     expected = peak_signal_noise_ratio(to_uint8(target), to_uint8(output), data_range=255)
     assert psnr(output, target) == pytest.approx(expected, abs=1e-9)
-    expected_ssim = structural_similarity(to_uint8(target), to_uint8(output), data_range=255, channel_axis=2,
-                                          gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    expected_ssim = structural_similarity(
+        to_uint8(target),
+        to_uint8(output),
+        data_range=255,
+        channel_axis=2,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     assert ssim(output, target) == pytest.approx(expected_ssim, abs=1e-9)
 
 
 def test_hand_computed_psnr():
     target = np.zeros((16, 16, 3), np.float32)
     output = np.full((16, 16, 3), 10 / 255, np.float32)
-    assert psnr(output, target) == pytest.approx(10 * math.log10(255 ** 2 / 100), abs=1e-6)
+    assert psnr(output, target) == pytest.approx(10 * math.log10(255**2 / 100), abs=1e-6)
     assert psnr(output, target, Protocol(round_to_uint8=False)) == pytest.approx(
-        10 * math.log10(1 / (10 / 255) ** 2), abs=1e-4)
+        10 * math.log10(1 / (10 / 255) ** 2), abs=1e-4
+    )
 
 
 def test_float_protocol_does_not_round_or_clamp():
@@ -52,9 +60,10 @@ def test_y_channel_matches_hand_formula():
     protocol = Protocol(channel="y")
     assert np.allclose(prepare(target, protocol), y(target))
     mse = np.mean((y(output) - y(target)) ** 2)
-    assert psnr(output, target, protocol) == pytest.approx(10 * np.log10(255 ** 2 / mse), abs=1e-9)
-    expected = structural_similarity(y(target), y(output), data_range=255, gaussian_weights=True, sigma=1.5,
-                                     use_sample_covariance=False)
+    assert psnr(output, target, protocol) == pytest.approx(10 * np.log10(255**2 / mse), abs=1e-9)
+    expected = structural_similarity(
+        y(target), y(output), data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ssim(output, target, protocol) == pytest.approx(expected, abs=1e-9)
     # white is 235 and black 16 on the BT.601 scale
     assert prepare(np.ones((2, 2, 3)), protocol)[0, 0] == pytest.approx(235.0)

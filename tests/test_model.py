@@ -48,7 +48,9 @@ def test_variant_forward_backward(name):
         assert torch.isfinite(param.grad).all(), f"{name}: {param_name} has a non-finite gradient"
 
     normalized_encoder = [
-        level for level in range(config.depth) if config.norm != "none" and config.hin_position_left <= level <= config.hin_position_right
+        level
+        for level in range(config.depth)
+        if config.norm != "none" and config.hin_position_left <= level <= config.hin_position_right
     ]
     expected_blocks = 2 * len(normalized_encoder) * (2 if config.norm_in_decoder else 1)
     if config.norm_in_decoder:  # the deepest level has no decoder block
@@ -151,9 +153,13 @@ def _reference_forward(sd, config: HINetConfig, image):
         for j in range(depth - 1):
             level = depth - 2 - j
             bridge = conv3(f"skip_conv_{stage}.{j}", encoder_outputs[level])
-            up = F.conv_transpose2d(x, sd[f"up_path_{stage}.{j}.up.weight"], sd[f"up_path_{stage}.{j}.up.bias"], stride=2)
+            up = F.conv_transpose2d(
+                x, sd[f"up_path_{stage}.{j}.up.weight"], sd[f"up_path_{stage}.{j}.up.bias"], stride=2
+            )
             normalized = config.norm_in_decoder and encoder_normalized(level)
-            x = _reference_block(sd, f"up_path_{stage}.{j}.conv_block.", torch.cat([up, bridge], 1), config, level, normalized)
+            x = _reference_block(
+                sd, f"up_path_{stage}.{j}.conv_block.", torch.cat([up, bridge], 1), config, level, normalized
+            )
             outputs.append(x)
         return x, outputs
 
@@ -177,7 +183,14 @@ def _reference_forward(sd, config: HINetConfig, image):
         if level < depth - 1:
             decoder_same_resolution = decoder_1[depth - 2 - level]
             y, skip = _reference_block(
-                sd, f"down_path_2.{level}.", y, config, level, encoder_normalized(level), encoder_1[level], decoder_same_resolution
+                sd,
+                f"down_path_2.{level}.",
+                y,
+                config,
+                level,
+                encoder_normalized(level),
+                encoder_1[level],
+                decoder_same_resolution,
             )
             encoder_2.append(skip)
         else:
@@ -333,8 +346,17 @@ def test_parameter_count_from_the_config_equals_the_built_model(name):
 @pytest.mark.parametrize("norm", ["none", "batch", "layer", "instance", "group", "half_instance"])
 @pytest.mark.parametrize("affine, decoder", [(True, False), (False, True), (True, True)])
 def test_parameter_count_covers_every_norm_and_placement(norm, affine, decoder):
-    config = HINetConfig(in_chn=1, wf=8, depth=3, norm=norm, norm_affine=affine, norm_in_decoder=decoder,
-                         hin_position_left=1, hin_position_right=2, norm_ratio=0.375 if norm != "none" else None)
+    config = HINetConfig(
+        in_chn=1,
+        wf=8,
+        depth=3,
+        norm=norm,
+        norm_affine=affine,
+        norm_in_decoder=decoder,
+        hin_position_left=1,
+        hin_position_right=2,
+        norm_ratio=0.375 if norm != "none" else None,
+    )
     assert config.parameter_count() == count_parameters(HINet(config))
 
 
@@ -354,12 +376,31 @@ def test_unknown_variant_is_a_config_error():
         get_config("hinet_imaginary")
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (dict(wf=16, depth=4, hin_position_left=0, hin_position_right=3), "norm half_instance r0.50, levels 0-3, wf16 d4"),
-    (dict(norm="none", wf=8, depth=3), "no norm, wf8 d3"),
-    (dict(norm="instance", hin_position_left=2, hin_position_right=2, norm_in_decoder=True, norm_affine=False,
-          wf=8, depth=3), "norm instance r1.00, level 2, decoder norm, no affine, wf8 d3"),
-    (dict(norm_ratio=0.125, wf=16, depth=3, hin_position_right=2), "norm half_instance r0.125, levels 0-2, wf16 d3"),
-])
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            dict(wf=16, depth=4, hin_position_left=0, hin_position_right=3),
+            "norm half_instance r0.50, levels 0-3, wf16 d4",
+        ),
+        (dict(norm="none", wf=8, depth=3), "no norm, wf8 d3"),
+        (
+            dict(
+                norm="instance",
+                hin_position_left=2,
+                hin_position_right=2,
+                norm_in_decoder=True,
+                norm_affine=False,
+                wf=8,
+                depth=3,
+            ),
+            "norm instance r1.00, level 2, decoder norm, no affine, wf8 d3",
+        ),
+        (
+            dict(norm_ratio=0.125, wf=16, depth=3, hin_position_right=2),
+            "norm half_instance r0.125, levels 0-2, wf16 d3",
+        ),
+    ],
+)
 def test_config_describe(overrides, expected):
     assert HINetConfig(**overrides).describe() == expected

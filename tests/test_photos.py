@@ -10,8 +10,9 @@ import pytest
 from hinet import data, photos
 from hinet.errors import ConfigError
 
-needs_photos = pytest.mark.skipif(not photos.available(), reason="photo packages not installed: "
-                                  + photos.install_command())
+needs_photos = pytest.mark.skipif(
+    not photos.available(), reason="photo packages not installed: " + photos.install_command()
+)
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +23,11 @@ def _hermetic(tmp_path, monkeypatch):
 def test_manifest_lists_packages_versions_licences_and_disjoint_splits():
     entries = photos.manifest()
     assert len(entries) == 24
-    assert {p.package for p in entries} == {"mate-backgrounds", "plasma-workspace-wallpapers", "lomiri-wallpapers-20.04"}
+    assert {p.package for p in entries} == {
+        "mate-backgrounds",
+        "plasma-workspace-wallpapers",
+        "lomiri-wallpapers-20.04",
+    }
     assert all(len(p.sha256) == 64 and p.licence and p.version for p in entries)
     train, val = photos.manifest("train"), photos.manifest("validation")
     assert len(val) == 5 and len(train) + len(val) == len(entries)
@@ -92,8 +97,9 @@ def test_images_are_drawn_in_proportion_to_their_area():
     # make_pair uses it: a 1x1 image next to a large one is almost never the source of a crop
     sources = [np.full((1, 1, 3), 1.0, np.float32), np.zeros((200, 200, 3), np.float32)]
     rng = np.random.default_rng(1)
-    picked_tiny = sum(data.make_pair(sources, "jpeg", 8, rng, strength={"quality": 90})[1].mean() > 0.5
-                      for _ in range(400))
+    picked_tiny = sum(
+        data.make_pair(sources, "jpeg", 8, rng, strength={"quality": 90})[1].mean() > 0.5 for _ in range(400)
+    )
     assert picked_tiny <= 3
 
 

@@ -87,7 +87,7 @@ def test_folder_reports_bad_file_and_writes_the_rest(tmp_path, model_dir, capsys
 def test_missing_default_checkpoint_exits_2_with_instructions(tmp_path):
     src = tmp_path / "in.png"
     write_rgb(src)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     # A task whose shipped model does not exist in a fresh checkout is not guaranteed, so point the
     # module at an empty folder through a tiny wrapper script instead of relying on results/.
     script = (
@@ -96,7 +96,10 @@ def test_missing_default_checkpoint_exits_2_with_instructions(tmp_path):
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "empty"), str(src), str(tmp_path / "o.png"), "--task", "deblur"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "deblur.safetensors is missing" in result.stderr
@@ -163,6 +166,8 @@ def test_an_animated_input_is_restored_from_its_first_frame_with_a_warning(tmp_p
     src = tmp_path / "moving.gif"
     frames[0].save(src, save_all=True, append_images=frames[1:], duration=100)
     assert restore_cli.main([str(src), str(tmp_path / "out.png"), "--task", "denoise"]) == 0
-    assert "warning: moving.gif is an animated GIF with 2 frames; only the first frame is used" in capsys.readouterr().err
+    assert (
+        "warning: moving.gif is an animated GIF with 2 frames; only the first frame is used" in capsys.readouterr().err
+    )
     assert restore_cli.main([str(src), str(tmp_path / "out.png"), "--task", "denoise", "-qq"]) == 0
     assert "animated" not in capsys.readouterr().err  # -qq: errors only

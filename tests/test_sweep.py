@@ -6,14 +6,11 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 import hinet.sweep as sweep_module
-from hinet import data
 from hinet.errors import ConfigError, TrainingDiverged
 from hinet.results_table import REQUIRED_COLUMNS, validate_ablation_table
 from hinet.sweep import ABLATION_COLUMNS, main, plan, run_sweep
@@ -23,40 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _hermetic(tmp_path, monkeypatch):
-    monkeypatch.setenv("HINET_CACHE", str(tmp_path / "cache"))
-    torch.set_num_threads(1)
-    # Two small synthetic "test images" instead of sporco's 768 x 512 ones keep evaluation fast.
-    rng = np.random.default_rng(0)
-    small = {"checker": np.kron(rng.random((4, 4, 3)), np.ones((16, 16, 1))).astype(np.float32),
-             "gradient": np.repeat(np.linspace(0, 1, 48, dtype=np.float32)[None, :, None], 40, 0).repeat(3, 2)}
-    monkeypatch.setattr(data, "test_images", lambda: dict(small))
-
-
-@pytest.fixture
-def grid_file(tmp_path) -> Path:
-    folder = tmp_path / "images"
-    folder.mkdir()
-    from hinet.image import save_image
-
-    for name in ("astronaut", "coffee", "chelsea"):
-        save_image(folder / f"{name}.png", np.ascontiguousarray(data.skimage_images()[name][:64, :64]))
-    grid = {
-        "ablation": "mini",
-        "budget": "8 steps of a tiny model",
-        "baseline": "hin",
-        "seeds": [0],
-        "tasks": [{"task": "denoise", "strength": {"sigma": 25}}],
-        "variants": [{"name": "hin", "variant": "tiny_half_instance"},
-                     {"name": "none", "variant": "tiny_half_instance", "model": {"norm": "none"}}],
-        "base": {"data": {"skimage": False, "pywt": False, "dead_leaves": 6, "dead_leaves_size": 64,
-                          "scales": [1.0], "folder": str(folder), "patch": 32, "batch": 2, "val_images": 1,
-                          "val_size": 32},
-                 "steps": 8, "val_every": 4, "checkpoint_every": 4, "progress": False},
-    }
-    path = tmp_path / "ablation_mini.yaml"
-    path.write_text(yaml.safe_dump(grid))
-    return path
+def _hermetic(small_sweep_world):
+    pass
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -73,13 +38,16 @@ def test_plan_names_runs_and_applies_variant_overrides(grid_file, tmp_path):
     assert all(r.config.steps == 8 and r.config.data.patch == 32 and r.status() == "new" for r in runs)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"epochs": 3}, "unknown grid key"),
-    ({"variants": [{"name": "a"}, {"name": "a"}]}, "unique name"),
-    ({"seeds": [0.5]}, "seeds must be a list of integers"),
-    ({"baseline": "missing"}, "baseline 'missing'"),
-    ({"tasks": ["paint"]}, "unknown task"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"epochs": 3}, "unknown grid key"),
+        ({"variants": [{"name": "a"}, {"name": "a"}]}, "unique name"),
+        ({"seeds": [0.5]}, "seeds must be a list of integers"),
+        ({"baseline": "missing"}, "baseline 'missing'"),
+        ({"tasks": ["paint"]}, "unknown task"),
+    ],
+)
 def test_bad_grids_are_config_errors(grid_file, tmp_path, change, message):
     grid = yaml.safe_load(grid_file.read_text())
     grid.update(change)
@@ -113,13 +81,19 @@ def test_sweep_trains_evaluates_skips_and_rebuilds_the_table(grid_file, tmp_path
     assert sorted({r["protocol"] for r in all_rows}) == ["local", "tiled", "whole"]
     rows = [r for r in all_rows if r["protocol"] == "whole"]
     assert sorted((r["variant"], r["image"]) for r in rows) == [
-        ("hin", "checker"), ("hin", "gradient"), ("none", "checker"), ("none", "gradient")]
+        ("hin", "checker"),
+        ("hin", "gradient"),
+        ("none", "checker"),
+        ("none", "gradient"),
+    ]
     assert len(all_rows) == 3 * len(rows) and {r["lr"] for r in all_rows} == {"0.001"}
     # the no-norm model has no statistics to compute: its three protocols agree exactly (tiled blends tiles of
     # a convolutional net, so only local is bit-identical)
     scores = {(r["variant"], r["protocol"], r["image"]): float(r["psnr"]) for r in all_rows}
-    assert all(scores[("none", "local", i)] == pytest.approx(scores[("none", "whole", i)], abs=1e-3)
-               for i in ("checker", "gradient"))
+    assert all(
+        scores[("none", "local", i)] == pytest.approx(scores[("none", "whole", i)], abs=1e-3)
+        for i in ("checker", "gradient")
+    )
     for row in rows:
         assert row["ablation"] == "mini" and row["task"] == "denoise" and row["level"] == "sigma=25"
         assert row["steps"] == "8" and row["wf"] == "8" and row["depth"] == "3" and row["seed"] == "0"
@@ -259,15 +233,28 @@ def test_a_grid_may_extend_a_shared_file(grid_file, tmp_path):
     assert runs[0].config.steps == 8 and runs[0].config.data.patch == 32
 
 
-EXPECTED_RUNS = {"ablation_norm.yaml": 30, "ablation_norm_3k.yaml": 30, "ablation_placement.yaml": 12, "ablation_ratio.yaml": 12}
+EXPECTED_RUNS = {
+    "ablation_norm.yaml": 30,
+    "ablation_norm_3k.yaml": 30,
+    "ablation_placement.yaml": 12,
+    "ablation_ratio.yaml": 12,
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_RUNS))
 def test_shipped_grids_plan_with_equal_budgets(name, tmp_path):
     runs = plan(REPO / "configs" / name, tmp_path / "results")
     assert len(runs) == EXPECTED_RUNS[name]
-    budgets = {(r.config.steps, r.config.data.patch, r.config.data.batch, r.config.optimizer.lr,
-                json.dumps(r.config.data.__dict__, sort_keys=True)) for r in runs}
+    budgets = {
+        (
+            r.config.steps,
+            r.config.data.patch,
+            r.config.data.batch,
+            r.config.optimizer.lr,
+            json.dumps(r.config.data.__dict__, sort_keys=True),
+        )
+        for r in runs
+    }
     assert len(budgets) == 1, "every run of a grid must get the same training budget"
     assert len({r.seed for r in runs}) == 3
     configs = {r.variant: r.config.model_config() for r in runs}
@@ -331,9 +318,16 @@ def test_a_diverging_candidate_rate_is_recorded_and_never_chosen(grid_file, tmp_
     assert rows[1e-3]["chosen"]
 
 
-@pytest.mark.parametrize("spec, message", [({"lrs": []}, "distinct positive"), ({"lrs": [1e-3, 1e-3]}, "distinct"),
-                                           ({"lrs": "fast"}, "list of numbers"), ({"steps": 8}, "lrs"),
-                                           ({"lrs": [1e-3], "steps": 0}, "positive integer")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"lrs": []}, "distinct positive"),
+        ({"lrs": [1e-3, 1e-3]}, "distinct"),
+        ({"lrs": "fast"}, "list of numbers"),
+        ({"steps": 8}, "lrs"),
+        ({"lrs": [1e-3], "steps": 0}, "positive integer"),
+    ],
+)
 def test_bad_lr_search_is_a_config_error(grid_file, tmp_path, spec, message):
     from hinet.sweep import plan_lr_search
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app import feature_logic, learn_logic
-from app import learn_views as views
+from app import feature_logic, learn_logic, learn_views as views
 from app.models import ModelStore
 from hinet.errors import ConfigError, ImageError
 
@@ -16,8 +15,9 @@ HIN, BATCH = "registry/tiny_half_instance", "registry/tiny_batch"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     empty = tmp_path_factory.mktemp("no_checkpoints")
-    return ModelStore(results_dir=empty, runs_dir=empty, registry_prefix="tiny_",
-                      default_untrained="tiny_half_instance")
+    return ModelStore(
+        results_dir=empty, runs_dir=empty, registry_prefix="tiny_", default_untrained="tiny_half_instance"
+    )
 
 
 def test_render_block_reuses_the_sessions_capture(store):
@@ -32,8 +32,9 @@ def test_render_block_reuses_the_sessions_capture(store):
 
 def test_render_compare_and_its_errors(store):
     source = feature_logic.example_source("camera")
-    result = feature_logic.render_compare(store, HIN, BATCH, source, "downscale to max side 256", "down_path_1.0", 2,
-                                          None)
+    result = feature_logic.render_compare(
+        store, HIN, BATCH, source, "downscale to max side 256", "down_path_1.0", 2, None
+    )
     assert "tiny_half_instance" in result["caption"] and "tiny_batch" in result["caption"]
     with pytest.raises(ConfigError, match="does not exist in both variants"):
         feature_logic.render_compare(store, HIN, BATCH, source, "centre crop 256", "no_such_block", 2, None)

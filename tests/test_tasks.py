@@ -20,7 +20,7 @@ def clean_image(h=40, w=48, seed=0):
 
 
 def test_names_and_lookup():
-    assert TASK_NAMES == tuple(TASKS) and data.TASKS == TASK_NAMES
+    assert tuple(TASKS) == TASK_NAMES and data.TASKS == TASK_NAMES
     assert TASK_NAMES[0] == "denoise"  # every menu's default
     assert get_task("derain") is TASKS["derain"]
     with pytest.raises(ConfigError, match="unknown task 'dehaze'; choose one of: denoise, deblur, jpeg, derain"):
@@ -64,7 +64,11 @@ def test_blind_samples_stay_in_their_ranges(task: Task):
 @pytest.mark.parametrize("task", RECORDS, ids=TASK_NAMES)
 def test_degradation_is_deterministic_and_changes_the_image(task: Task):
     clean = clean_image()
-    corners = [task.defaults, {s.name: s.blind[0] for s in task.strengths}, {s.name: s.blind[1] for s in task.strengths}]
+    corners = [
+        task.defaults,
+        {s.name: s.blind[0] for s in task.strengths},
+        {s.name: s.blind[1] for s in task.strengths},
+    ]
     for level in corners:
         degraded = data.degrade(clean, task.name, 3, **level)
         assert degraded.shape == clean.shape and degraded.dtype == np.float32 and np.isfinite(degraded).all()
@@ -98,12 +102,15 @@ def test_derain_is_scored_on_y_as_rain13k_is_the_rest_on_rgb():
     assert {task.protocol for task in RECORDS if task.name != "derain"} == {Protocol()}
 
 
-@pytest.mark.parametrize("changes, words", [
-    (dict(default=200), "default 200 is outside"),
-    (dict(blind=(-5, 10)), "blind range"),
-    (dict(step=0), "step must be positive"),
-    (dict(integer=True, default=2.5), "whole number"),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(default=200), "default 200 is outside"),
+        (dict(blind=(-5, 10)), "blind range"),
+        (dict(step=0), "step must be positive"),
+        (dict(integer=True, default=2.5), "whole number"),
+    ],
+)
 def test_inconsistent_strengths_are_refused(changes, words):
     fields = dict(name="x", low=0, high=100, default=10, step=1, label="X", blind=(0, 50))
     with pytest.raises(ConfigError, match=words):
@@ -112,8 +119,15 @@ def test_inconsistent_strengths_are_refused(changes, words):
 
 def test_inconsistent_tasks_are_refused():
     strength = Strength("x", 0, 1, 0.5, 0.1, "X", blind=(0, 1))
-    fields = dict(name="t", label="t", strengths=(strength,), primary="x", degrade=lambda c, l, r, k=None: c,
-                  protocol=Protocol(), baselines=())
+    fields = dict(
+        name="t",
+        label="t",
+        strengths=(strength,),
+        primary="x",
+        degrade=lambda clean, level, rng, kernel=None: clean,
+        protocol=Protocol(),
+        baselines=(),
+    )
     with pytest.raises(ConfigError, match="primary strength 'y'"):
         Task(**{**fields, "primary": "y"})
     with pytest.raises(ConfigError, match="context strength"):

@@ -51,10 +51,24 @@ def image_folder(tmp_path) -> Path:
 
 def tiny_overrides(tmp_path: Path, folder: Path, run_name: str = "run", steps: int = 12) -> list[str]:
     return [
-        f"run_name={run_name}", f"out_dir={tmp_path / 'runs'}", "model.variant=tiny_half_instance",
-        "data.skimage=false", "data.pywt=false", "data.dead_leaves=8", "data.dead_leaves_size=64",
-        "data.scales=[1.0]", f"data.folder={folder}", "data.patch=32", "data.batch=2", "data.val_images=1",
-        "data.val_size=32", f"steps={steps}", "val_every=4", "checkpoint_every=4", "log_every=1", "progress=false",
+        f"run_name={run_name}",
+        f"out_dir={tmp_path / 'runs'}",
+        "model.variant=tiny_half_instance",
+        "data.skimage=false",
+        "data.pywt=false",
+        "data.dead_leaves=8",
+        "data.dead_leaves_size=64",
+        "data.scales=[1.0]",
+        f"data.folder={folder}",
+        "data.patch=32",
+        "data.batch=2",
+        "data.val_images=1",
+        "data.val_size=32",
+        f"steps={steps}",
+        "val_every=4",
+        "checkpoint_every=4",
+        "log_every=1",
+        "progress=false",
     ]
 
 
@@ -109,16 +123,32 @@ def test_wrong_type_names_the_key_and_the_expected_type():
 
 
 def test_impossible_values_are_config_errors():
-    for override, message in [("steps=0", "steps must be at least 1"), ("device=tpu", "device must be"),
-                              ("loss.name=mse", "loss.name must be"), ("model.variant=nope", "unknown variant"),
-                              ("grad_clip=-1", "grad_clip"), ("data.scales=[2.0]", "data.scales")]:
+    for override, message in [
+        ("steps=0", "steps must be at least 1"),
+        ("device=tpu", "device must be"),
+        ("loss.name=mse", "loss.name must be"),
+        ("model.variant=nope", "unknown variant"),
+        ("grad_clip=-1", "grad_clip"),
+        ("data.scales=[2.0]", "data.scales"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             load_config(None, [override])
 
 
 def test_set_parses_yaml_scalars_and_nested_keys():
-    cfg = load_config(None, ["optimizer.lr=5e-4", "bf16=true", "data.scales=[1, 0.5]", "model.variant=null",
-                             "model.config.wf=8", "model.config.depth=3", "strength.sigma=15", "run_name=x"])
+    cfg = load_config(
+        None,
+        [
+            "optimizer.lr=5e-4",
+            "bf16=true",
+            "data.scales=[1, 0.5]",
+            "model.variant=null",
+            "model.config.wf=8",
+            "model.config.depth=3",
+            "strength.sigma=15",
+            "run_name=x",
+        ],
+    )
     assert cfg.optimizer.lr == 5e-4 and cfg.bf16 is True and cfg.data.scales == [1.0, 0.5]
     assert cfg.model.variant is None and cfg.model_config().wf == 8 and cfg.model_config().depth == 3
     assert cfg.strength == {"sigma": 15}
@@ -135,8 +165,11 @@ def test_yaml_file_and_overrides_combine(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
-TRAIN_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml")
-                       if not p.name.startswith("ablation_") and not p.name.endswith("_base.yaml"))
+TRAIN_CONFIGS = sorted(
+    p
+    for p in (REPO / "configs").glob("*.yaml")
+    if not p.name.startswith("ablation_") and not p.name.endswith("_base.yaml")
+)
 
 
 def test_every_config_kind_is_shipped():
@@ -189,9 +222,15 @@ def test_run_folder_log_and_checkpoint_metadata(tmp_path, image_folder):
     events = []
     result = train(tiny_config(tmp_path, image_folder), on_event=events.append)
     run = Path(result["run_dir"])
-    assert {p.name for p in run.iterdir()} == {"config.yaml", "model.safetensors", "best.safetensors",
-                                                "train_state.safetensors", "train_state.json", "log.jsonl",
-                                                "data_sources.json"}
+    assert {p.name for p in run.iterdir()} == {
+        "config.yaml",
+        "model.safetensors",
+        "best.safetensors",
+        "train_state.safetensors",
+        "train_state.json",
+        "log.jsonl",
+        "data_sources.json",
+    }
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 13))
     assert all(set(r) == {"step", "loss", "lr", "grad_norm", "val_psnr", "val_ssim", "wall"} for r in records)
@@ -210,7 +249,9 @@ def test_run_folder_log_and_checkpoint_metadata(tmp_path, image_folder):
     assert metadata["train_seconds"] > 0 and metadata["device"].startswith("cpu")
     assert metadata["train_patch"] == 32 and metadata["lr"] == pytest.approx(1e-3) and metadata["photos"] == "none"
     sources = json.loads((run / "data_sources.json").read_text())
-    assert sources["training"]["folder"] == ["astronaut.png@1", "coffee.png@1"] or len(sources["training"]["folder"]) == 2
+    assert (
+        sources["training"]["folder"] == ["astronaut.png@1", "coffee.png@1"] or len(sources["training"]["folder"]) == 2
+    )
     assert sources["validation"]["source"] == "pool" and len(sources["validation"]["images"]) == 1
     assert sum(sources["area_share"].values()) == pytest.approx(1.0, abs=1e-3)
     model, _ = load_checkpoint(run / "model.safetensors")
@@ -234,8 +275,9 @@ def test_cancelled_then_resumed_run_equals_unbroken_run(tmp_path, image_folder, 
     extra = [precision, "grad_clip=0.5", "scheduler.warmup_steps=3"]
     train(tiny_config(tmp_path, image_folder, "unbroken", extra=extra))
     on_event, should_stop = stop_after(6)  # between checkpoints: the cancel itself must save
-    stopped = train(tiny_config(tmp_path, image_folder, "resumed", extra=extra), on_event=on_event,
-                    should_stop=should_stop)
+    stopped = train(
+        tiny_config(tmp_path, image_folder, "resumed", extra=extra), on_event=on_event, should_stop=should_stop
+    )
     assert stopped["stopped"] and stopped["step"] == 6
     assert json.loads((tmp_path / "runs/resumed/train_state.json").read_text())["step"] == 6
     resumed = train(tiny_config(tmp_path, image_folder, "resumed", extra=extra))
@@ -283,14 +325,26 @@ def test_paired_folders_train_and_hold_out_the_last_pairs(tmp_path, image_folder
         clean = load_image(path).pixels
         save_image(gt_dir / path.name, clean)
         save_image(lq_dir / path.name, np.clip(data.degrade(clean, "denoise", i, sigma=25), 0, 1))
-    result = train(tiny_config(tmp_path, image_folder, steps=4, extra=[
-        f"data.paired_lq={lq_dir}", f"data.paired_gt={gt_dir}", "data.folder=null"]))
+    result = train(
+        tiny_config(
+            tmp_path,
+            image_folder,
+            steps=4,
+            extra=[f"data.paired_lq={lq_dir}", f"data.paired_gt={gt_dir}", "data.folder=null"],
+        )
+    )
     assert result["step"] == 4 and result["input_val_psnr"] < 25 and result["val_psnr"] is not None
     with pytest.raises(ConfigError, match="given together"):
         tiny_config(tmp_path, image_folder, extra=[f"data.paired_lq={lq_dir}"])
     with pytest.raises(ConfigError, match="leaves no training pair"):
-        train(tiny_config(tmp_path, image_folder, "r2", extra=[
-            f"data.paired_lq={lq_dir}", f"data.paired_gt={gt_dir}", "data.val_images=3"]))
+        train(
+            tiny_config(
+                tmp_path,
+                image_folder,
+                "r2",
+                extra=[f"data.paired_lq={lq_dir}", f"data.paired_gt={gt_dir}", "data.val_images=3"],
+            )
+        )
 
 
 def test_resume_refuses_a_changed_config(tmp_path, image_folder):
@@ -323,8 +377,14 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(tmp_path, image_folde
 
 def test_huge_learning_rate_diverges_cleanly(tmp_path, image_folder):
     with pytest.raises(HINetError, match="diverged at step") as info:
-        train(tiny_config(tmp_path, image_folder, steps=200, extra=["optimizer.lr=1e30", "loss.name=psnr",
-                                                                     "checkpoint_every=1000", "val_every=0"]))
+        train(
+            tiny_config(
+                tmp_path,
+                image_folder,
+                steps=200,
+                extra=["optimizer.lr=1e30", "loss.name=psnr", "checkpoint_every=1000", "val_every=0"],
+            )
+        )
     assert "\n" not in str(info.value)
     assert "no checkpoint was saved yet" in str(info.value)
     assert not (tmp_path / "runs/run/model.safetensors").exists()
@@ -421,8 +481,10 @@ def test_cli_unwritable_out_dir_is_one_message_before_any_work(tmp_path, image_f
     monkeypatch.setattr(hinet.trainer, "prepare_training_data", lambda *a: prepared.append(a))
     assert main(args + ["--set", f"out_dir={blocker / 'runs'}"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: cannot write the run folder {blocker / 'runs' / 'run'}: Not a directory ({blocker}); "
-                   "set out_dir to a folder you can write to\n")
+    assert err == (
+        f"error: cannot write the run folder {blocker / 'runs' / 'run'}: Not a directory ({blocker}); "
+        "set out_dir to a folder you can write to\n"
+    )
     assert not prepared  # refused before the training data was prepared
 
 
@@ -434,8 +496,10 @@ def test_a_write_refused_in_the_run_folder_is_one_message(tmp_path, image_folder
     assert main([a for o in tiny_overrides(tmp_path, image_folder) for a in ("--set", o)]) == 2
     err = capsys.readouterr().err
     run = tmp_path / "runs" / "run"
-    assert err == (f"error: cannot write the run folder {run}: Permission denied ({run / 'config.yaml'}); "
-                   "set out_dir to a folder you can write to\n")
+    assert err == (
+        f"error: cannot write the run folder {run}: Permission denied ({run / 'config.yaml'}); "
+        "set out_dir to a folder you can write to\n"
+    )
 
 
 def test_cli_broken_yaml_is_one_line_naming_the_file(tmp_path, capsys):
@@ -462,12 +526,21 @@ def test_resuming_a_run_with_a_damaged_config_file_names_it(tmp_path, image_fold
 @pytest.mark.slow
 def test_two_process_ddp_run(tmp_path, image_folder):
     overrides = tiny_overrides(tmp_path, image_folder, "ddp", steps=6)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "hinet.train", "--no-progress"] + [a for o in overrides for a in ("--set", o)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hinet.train",
+        "--no-progress",
+    ] + [a for o in overrides for a in ("--set", o)]
     env = dict(os.environ, OMP_NUM_THREADS="1", HINET_CACHE=str(tmp_path / "cache"))
     # Own process group, so a hung run is killed with its workers instead of leaking them.
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=150)
     except subprocess.TimeoutExpired:
@@ -490,26 +563,49 @@ def test_two_process_ddp_run(tmp_path, image_folder):
 def test_tiny_model_learns_to_denoise(tmp_path):
     """About a minute of CPU training must beat the noisy input (sigma 25) by at least 3 dB on held-out
     natural images; a run that does not learn fails."""
-    cfg = load_config(None, [
-        "run_name=learn", f"out_dir={tmp_path / 'runs'}", "model.variant=tiny_half_instance", "task=denoise",
-        "strength.sigma=25", "data.dead_leaves=200", "data.dead_leaves_size=128", "data.scales=[1.0]",
-        "data.patch=48", "data.batch=8", "data.val_images=2", "data.val_size=96", "steps=450",
-        "optimizer.lr=2e-3", "scheduler.eta_min=1e-5", "loss.name=l1", "bf16=true",
-        "val_every=150", "checkpoint_every=0", "progress=false",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "run_name=learn",
+            f"out_dir={tmp_path / 'runs'}",
+            "model.variant=tiny_half_instance",
+            "task=denoise",
+            "strength.sigma=25",
+            "data.dead_leaves=200",
+            "data.dead_leaves_size=128",
+            "data.scales=[1.0]",
+            "data.patch=48",
+            "data.batch=8",
+            "data.val_images=2",
+            "data.val_size=96",
+            "steps=450",
+            "optimizer.lr=2e-3",
+            "scheduler.eta_min=1e-5",
+            "loss.name=l1",
+            "bf16=true",
+            "val_every=150",
+            "checkpoint_every=0",
+            "progress=false",
+        ],
+    )
     result = train(cfg)
     gain = result["best_val_psnr"] - result["input_val_psnr"]
-    print(f"input {result['input_val_psnr']:.2f} dB -> best {result['best_val_psnr']:.2f} dB "
-          f"(+{gain:.2f}) in {result['train_seconds']:.0f} s")
+    print(
+        f"input {result['input_val_psnr']:.2f} dB -> best {result['best_val_psnr']:.2f} dB "
+        f"(+{gain:.2f}) in {result['train_seconds']:.0f} s"
+    )
     assert gain >= 3.0
 
 
-@pytest.mark.parametrize("content, problem", [
-    ("{not json", "not readable JSON"),
-    ('{"train_seconds": 1.0}', "missing step"),
-    ("[1, 2]", "holds a list, not a JSON object"),
-    ('{"step": "four", "train_seconds": 1.0}', "step or train_seconds is not a number"),
-])
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{not json", "not readable JSON"),
+        ('{"train_seconds": 1.0}', "missing step"),
+        ("[1, 2]", "holds a list, not a JSON object"),
+        ('{"step": "four", "train_seconds": 1.0}', "step or train_seconds is not a number"),
+    ],
+)
 def test_damaged_train_state_json_raises_a_plain_error_naming_the_file(tmp_path, image_folder, content, problem):
     from hinet.errors import CheckpointError
     from hinet.runs import read_state

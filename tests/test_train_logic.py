@@ -28,8 +28,16 @@ def cfg(tmp_path):
 
 
 def result_of(cfg, step: int, stopped: bool = False) -> dict:
-    return {"step": step, "steps": cfg.steps, "train_seconds": 1.0, "model_path": str(cfg.run_dir / "model.safetensors"),
-            "best_val_psnr": 25.0, "best_step": step, "input_val_psnr": 20.0, "stopped": stopped}
+    return {
+        "step": step,
+        "steps": cfg.steps,
+        "train_seconds": 1.0,
+        "model_path": str(cfg.run_dir / "model.safetensors"),
+        "best_val_psnr": 25.0,
+        "best_step": step,
+        "input_val_psnr": 20.0,
+        "stopped": stopped,
+    }
 
 
 def three_steps(cfg, on_event, should_stop):
@@ -59,11 +67,14 @@ def test_a_second_run_is_refused_while_the_slot_is_taken(cfg):
     assert slot.lock.locked()  # still the other run's
 
 
-@pytest.mark.parametrize("error, message", [
-    (ConfigError("out_dir is not writable"), "Training stopped: out_dir is not writable"),
-    (RuntimeError("boom"), "Training stopped: Internal error: RuntimeError: boom"),
-    (MemoryError(), "Training stopped: Out of memory: choose a smaller width or depth."),
-])
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (ConfigError("out_dir is not writable"), "Training stopped: out_dir is not writable"),
+        (RuntimeError("boom"), "Training stopped: Internal error: RuntimeError: boom"),
+        (MemoryError(), "Training stopped: Out of memory: choose a smaller width or depth."),
+    ],
+)
 def test_a_failed_run_says_why_and_frees_the_slot(cfg, error, message):
     def failing(cfg, on_event, should_stop):
         on_event({"kind": "step", "step": 1, "loss": 0.5})
