@@ -24,7 +24,15 @@ from app.models import ModelStore
 from hinet import results_table as rt
 from hinet.errors import HINetError
 from hinet.io import atomic_write_text
-from hinet.runs import ABLATION_FILE, CONFIG_FILE, EVAL_FILE, LOG_FILE, MODEL_FILE, results_runs_dir
+from hinet.runs import (
+    ABLATION_FILE,
+    CONFIG_FILE,
+    EVAL_FILE,
+    LOG_FILE,
+    MODEL_FILE,
+    SHIPPED_WEIGHTS_FILE,
+    results_runs_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +118,8 @@ def _run_entries(store: ModelStore, rows: pd.DataFrame) -> list[tuple[str, str]]
     """Open-in-restore choices: (label, model-store entry id) for each run that has weights."""
     choices = []
     for (variant, seed, run), _ in rows.groupby(["variant", "seed", "run"], sort=False):
-        if (ablation_runs_dir(store) / run / MODEL_FILE).is_file():
+        folder = ablation_runs_dir(store) / run
+        if (folder / MODEL_FILE).is_file() or (folder / SHIPPED_WEIGHTS_FILE).is_file():
             choices.append((f"{variant} · seed {seed} ({run})", f"results/runs/{run}"))
     return choices
 
@@ -289,6 +298,18 @@ def open_in_restore(store: ModelStore, entry_id, current_task):
     return gr.skip(), _variants_update(store, entry_id, current_task), None, gr.Tabs(selected="restore")
 
 
+def open_in_features(store: ModelStore, entry_id):
+    """Switch to the feature-maps tab with this run's weights as its variant (the choices refreshed, since
+    the tab lists its models once at start-up)."""
+    if not entry_id:
+        raise gr.Error("Pick a run first.")
+    store.find_entry(entry_id)  # a clear error for a run that is gone
+    choices = [(entry.label, entry.id) for entry in store.list_entries()]
+    if entry_id not in [value for _, value in choices]:
+        choices.append((entry_id, entry_id))
+    return gr.update(choices=choices, value=entry_id), gr.Tabs(selected="features")
+
+
 def _variants_update(store: ModelStore, entry_id: str, task: str | None):
     """The restore picker with the entry selected; the choices are refreshed too, since a run finished after
     the restore tab last listed its models is not among its choices yet."""
@@ -307,6 +328,26 @@ def apply_pending(store: ModelStore, pending, current_variants, current_task):
     if current_variants == [entry_id]:
         return gr.skip(), None
     return _variants_update(store, entry_id, current_task), None
+
+
+def render_ladder(path, task, level):
+    """The budget-ladder section for one task and level: figure, sentences, verdicts, the table, CSV."""
+    table, message = load_table(Path(path))
+    if table is None:
+        return views.ladder_figure(pd.DataFrame()), message, None, None, None
+    view = views.ladder_view(table, task, level)
+    csv = None
+    if not view["ladder"].empty:
+        csv, _ = _export(view["ladder"], rt.frame_to_markdown(view["ladder"]), f"ladder_{task}_{level}")
+    return view["figure"], view["text"], view["verdicts"], view["ladder"], csv
+
+
+def budget_update(path, task, level, ablation):
+    """The budget picker for the task and level; its value is the shown ablation when that is a rung."""
+    table, _ = load_table(Path(path))
+    choices = views.ladder_budgets(table, task, level) if table is not None else []
+    values = [value for _, value in choices]
+    return gr.update(choices=choices, value=ablation if ablation in values else None, visible=bool(choices))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -359,6 +400,12 @@ def build_tab(ctx: AppContext) -> None:
         ablation = gr.Dropdown(
             first["ablations"] if first else [], value=first and first["ablation"], label="Ablation axis"
         )
+        budget = gr.Dropdown(
+            [],
+            value=None,
+            label="Budget (training steps of the norm ladder)",
+            info="Picks the ladder rung shown below",
+        )
         baseline = gr.Dropdown(
             first["variants"] if first else [],
             value=first and first["baseline"],
@@ -406,6 +453,22 @@ def build_tab(ctx: AppContext) -> None:
             open_value["choices"], value=open_value["value"], label="Open a run's weights in the restore tab"
         )
         open_button = gr.Button("Open in Restore", scale=0)
+        open_features_button = gr.Button("Open in Feature maps", scale=0)
+
+    with gr.Accordion("Budget ladder: does the ranking hold as training gets longer?", open=True):
+        gr.Markdown(
+            "The norm axis trained at 300, 1k, 3k and 10k steps (`scripts/run_ladder.sh`), each norm at the "
+            "learning rate its own search chose on validation. Each point is the paired Δ to HIN at that budget "
+            "and protocol with its 95% hierarchical interval; the verdicts are computed from the same rows."
+        )
+        ladder_text = gr.Markdown()
+        ladder_plot = gr.Plot(label="Ranking vs budget")
+        ladder_verdicts = gr.Dataframe(
+            interactive=False, wrap=True, label="The paper's claims per protocol (rows) and budget (columns)"
+        )
+        with gr.Accordion("The numbers behind the figure", open=False):
+            ladder_table = gr.Dataframe(interactive=False, label="Per protocol, budget and variant")
+            ladder_csv = gr.File(label="Download CSV", interactive=False)
 
     gr.Markdown("### Your runs (trained in the app)")
     user_note = gr.Markdown(user_note_value)
@@ -461,13 +524,29 @@ def build_tab(ctx: AppContext) -> None:
         _read_cached.cache_clear()
         return path
 
+    ladder_event = user_errors(render_ladder)
+    ladder_outputs = [ladder_plot, ladder_text, ladder_verdicts, ladder_table, ladder_csv]
+    budget_event = user_errors(budget_update)
+
     reload_button.click(reload_results, csv_path, csv_path, api_visibility="private").then(
         rescope, scope_inputs, scope_outputs, api_visibility="private"
-    ).then(render_event, render_inputs, outputs, api_name="ablation_table")
+    ).then(render_event, render_inputs, outputs, api_name="ablation_table").then(
+        ladder_event, [csv_path, task, level], ladder_outputs, api_name="ablation_ladder"
+    ).then(budget_event, [csv_path, task, level, ablation], budget, api_visibility="private")
     for control in (task, level, ablation, protocol):  # a protocol may lack some runs: its variants and seeds
-        control.input(rescope, scope_inputs, scope_outputs, api_visibility="private").then(
+        event = control.input(rescope, scope_inputs, scope_outputs, api_visibility="private").then(
             render_event, render_inputs, outputs, api_visibility="private"
         )
+        if control in (task, level, ablation):
+            event.then(budget_event, [csv_path, task, level, ablation], budget, api_visibility="private")
+        if control in (task, level):
+            event.then(ladder_event, [csv_path, task, level], ladder_outputs, api_visibility="private")
+    # picking a budget shows that rung: the same as picking its ablation
+    budget.input(lambda rung, current: rung or current, [budget, ablation], ablation, api_visibility="private").then(
+        rescope, scope_inputs, scope_outputs, api_visibility="private"
+    ).then(render_event, render_inputs, outputs, api_visibility="private")
+    ctx.on_page_load(ladder_event, [csv_path, task, level], ladder_outputs)
+    ctx.on_page_load(budget_event, [csv_path, task, level, ablation], budget)
     for control in (variants, seeds, baseline, cost, spread, only_differing):
         control.input(render_event, render_inputs, outputs, api_visibility="private", trigger_mode="always_last")
 
@@ -493,6 +572,26 @@ def build_tab(ctx: AppContext) -> None:
     else:
         for button in (open_button, user_open_button):
             button.interactive = False
+    if ctx.features_variant is not None:
+        opened = open_features_button.click(
+            partial(open_in_features, store),
+            open_choice,
+            [ctx.features_variant, ctx.tabs],
+            api_visibility="private",
+        )
+        if ctx.features_refresh is not None:
+            opened.then(*ctx.features_refresh, api_visibility="private")
+    else:
+        open_features_button.interactive = False
 
 
-__all__ = ["build_tab", "render", "load_table", "user_runs", "render_user_runs", "open_in_restore"]
+__all__ = [
+    "build_tab",
+    "render",
+    "render_ladder",
+    "load_table",
+    "user_runs",
+    "render_user_runs",
+    "open_in_restore",
+    "open_in_features",
+]

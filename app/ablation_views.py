@@ -383,3 +383,43 @@ def ladder_figure(ladder: pd.DataFrame, baseline: str = "hin") -> go.Figure:
     figure.add_hline(y=0.0, line=dict(color="#666666", width=1))
     figure.update_yaxes(title_text=f"Δ PSNR vs {baseline} (dB)", row=1, col=1)
     return _layout(figure, f"Ranking vs budget: paired Δ to {baseline}, 95% interval", "", "")
+
+
+def ladder_budgets(table: pd.DataFrame, task, level) -> list[tuple[str, str]]:
+    """Budget picker choices: ("3k steps (norm3k)", "norm3k") for each ladder rung of the task and level."""
+    rows = rt.select(table, task=task, level=level)
+    return [(f"{rt.format_steps(rt.budget_of(name))} steps ({name})", name) for name in rt.ladder_ablations(rows)]
+
+
+def ladder_view(table: pd.DataFrame, task, level, n_resamples: int = rt.DEFAULT_RESAMPLES) -> dict:
+    """Everything the tab's ladder section shows for one task and level: the ranking-vs-budget figure,
+    generated sentences (Markdown), the verdict grid and the table behind the figure (data frames)."""
+    rows = ladder_rows(table, task, level)
+    if rows.empty:
+        note = "No budget ladder for this task and level yet (`python -m hinet.sweep --ladder`)."
+        return {
+            "figure": ladder_figure(pd.DataFrame()),
+            "text": note,
+            "verdicts": pd.DataFrame(),
+            "ladder": pd.DataFrame(),
+        }
+    ladder = rt.budget_ladder(rows, n_resamples=n_resamples)
+    sentences = rt.ladder_sentences(ladder)
+    text = "\n".join(f"- {s}" for s in sentences) or "Not enough rungs with HIN yet."
+    shown = ladder.assign(
+        per_seed=ladder["per_seed"].map(rt.format_seed_deltas), steps=ladder["steps"].map(rt.format_steps)
+    ).round(
+        {
+            "psnr_mean": rt.PSNR_DIGITS,
+            "psnr_std": rt.PSNR_DIGITS,
+            "delta": rt.PSNR_DIGITS + 1,
+            "low": rt.PSNR_DIGITS + 1,
+            "high": rt.PSNR_DIGITS + 1,
+        }
+    )
+    return {
+        "figure": ladder_figure(ladder),
+        "text": text,
+        "verdicts": rt.verdict_grid(rt.ladder_claims(rows, n_resamples=n_resamples)),
+        "ladder": shown,
+    }

@@ -25,6 +25,9 @@ class AppContext:
     restore_input: gr.State | None = None
     restore_task: gr.Dropdown | None = None  # the restore tab's task picker
     restore_variants: gr.Dropdown | None = None  # the restore tab's variant picker (multiselect of entry ids)
+    features_variant: gr.Dropdown | None = None  # the feature-maps tab's variant picker (one entry id)
+    # (fn, inputs, outputs) that redraws the feature-maps tab: chained after another tab sets its variant
+    features_refresh: tuple | None = None
 
     def on_page_load(self, fn, inputs, outputs) -> None:
         """Run `fn` when a page opens, so a tab shows its default view without a click."""

@@ -138,6 +138,8 @@ def build_tab(ctx: AppContext) -> None:
         ).then(show, view_inputs, view_outputs, api_visibility="private")
 
     ctx.on_page_load(show, view_inputs, view_outputs)
+    ctx.features_variant = variant
+    ctx.features_refresh = (show, view_inputs, view_outputs)
 
     @user_errors
     def compare(entry_a, entry_b, mode, block_name, k_value, source, cache):

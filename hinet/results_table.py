@@ -1014,7 +1014,7 @@ LADDER_COLUMNS = (
 )
 
 
-def _budget_of(name: str, family: str) -> int | None:
+def budget_of(name: str, family: str = LADDER_FAMILY) -> int | None:
     """300 for "norm300", 3000 for "norm3k", None for a name outside the family (e.g. "norm" or "normx")."""
     rest = str(name)[len(family) :] if str(name).startswith(family) else ""
     if rest.endswith("k") and rest[:-1].isdigit():
@@ -1024,8 +1024,8 @@ def _budget_of(name: str, family: str) -> int | None:
 
 def ladder_ablations(table: pd.DataFrame, family: str = LADDER_FAMILY) -> list[str]:
     """The family's ablations in the table, by increasing budget (the budget is part of the name)."""
-    names = {str(a) for a in table["ablation"].unique() if _budget_of(a, family) is not None}
-    return sorted(names, key=lambda name: _budget_of(name, family))
+    names = {str(a) for a in table["ablation"].unique() if budget_of(a, family) is not None}
+    return sorted(names, key=lambda name: budget_of(name, family))
 
 
 def budget_ladder(
@@ -1052,7 +1052,7 @@ def budget_ladder(
                 rows.append(
                     {
                         "protocol": protocol,
-                        "steps": _budget_of(ablation, family),
+                        "steps": budget_of(ablation, family),
                         "ablation": ablation,
                         "variant": variant,
                         "n_seeds": int(scores.size),
@@ -1085,7 +1085,7 @@ def ladder_claims(
                     rows.append(
                         {
                             "claim": check.claim,
-                            "steps": _budget_of(ablation, family),
+                            "steps": budget_of(ablation, family),
                             "protocol": protocol,
                             "verdict": check.verdict,
                             "evidence": check.evidence,

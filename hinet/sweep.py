@@ -559,8 +559,10 @@ def ship_weights(run: PlannedRun) -> Path:
     the app opens on a fresh clone, where the fp32 training checkpoint (git-ignored) is absent."""
     model, metadata = load_checkpoint(run.run_dir / MODEL_FILE)
     metadata = {key: value for key, value in metadata.items() if key != "config"}  # rewritten from the model
+    sources = json.loads((run.run_dir / DATA_FILE).read_text()) if (run.run_dir / DATA_FILE).is_file() else {}
     metadata = dict(
         metadata,
+        data_sources=sources,  # every training image by source, area shares, the validation crops
         shipped_precision="float16 weights of the fp32 training checkpoint",
         ablation=run.ablation,
         ablation_variant=run.variant,

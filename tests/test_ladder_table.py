@@ -110,3 +110,19 @@ def test_ranking_vs_budget_figure_has_a_line_per_variant_and_a_panel_per_protoco
     assert all(up >= 0 for up in batch_whole.error_y.array) and figure.layout.xaxis.type == "log"
     assert [t.showlegend for t in figure.data if t.name == "batch"] == [True, False]
     assert "No budget ladder" in ladder_figure(ladder.iloc[:0]).layout.annotations[0].text
+
+
+def test_ladder_view_and_budget_picker():
+    from app.ablation_views import ladder_budgets, ladder_view
+
+    table = ladder_table()
+    assert ladder_budgets(table, "denoise", "25") == [
+        ("300 steps (norm300)", "norm300"),
+        ("3k steps (norm3k)", "norm3k"),
+    ]
+    view = ladder_view(table, "denoise", "25", n_resamples=200)
+    assert view["text"].startswith("- Under `whole` scoring: at 300 steps batch leads")
+    assert list(view["verdicts"].columns) == ["claim", "protocol", "300", "3k"]
+    assert set(view["ladder"]["steps"]) == {"300", "3k"} and len(view["figure"].data) == 10
+    empty = ladder_view(table, "deblur", "25")
+    assert "No budget ladder" in empty["text"] and empty["verdicts"].empty
