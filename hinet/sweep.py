@@ -29,7 +29,7 @@ trains the grid's runs with each variant's best rate.
 
 The budget ladder spreads one comparison over several grid files that differ in `base.steps`:
 
-    lr_from: configs/ablation_norm_3k.yaml   # use that grid's search choice for (task, variant name);
+    lr_from: ablation_norm_3k.yaml           # use that grid's search choice for (task, variant name);
                                              # also per variant; such variants are not searched again
     ship_seeds: [0]                          # these seeds' final weights are kept in git as fp16
                                              # (`<run>/weights_fp16.safetensors`, opened by the app)
@@ -39,7 +39,7 @@ The budget ladder spreads one comparison over several grid files that differ in 
       - {name: hin_p128, variant: small_hin, train: {data: {patch: 128, batch: 2}}}  # training overrides
       - {name: hin, variant: small_hin, lr_from: <grid>, ship: false}                # same run as <grid>'s
 
-Runs are ordered seed by seed (every variant's first seed before any second seed), and grids one after
+Grid files named inside a grid file are relative to its folder. Runs are ordered seed by seed (every variant's first seed before any second seed), and grids one after
 the other, so a stopped sweep leaves a complete first seed rather than three seeds of a few variants. A
 run whose training equals a finished run of another grid is copied (with its scores when that run was
 scored; the weights are git-ignored, so on a fresh clone only the scores survive).
@@ -81,6 +81,7 @@ from hinet.runs import (
     EVAL_FILE,
     FAILED_FILE,
     MODEL_FILE,
+    PROJECT_ROOT,
     RUN_INFO_FILE,
     SHIPPED_WEIGHTS_FILE,
     STAGING_DIR,
@@ -321,7 +322,8 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
                         )
                     )
                 continue
-            lr, pending = choice_for(_lr_source(variant, grid), task, variant["name"])
+            source = _lr_source(variant, grid)
+            lr, pending = choice_for(None if source is None else _beside(path, source), task, variant["name"])
             for order, seed in enumerate(seeds):
                 jobs.append(
                     (
@@ -385,8 +387,14 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
 
 
 def _lr_source(variant: dict, grid: Grid) -> str | None:
-    """The grid file whose learning-rate search gives this variant its rate (None: this grid's own)."""
+    """The grid file whose learning-rate search gives this variant its rate (None: this grid's own), as
+    written: relative to the grid file's folder (`_beside`)."""
     return variant.get("lr_from", grid.lr_from)
+
+
+def _beside(grid_path: Path, reference: str) -> str:
+    """A grid file named inside another grid file: relative to that file's folder (or absolute)."""
+    return str(Path(reference) if Path(reference).is_absolute() else Path(grid_path).parent / reference)
 
 
 def _merged(base: dict, overrides: dict) -> dict:
@@ -406,7 +414,7 @@ def _best_other(spec, path: Path, task: str, results_dir) -> tuple[dict, str]:
     (then the entry is a placeholder named "best-other")."""
     if not isinstance(spec, dict) or set(spec) - {"from", "exclude"} or "from" not in spec:
         raise ConfigError(f"{path}: best_other must be {{from: <grid file>, exclude: [variant names]}}; got {spec!r}")
-    source = str(spec["from"])
+    source = _beside(path, str(spec["from"]))
     excluded = set(spec.get("exclude") or [])
     candidates = [v for v in read_grid(source).variants if v.get("name") not in excluded]
     if not candidates:
@@ -420,10 +428,10 @@ def _best_other(spec, path: Path, task: str, results_dir) -> tuple[dict, str]:
         scores.setdefault(run.variant, []).append(state["best"]["psnr"] if finished else None)
     complete = {name: sum(values) / len(values) for name, values in scores.items() if None not in values}
     if len(complete) < len(candidates):
-        placeholder = dict(candidates[0], name="best-other", lr_from=source)
+        placeholder = dict(candidates[0], name="best-other", lr_from=str(spec["from"]))
         return placeholder, f"the best other variant of {source} is chosen once all its {task} runs finished"
     best = max(complete, key=complete.get)
-    return dict(next(v for v in candidates if v["name"] == best), lr_from=source), ""
+    return dict(next(v for v in candidates if v["name"] == best), lr_from=str(spec["from"])), ""
 
 
 def lr_search_rows(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "results") -> list[dict]:
@@ -808,8 +816,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="count", default=0, help="warnings and errors only")
     args = parser.parse_args(argv)
     configure_logging(args.verbose - args.quiet)
-    if args.ladder:
-        args.grids = [*args.grids, *[g for g in LADDER_GRIDS if g not in args.grids]]
+    if args.ladder:  # the ladder's grids are the project's, wherever the command runs
+        ladder = [g if Path(g).is_file() else str(PROJECT_ROOT / g) for g in LADDER_GRIDS]
+        args.grids = [*args.grids, *[g for g in ladder if g not in args.grids]]
     if not args.grids and not args.table_only:
         parser.error("give grid files or --ladder")
     if args.table_only:
