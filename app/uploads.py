@@ -26,6 +26,7 @@ MAX_UPLOAD_MB = 400  # the paper-size HINet is 355 MB of float32 weights
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024**2
 MAX_UPLOADS = 3  # per session: each may hold a model of up to MAX_UPLOAD_MB in memory
 UPLOADS_TTL_S = 3 * 3600  # a session's uploads (and their files) go this long after its last upload
+UPLOADS_ROOT: str | None = None  # where each session's folder of uploads is made; None: the system's temp folder
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 
@@ -82,7 +83,7 @@ def add_upload(
     except CheckpointError as error:
         message = str(error)
         raise CheckpointError(message if path.name in message else f"refused {path.name}: {message}") from None
-    folder = Path(uploads.folder or tempfile.mkdtemp(prefix="hinet_uploads_"))
+    folder = Path(uploads.folder or tempfile.mkdtemp(prefix="hinet_uploads_", dir=UPLOADS_ROOT))
     copy = folder / f"{name}{path.suffix.lower()}"
     for suffix in UPLOAD_SUFFIXES:  # the file of the upload this one replaces
         (folder / f"{name}{suffix}").unlink(missing_ok=True)

@@ -49,9 +49,11 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    with serve_tiny_app(
-        tiny_store(tmp_path_factory.mktemp("runs")), **{"uploads.MAX_UPLOAD_BYTES": OVERSIZED_BYTES}
-    ) as url:
+    patches = {
+        "uploads.MAX_UPLOAD_BYTES": OVERSIZED_BYTES,
+        "uploads.UPLOADS_ROOT": str(tmp_path_factory.mktemp("sessions")),
+    }
+    with serve_tiny_app(tiny_store(tmp_path_factory.mktemp("runs")), **patches) as url:
         yield url
 
 

@@ -16,7 +16,8 @@ SHARE = "#learn-share textarea, #learn-share input"
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     require_chromium()
-    with serve_tiny_app(tiny_store(tmp_path_factory.mktemp("runs"))) as url:
+    sessions = str(tmp_path_factory.mktemp("sessions"))  # the uploads' folders go with the test
+    with serve_tiny_app(tiny_store(tmp_path_factory.mktemp("runs")), **{"uploads.UPLOADS_ROOT": sessions}) as url:
         yield url
 
 

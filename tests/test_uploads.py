@@ -20,7 +20,8 @@ from test_checkpoint import CreatesFileWhenUnpickled
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, monkeypatch):
+    monkeypatch.setattr(uploads_module, "UPLOADS_ROOT", str(tmp_path))  # the sessions' folders go with the test
     return tiny_store(tmp_path / "runs")
 
 
