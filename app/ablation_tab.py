@@ -282,7 +282,7 @@ def render_user_runs(store: ModelStore):
 
 
 @user_errors
-def open_in_restore(store: ModelStore, entry_id, current_task):
+def open_in_restore(store: ModelStore, entry_id, current_task, uploads=None):
     """Switch to the restore tab with this run's weights selected.
 
     When the task changes, the restore tab's own task listener resets its variant list; the wanted entry
@@ -295,31 +295,31 @@ def open_in_restore(store: ModelStore, entry_id, current_task):
         gr.Warning(f"{entry_id} is untrained (random weights).")
     if entry.task and entry.task != current_task:
         return gr.update(value=entry.task), gr.skip(), (entry_id, time.monotonic()), gr.Tabs(selected="restore")
-    return gr.skip(), _variants_update(store, entry_id, current_task), None, gr.Tabs(selected="restore")
+    return gr.skip(), _variants_update(store, entry_id, current_task, uploads), None, gr.Tabs(selected="restore")
 
 
-def open_in_features(store: ModelStore, entry_id):
+def open_in_features(store: ModelStore, entry_id, uploads=None):
     """Switch to the feature-maps tab with this run's weights as its variant (the choices refreshed, since
     the tab lists its models once at start-up)."""
     if not entry_id:
         raise gr.Error("Pick a run first.")
     store.find_entry(entry_id)  # a clear error for a run that is gone
-    choices = [(entry.label, entry.id) for entry in store.list_entries()]
+    choices = [(entry.label, entry.id) for entry in store.for_session(uploads).list_entries()]
     if entry_id not in [value for _, value in choices]:
         choices.append((entry_id, entry_id))
     return gr.update(choices=choices, value=entry_id), gr.Tabs(selected="features")
 
 
-def _variants_update(store: ModelStore, entry_id: str, task: str | None):
+def _variants_update(store: ModelStore, entry_id: str, task: str | None, uploads=None):
     """The restore picker with the entry selected; the choices are refreshed too, since a run finished after
-    the restore tab last listed its models is not among its choices yet."""
-    choices = task_model_choices(store, task)[0] if task else []
+    the restore tab last listed its models is not among its choices yet (the session's uploads stay listed)."""
+    choices = task_model_choices(store.for_session(uploads), task)[0] if task else []
     if entry_id not in [value for _, value in choices]:
         choices.append((entry_id, entry_id))
     return gr.update(choices=choices, value=[entry_id])
 
 
-def apply_pending(store: ModelStore, pending, current_variants, current_task):
+def apply_pending(store: ModelStore, pending, current_variants, current_task, uploads=None):
     if not pending:
         return gr.skip(), None
     entry_id, since = pending
@@ -327,7 +327,7 @@ def apply_pending(store: ModelStore, pending, current_variants, current_task):
         return gr.skip(), None
     if current_variants == [entry_id]:
         return gr.skip(), None
-    return _variants_update(store, entry_id, current_task), None
+    return _variants_update(store, entry_id, current_task, uploads), None
 
 
 def render_ladder(path, task, level):
@@ -559,13 +559,13 @@ def build_tab(ctx: AppContext) -> None:
         for choice, button in ((open_choice, open_button), (user_choice, user_open_button)):
             button.click(
                 partial(open_in_restore, store),
-                [choice, ctx.restore_task],
+                [choice, ctx.restore_task, ctx.session_uploads()],
                 [ctx.restore_task, ctx.restore_variants, pending, ctx.tabs],
                 api_visibility="private",
             )
         ctx.restore_variants.change(
             partial(apply_pending, store),
-            [pending, ctx.restore_variants, ctx.restore_task],
+            [pending, ctx.restore_variants, ctx.restore_task, ctx.session_uploads()],
             [ctx.restore_variants, pending],
             api_visibility="private",
         )
@@ -575,7 +575,7 @@ def build_tab(ctx: AppContext) -> None:
     if ctx.features_variant is not None:
         opened = open_features_button.click(
             partial(open_in_features, store),
-            open_choice,
+            [open_choice, ctx.session_uploads()],
             [ctx.features_variant, ctx.tabs],
             api_visibility="private",
         )

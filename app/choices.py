@@ -3,11 +3,12 @@ opens a run there."""
 
 from __future__ import annotations
 
-from app.models import ModelStore
+from app.models import ModelStore, SessionModels
 
 
-def task_model_choices(store: ModelStore, task: str) -> tuple[list[tuple[str, str]], list[str], str]:
-    """(dropdown choices, default selection, warnings markdown) for a task."""
+def task_model_choices(store: ModelStore | SessionModels, task: str) -> tuple[list[tuple[str, str]], list[str], str]:
+    """(dropdown choices, default selection, warnings markdown) for a task; a session's view of the store
+    (`ModelStore.for_session`) lists that session's uploads too."""
     entries, warnings = store.scan(task)
     default = store.default_entry(entries, task)
     text = "\n".join(f"- ⚠️ {w}" for w in warnings)

@@ -16,7 +16,7 @@ import numpy as np
 
 from app import feature_views as views
 from app.architecture import architecture_figure, block_choices, block_layout, default_block
-from app.models import ModelStore
+from app.models import ModelStore, SessionModels
 from hinet.data import skimage_images
 from hinet.errors import ConfigError, ImageError
 from hinet.features import capture_features
@@ -61,10 +61,13 @@ def restore_input_source(pixels: np.ndarray | None) -> dict:
 # Capture (cached) and views
 
 
-def captured_features(store: ModelStore, entry_id: str, source: dict, view_mode: str, cache: OrderedDict | None):
+def captured_features(
+    store: ModelStore | SessionModels, entry_id: str, source: dict, view_mode: str, cache: OrderedDict | None
+):
     """(CapturedFeatures, cache): from the session cache, or one forward pass of the model."""
     cache = OrderedDict() if cache is None else cache
-    key = (entry_id, source["key"], view_mode)
+    # The weights' version is in the key: a retrained run or a re-uploaded checkpoint keeps its entry id.
+    key = (entry_id, store.weights_version(entry_id), source["key"], view_mode)
     if key in cache:
         cache.move_to_end(key)
         return cache[key], cache
@@ -77,12 +80,12 @@ def captured_features(store: ModelStore, entry_id: str, source: dict, view_mode:
     return captured, cache
 
 
-def _norm_layer(store: ModelStore, entry_id: str, block: str):
+def _norm_layer(store: ModelStore | SessionModels, entry_id: str, block: str):
     return store.get_model(entry_id).conv_blocks()[block].norm
 
 
 def render_block(
-    store: ModelStore,
+    store: ModelStore | SessionModels,
     entry_id: str,
     source: dict | None,
     view_mode: str,
@@ -124,7 +127,7 @@ def render_block(
 
 
 def render_compare(
-    store: ModelStore,
+    store: ModelStore | SessionModels,
     entry_a: str,
     entry_b: str,
     source: dict | None,
@@ -154,7 +157,7 @@ def render_compare(
     }
 
 
-def variant_choices(store: ModelStore) -> tuple[list[tuple[str, str]], str, str]:
+def variant_choices(store: ModelStore | SessionModels) -> tuple[list[tuple[str, str]], str, str]:
     """(dropdown choices, variant A, variant B) the tab opens with."""
     entries = store.list_entries()
     # The tab is about HIN blocks, so it opens on a trained HIN model even where a task's default uses

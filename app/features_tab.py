@@ -35,7 +35,8 @@ def build_tab(ctx: AppContext) -> None:
     )
     with gr.Row():
         with gr.Column(scale=1):
-            variant = gr.Dropdown(choices, value=default_id, label="Variant")
+            # Custom values: an API caller may name any entry (a session's upload too); the model store checks it.
+            variant = gr.Dropdown(choices, value=default_id, label="Variant", allow_custom_value=True)
             # A file box, not gr.Image: gr.Image decodes the upload itself and answers an unreadable file with
             # a bare server error; load_image reads every upload and says plainly what is wrong.
             upload = gr.File(label="Your image (optional)", file_types=["image"], type="filepath")
@@ -69,7 +70,9 @@ def build_tab(ctx: AppContext) -> None:
     )
     table = gr.Dataframe(label="The norm's formula with this channel's numbers", interactive=False, wrap=True)
     with gr.Accordion("Compare variants: the same block in two variants", open=False):
-        variant_b = gr.Dropdown(choices, value=other_id, label="Variant B (A is the variant above)")
+        variant_b = gr.Dropdown(
+            choices, value=other_id, label="Variant B (A is the variant above)", allow_custom_value=True
+        )
         compare_button = gr.Button("Compare")
         compare_caption = gr.Markdown()
         with gr.Row():
@@ -91,8 +94,9 @@ def build_tab(ctx: AppContext) -> None:
     ]
 
     @user_errors
-    def show(entry_id, mode, block_name, k_value, channel_value, source, cache):
-        r = logic.render_block(store, entry_id, source, mode, block_name, k_value, channel_value, cache)
+    def show(entry_id, mode, block_name, k_value, channel_value, source, cache, uploads):
+        models = store.for_session(uploads)
+        r = logic.render_block(models, entry_id, source, mode, block_name, k_value, channel_value, cache)
         return (
             r["architecture"],
             r["overview"],
@@ -106,7 +110,7 @@ def build_tab(ctx: AppContext) -> None:
             r["cache"],
         )
 
-    view_inputs = [variant, view_mode, block, k, channel, source_state, cache_state]
+    view_inputs = [variant, view_mode, block, k, channel, source_state, cache_state, ctx.session_uploads()]
     for trigger, name in (
         (variant.input, "features_view"),
         (view_mode.input, None),
@@ -139,16 +143,18 @@ def build_tab(ctx: AppContext) -> None:
 
     ctx.on_page_load(show, view_inputs, view_outputs)
     ctx.features_variant = variant
+    ctx.features_variant_b = variant_b
     ctx.features_refresh = (show, view_inputs, view_outputs)
 
     @user_errors
-    def compare(entry_a, entry_b, mode, block_name, k_value, source, cache):
-        r = logic.render_compare(store, entry_a, entry_b, source, mode, block_name, k_value, cache)
+    def compare(entry_a, entry_b, mode, block_name, k_value, source, cache, uploads):
+        models = store.for_session(uploads)
+        r = logic.render_compare(models, entry_a, entry_b, source, mode, block_name, k_value, cache)
         return r["caption"], r["a"], r["b"], r["figure"], r["source"], r["cache"]
 
     compare_button.click(
         compare,
-        [variant, variant_b, view_mode, block, k, source_state, cache_state],
+        [variant, variant_b, view_mode, block, k, source_state, cache_state, ctx.session_uploads()],
         [compare_caption, compare_a, compare_b, compare_plot, source_state, cache_state],
         api_name="features_compare",
     )

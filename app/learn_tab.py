@@ -1,18 +1,20 @@
 """Learn normalization tab: what each norm averages over, and live experiments on a real image and model.
 
-Wiring only: the experiments are `app.learn_logic`, the cube and the share string `app.learn_views`. The
-state of the tab is a `LearnState`, shareable as a short string ("norm=hin&exp=batch&bs=4") or as the page
-URL's `?view=` query.
+Wiring only: the experiments are `app.learn_logic`, the cube and the share string `app.learn_views`, the
+guided lesson `app.lesson` (its text is `app/lessons/normalization.yaml`). The state of the tab is a
+`LearnState`, shareable as a short string ("norm=hin&exp=batch&bs=4") or as the page URL's `?view=` query;
+each lesson step sets it through such a string.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from app import learn_views as views
-from app.context import AppContext
+from app import TITLES, learn_views as views
+from app.context import TAB_IDS, AppContext
 from app.errors import user_errors
 from app.learn_logic import GRID, render, state_from_controls
+from app.lesson import load_lesson, step_markdown
 from hinet.errors import ConfigError
 
 # ----------------------------------------------------------------------------------------------------
@@ -23,6 +25,16 @@ def build_tab(ctx: AppContext) -> None:
     store = ctx.store
     default = views.LearnState()
     gr.Markdown("What does each normalization average over, and what does that do to a real image's features?")
+    lesson = load_lesson(TAB_IDS)
+    with gr.Accordion("Guided lesson", open=True, elem_id="learn-lesson"):
+        lesson_step = gr.State(0)  # 0: the intro, 1..N: the lesson's steps
+        indicator_text, body_text = step_markdown(lesson, 0, TITLES)
+        lesson_indicator = gr.Markdown(indicator_text, elem_id="lesson-indicator")
+        lesson_body = gr.Markdown(body_text, elem_id="lesson-body")
+        with gr.Row():
+            lesson_back = gr.Button("← Back", interactive=False, elem_id="lesson-back", scale=0)
+            lesson_next = gr.Button("Next →", variant="primary", elem_id="lesson-next", scale=0)
+            lesson_tab = gr.Button(visible=False, elem_id="lesson-tab", scale=0, min_width=380)
     with gr.Row():
         with gr.Column(scale=1):
             norm = gr.Radio(
@@ -103,6 +115,37 @@ def build_tab(ctx: AppContext) -> None:
             gr.Warning(f"ignored the page's ?view= setting: {error}")
             state = views.LearnState()
         return (*control_values(state), *outputs_for(state))
+
+    lesson_outputs = [lesson_step, lesson_indicator, lesson_body, lesson_back, lesson_next, lesson_tab]
+
+    @user_errors
+    def lesson_move(step: int, delta: int):
+        """Go `delta` steps; every step sets the tab's controls to its view (the intro leaves them)."""
+        index = min(max(int(step or 0) + delta, 0), len(lesson.steps))
+        indicator, body = step_markdown(lesson, index, TITLES)
+        chosen = lesson.steps[index - 1] if index else None
+        panel = (
+            index,
+            indicator,
+            body,
+            gr.Button(interactive=index > 0),
+            gr.Button(interactive=index < len(lesson.steps)),
+            gr.Button(f"See it on a trained model: {TITLES[chosen.tab]}", visible=True)
+            if chosen
+            else gr.Button(visible=False),
+        )
+        if chosen is None:
+            return (*panel, *[gr.skip()] * len(controls + outputs))
+        return (*panel, *control_values(chosen.state), *outputs_for(chosen.state))
+
+    @user_errors
+    def lesson_open_tab(step: int):
+        return gr.Tabs(selected=lesson.steps[int(step) - 1].tab) if step else gr.skip()
+
+    lesson_event = dict(inputs=lesson_step, outputs=lesson_outputs + controls + outputs, api_visibility="private")
+    lesson_back.click(lambda step: lesson_move(step, -1), **lesson_event)
+    lesson_next.click(lambda step: lesson_move(step, 1), **lesson_event)
+    lesson_tab.click(lesson_open_tab, lesson_step, ctx.tabs, api_visibility="private")
 
     show_event = dict(fn=show, inputs=controls, outputs=outputs)
     norm.input(**show_event, api_name="learn_view")

@@ -7,7 +7,9 @@ Sources, in the order the pickers list them:
 - "results": models we trained and ship (`results/models/<task>.safetensors`) and ablation runs
   (`results/runs/<run>/model.safetensors`);
 - "runs": runs the user trained in the app (`$HINET_RUNS_DIR/<run>/model.safetensors`, default `./runs`);
-- "registry": the `small_*` registry variants with random weights, always labelled "untrained".
+- "registry": the `small_*` registry variants with random weights, always labelled "untrained";
+- "uploaded": checkpoints one browser session uploaded (`app.uploads`), listed and resolved only through
+  that session's view of the store (`ModelStore.for_session(uploads)` -> `SessionModels`), never for others.
 
 A checkpoint that cannot be read is skipped and reported in the scan's warnings, never raised.
 """
@@ -50,7 +52,8 @@ CACHE_SIZE = 8  # loaded models kept in memory (a small model is ~6 MB)
 
 
 # What an entry id starts with, per source (checkpoint ids continue with a file or run name).
-ID_PREFIXES = ("registry/", "results/models/", "results/runs/", "runs/")
+UPLOAD_PREFIX = "uploads/"  # "uploads/<name>": resolved only by the session that uploaded it
+ID_PREFIXES = ("registry/", "results/models/", "results/runs/", "runs/", UPLOAD_PREFIX)
 
 
 def runs_dir() -> Path:
@@ -60,10 +63,11 @@ def runs_dir() -> Path:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    id: str  # unique: "registry/small_hin", "results/models/denoise", "results/runs/<run>", "runs/<run>"
+    id: str  # unique: "registry/small_hin", "results/models/denoise", "results/runs/<run>", "runs/<run>";
+    # "uploads/<name>" is unique within the session that uploaded it
     label: str
     config: HINetConfig
-    source: str  # "registry" | "results" | "runs"
+    source: str  # "registry" | "results" | "runs" | "uploaded"
     path: Path | None
     trained: bool
     task: str | None  # the task it was trained for; None for untrained registry variants
@@ -134,9 +138,14 @@ def _metadata(path: Path) -> dict:
 
 
 def _checkpoint_entry(
-    path: Path, entry_id: str, name: str, source: str, ablation_psnr: Callable[[str], float | None]
+    path: Path,
+    entry_id: str,
+    name: str,
+    source: str,
+    ablation_psnr: Callable[[str], float | None],
+    metadata: dict | None = None,
 ) -> ModelEntry:
-    metadata = _metadata(path)
+    metadata = _metadata(path) if metadata is None else metadata
     config_value = metadata.get("config")
     if config_value is None:
         raise ConfigError(f"{path} has no model config in its metadata")
@@ -184,6 +193,11 @@ def _weight_files(folder: Path, official_only: bool = False) -> list[Path]:
     """Checkpoint files directly in `folder`: ours (.safetensors) and official HINet weights (.pth, .pt)."""
     suffixes = OFFICIAL_SUFFIXES if official_only else (".safetensors", *OFFICIAL_SUFFIXES)
     return sorted(p for p in folder.glob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
+def checkpoint_entry(path: Path, entry_id: str, name: str, source: str, metadata: dict) -> ModelEntry:
+    """The entry of a checkpoint whose metadata is already read (an upload reads it while loading)."""
+    return _checkpoint_entry(path, entry_id, name, source, lambda _: None, metadata)
 
 
 def _load(entry: ModelEntry) -> HINet:
@@ -297,6 +311,11 @@ class ModelStore:
         return entries[0]
 
     def find_entry(self, entry_id: str) -> ModelEntry:
+        if entry_id.startswith(UPLOAD_PREFIX):
+            raise ConfigError(
+                f"unknown model {entry_id!r}: an uploaded model belongs to the browser session that uploaded it "
+                "(and only while that session lasts); upload the checkpoint again here"
+            )
         if entry_id.startswith("registry/"):
             name = entry_id.split("/", 1)[1]
             selectable = (self.registry_prefix, SELECTABLE_PREFIX, TEST_PREFIX)
@@ -315,8 +334,7 @@ class ModelStore:
     def train_patch_of(self, entry_id: str) -> tuple[int, str | None]:
         """(training patch, note) for test-time tiling and local statistics: the recorded patch, or the
         project's assumption with a note saying it was assumed (`hinet.inference.training_patch`)."""
-        entry = self.find_entry(entry_id)
-        return training_patch({"train_patch": entry.train_patch} if entry.train_patch else {})
+        return training_patch_of(self.find_entry(entry_id))
 
     # Loading
 
@@ -327,13 +345,18 @@ class ModelStore:
 
     def get_model(self, entry_id: str) -> HINet:
         """The entry's model in eval mode, loaded once and shared (read-only) by every request."""
-        entry = self.find_entry(entry_id)
-        key = (entry_id, _version(entry))
+        return self.model_of(self.find_entry(entry_id))
+
+    def model_of(self, entry: ModelEntry, loaded: HINet | None = None) -> HINet:
+        """`get_model` for an entry already found; `loaded` is the entry's model the caller has just read
+        from its file (an upload is loaded to be checked), kept instead of reading the file again."""
+        # The path is part of the key: "uploads/<name>" of two sessions are two files.
+        key = (entry.id, entry.path, _version(entry))
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-            model = _load(entry)
+            model = loaded.eval() if loaded is not None else _load(entry)
             self._cache[key] = model
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
@@ -343,5 +366,72 @@ class ModelStore:
         with self._cache_lock:
             self._cache.clear()
 
+    def for_session(self, uploads: SessionUploads | None) -> SessionModels:
+        """The store as one browser session sees it: its models and the session's uploads."""
+        return SessionModels(self, uploads or SessionUploads())
 
-__all__ = ["ModelStore", "ModelEntry", "entry_label", "runs_dir", "RESULTS_DIR", "ID_PREFIXES"]
+
+def training_patch_of(entry: ModelEntry) -> tuple[int, str | None]:
+    return training_patch({"train_patch": entry.train_patch} if entry.train_patch else {})
+
+
+# ----------------------------------------------------------------------------------------------------
+# One session's view: the store plus the session's uploads
+
+
+@dataclass(frozen=True)
+class SessionUploads:
+    """The checkpoints one browser session uploaded, in upload order; kept in that session's `gr.State`
+    (never on the shared store), so no other session can list or resolve them. `folder` holds their files."""
+
+    folder: str | None = None
+    entries: tuple[ModelEntry, ...] = ()
+
+    def get(self, entry_id: str) -> ModelEntry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+
+@dataclass(frozen=True)
+class SessionModels:
+    """What a tab's handler reads models through: the same questions as `ModelStore`, answered with the
+    session's uploads first; everything else (listing, loading, the model cache) is the shared store's."""
+
+    store: ModelStore
+    uploads: SessionUploads
+
+    def scan(self, task: str | None = None) -> tuple[list[ModelEntry], list[str]]:
+        entries, warnings = self.store.scan(task)
+        uploaded = [e for e in self.uploads.entries if task is None or e.task is None or e.task == task]
+        return uploaded + entries, warnings
+
+    def list_entries(self, task: str | None = None) -> list[ModelEntry]:
+        return self.scan(task)[0]
+
+    def default_entry(self, entries: list[ModelEntry], task: str | None) -> ModelEntry:
+        return self.store.default_entry(entries, task)
+
+    def find_entry(self, entry_id: str) -> ModelEntry:
+        return self.uploads.get(entry_id) or self.store.find_entry(entry_id)
+
+    def train_patch_of(self, entry_id: str) -> tuple[int, str | None]:
+        return training_patch_of(self.find_entry(entry_id))
+
+    def weights_version(self, entry_id: str) -> int:
+        return _version(self.find_entry(entry_id))
+
+    def get_model(self, entry_id: str) -> HINet:
+        return self.store.model_of(self.find_entry(entry_id))
+
+
+__all__ = [
+    "ModelStore",
+    "ModelEntry",
+    "SessionModels",
+    "SessionUploads",
+    "checkpoint_entry",
+    "entry_label",
+    "runs_dir",
+    "RESULTS_DIR",
+    "ID_PREFIXES",
+    "UPLOAD_PREFIX",
+]

@@ -157,9 +157,11 @@ def restore(
     zoom: float,
     show_difference: bool,
     previous: dict | None = None,
+    uploads=None,
     progress=gr.Progress(),
     **strength_values,
 ):
+    store = store.for_session(uploads)  # the session's uploaded models resolve too
     source = _image_source(image, example)
     request = RestoreRequest(
         task=task,
@@ -232,8 +234,8 @@ def set_center(state: dict | None, evt: gr.SelectData):
 
 
 @user_errors
-def on_task_change(store: ModelStore, task: str):
-    choices, default, warnings = task_model_choices(store, task)
+def on_task_change(store: ModelStore, task: str, uploads=None):
+    choices, default, warnings = task_model_choices(store.for_session(uploads), task)
     group_updates = [gr.update(visible=(name == task)) for name in TASK_NAMES]
     return (
         gr.update(choices=choices, value=default),
@@ -353,9 +355,10 @@ def build_tab(ctx: AppContext) -> None:
     # An upload is usually already degraded; an example is clean. Either default can be changed by hand.
     image.upload(lambda: (None, False), None, [example, degrade_first], api_visibility="private")
     task_outputs = [variants, slider_variant, model_warnings, *strength_groups]
-    task_picker.change(partial(on_task_change, store), task_picker, task_outputs, api_visibility="private")
+    task_inputs = [task_picker, ctx.session_uploads()]
+    task_picker.change(partial(on_task_change, store), task_inputs, task_outputs, api_visibility="private")
     # Runs finished in the train tab (or copied into results/) appear without restarting the app.
-    refresh.click(partial(on_task_change, store), task_picker, task_outputs, api_visibility="private")
+    refresh.click(partial(on_task_change, store), task_inputs, task_outputs, api_visibility="private")
 
     run.click(
         partial(restore, store),
@@ -378,7 +381,7 @@ def build_tab(ctx: AppContext) -> None:
             show_difference,
             state,
         ],
-        inputs_kwargs=strength_inputs,
+        inputs_kwargs={**strength_inputs, "uploads": ctx.session_uploads()},
         outputs=[state, slider, overview_image, grid, metrics, downloads, summary_text, model_input],
         api_name="restore",
         concurrency_id=CPU_QUEUE,

@@ -92,25 +92,36 @@ def read_metadata(path) -> dict:
     return metadata
 
 
-def load_checkpoint(path) -> tuple[HINet, dict]:
-    """Rebuild the model from the file alone; returns (model in eval mode, float32; metadata)."""
+def load_checkpoint(path, infer_config: bool = False) -> tuple[HINet, dict]:
+    """Rebuild the model from the file alone; returns (model in eval mode, float32; metadata).
+
+    A file without a config in its metadata (a bare state dict saved by another tool) is refused, or with
+    `infer_config` rebuilt from the config its weights imply (`infer_config_from_state_dict`); the returned
+    metadata then holds that config and says so under "source".
+    """
     path = _existing_file(path)
     metadata = read_metadata(path)
-    if CONFIG_KEY not in metadata:
+    if CONFIG_KEY not in metadata and not infer_config:
         raise CheckpointError(
             f"{path.name} has no model config in its metadata, so the model cannot be rebuilt; if it is a bare "
             "state dict, build the model yourself and call load_state_dict_checked"
         )
-    try:
-        config = HINetConfig.from_dict(metadata[CONFIG_KEY])
-    except (ConfigError, TypeError) as error:
-        raise CheckpointError(f"{path.name} has an invalid model config in its metadata: {error}") from error
-    check_model_size(config, path.name)
+    config = None
+    if CONFIG_KEY in metadata:
+        try:
+            config = HINetConfig.from_dict(metadata[CONFIG_KEY])
+        except (ConfigError, TypeError) as error:
+            raise CheckpointError(f"{path.name} has an invalid model config in its metadata: {error}") from error
+        check_model_size(config, path.name)
     try:
         with safe_open(str(path), framework="pt") as handle:
             state_dict = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118  a safe_open handle is not a dict: keys() is its API
     except Exception as error:
         raise CheckpointError(f"{path.name} is damaged or truncated: its tensors cannot be read ({error})") from error
+    if config is None:
+        config = infer_config_from_state_dict(state_dict)
+        check_model_size(config, path.name)
+        metadata = {**metadata, CONFIG_KEY: config.to_dict(), "source": "config inferred from the weights"}
     model = HINet(config)
     load_state_dict_checked(model, state_dict, source=path.name)
     return model.eval(), metadata
@@ -122,12 +133,13 @@ OFFICIAL_SUFFIXES = (".pth", ".pt")
 OFFICIAL_TRAIN_PATCH = 256  # the paper's training crops (arXiv 2105.06086, Sec. 4.1)
 
 
-def load_any_checkpoint(path) -> tuple[HINet, dict]:
+def load_any_checkpoint(path, infer_config: bool = False) -> tuple[HINet, dict]:
     """Our safetensors checkpoint or an official `.pth`/`.pt` file; returns (model in eval mode, metadata).
 
     An official file carries no metadata, so its config is inferred from the weights and the metadata
     says so: {"config": dict, "task": None, "trained": "true", "source": "official .pth", "train_patch": 256}
     (every released HINet was trained on 256x256 crops, which test-time tiling and local statistics need).
+    `infer_config` lets a safetensors file without a config in its metadata load too (`load_checkpoint`).
     """
     if Path(path).suffix.lower() in OFFICIAL_SUFFIXES:
         model = load_official_checkpoint(path)
@@ -139,7 +151,7 @@ def load_any_checkpoint(path) -> tuple[HINet, dict]:
             "train_patch": OFFICIAL_TRAIN_PATCH,
         }
         return model, metadata
-    return load_checkpoint(path)
+    return load_checkpoint(path, infer_config=infer_config)
 
 
 def check_model_size(config: HINetConfig, source: str = "the checkpoint") -> int:

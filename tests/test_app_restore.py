@@ -425,7 +425,7 @@ def test_a_restores_folder_is_deleted_when_its_state_expires(tmp_path):
         with gr.Tabs() as tabs, gr.Tab("Restore"):
             ctx = AppContext(tabs=tabs, store=store)
             build_tab(ctx)
-    states = [block for block in demo.blocks.values() if isinstance(block, gr.State)]
+    states = [block for block in demo.blocks.values() if isinstance(block, gr.State) and block is not ctx.uploads]
     # The restore's result (with its folder of files) and the model input it shares with the other tabs.
     assert [s.time_to_live for s in states] == [STATE_TTL_S, STATE_TTL_S] and ctx.restore_input in states
     assert [s.delete_callback for s in states if s is not ctx.restore_input] == [delete_download_dir]

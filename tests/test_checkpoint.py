@@ -398,6 +398,20 @@ def test_load_any_checkpoint_reads_our_safetensors_with_its_metadata(tmp_path):
     assert metadata["task"] == "denoise" and metadata["config"] == model.config.to_dict()
 
 
+def test_a_safetensors_without_config_is_refused_or_rebuilt_from_its_weights(tmp_path):
+    from hinet.checkpoint import load_any_checkpoint
+
+    model = randomized(create_model("tiny_half_instance", norm_ratio=0.25))
+    path = tmp_path / "bare.safetensors"
+    save_file({key: value.contiguous() for key, value in model.state_dict().items()}, str(path))
+    with pytest.raises(CheckpointError, match="has no model config in its metadata"):
+        load_any_checkpoint(path)
+    loaded, metadata = load_any_checkpoint(path, infer_config=True)
+    assert loaded.config == model.config and metadata["config"] == model.config.to_dict()
+    assert metadata["source"] == "config inferred from the weights"
+    assert_same_weights(model, loaded)
+
+
 def test_load_any_checkpoint_refuses_a_damaged_pth(tmp_path):
     from hinet.checkpoint import load_any_checkpoint
 
