@@ -6,9 +6,7 @@ re-read when its modification time changes, so a finished sweep shows up after "
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import tempfile
 import time
 from functools import lru_cache, partial
 from pathlib import Path
@@ -20,10 +18,10 @@ from app import ablation_views as views
 from app.choices import task_model_choices
 from app.context import AppContext
 from app.errors import user_errors
+from app.exports import DOWNLOAD_HEIGHT, EXPORT_DIR, EXPORT_KEEP, export_csv, table_csv_event, write_exports
 from app.models import ModelStore
 from hinet import results_table as rt
 from hinet.errors import HINetError
-from hinet.io import atomic_write_text
 from hinet.runs import (
     ABLATION_FILE,
     CONFIG_FILE,
@@ -42,8 +40,18 @@ SWEEP_COMMANDS = """    python -m hinet.sweep configs/ablation_norm.yaml       #
     python scripts/make_results_readme.py                  # the same tables in results/README.md"""
 COSTS = {"MACs": "macs", "latency": "latency_ms"}
 SPREADS = ("min-max", "std")
-EXPORT_DIR = Path(tempfile.gettempdir()) / "hinet_ablation_exports"
-EXPORT_KEEP = 200  # export files kept; Gradio copies a returned file into its cache, so old ones can go
+# What every figure and table of this tab is computed from, and the commands that rebuild it.
+PRODUCED_BY = (
+    "*Produced by* `hinet.results_table` (`summarize`, `per_image_delta`, `validation_curves`, `config_differences`) "
+    "over `results/ablation.csv` and the runs' `log.jsonl`, which `python -m hinet.sweep configs/ablation_*.yaml` "
+    "writes; `python scripts/make_results_readme.py` prints the same tables into results/README.md. "
+    "From Python: the `/ablation_table` and `/ablation_ladder` endpoints."
+)
+USER_RUNS_PRODUCED_BY = (
+    "*Produced by* `app.ablation_tab.user_runs` from each run's `log.jsonl`, `config.yaml` and `eval.csv` "
+    "(written by the *Train a variant* tab or `python -m hinet.train --config <run>/config.yaml`); "
+    "from Python: the `/user_runs` endpoint."
+)
 PENDING_OPEN_SECONDS = 10.0  # how long an "open in restore" waits for the restore tab to list the new task
 
 
@@ -85,33 +93,11 @@ def load_table(csv_path: Path) -> tuple[pd.DataFrame | None, str]:
 
 
 def _export(frame: pd.DataFrame, markdown: str, stem: str) -> tuple[str, str]:
-    """Write the table as CSV and Markdown; names carry a content hash so repeated exports reuse files."""
-    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
-    csv_text = rt.frame_to_csv(frame)
-    digest = hashlib.sha1((csv_text + markdown).encode()).hexdigest()[:10]
-    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
-    csv_path = EXPORT_DIR / f"{safe}_{digest}.csv"
-    md_path = EXPORT_DIR / f"{safe}_{digest}.md"
-    # Same name, same content: an existing file is never rewritten while another user may be downloading it.
-    for path, text in ((csv_path, csv_text), (md_path, markdown + "\n")):
-        if path.exists():
-            path.touch()  # a reused export counts as new, so pruning keeps it
-        else:
-            atomic_write_text(path, text)
-    _prune_exports()
-    return str(csv_path), str(md_path)
-
-
-def _prune_exports() -> None:
-    """Keep the newest EXPORT_KEEP files: every new selection adds two, and the folder is shared by all users."""
-    dated = []
-    for path in [*EXPORT_DIR.glob("*.csv"), *EXPORT_DIR.glob("*.md")]:  # not the writers' temporary files
-        try:
-            dated.append((path.stat().st_mtime, path))
-        except FileNotFoundError:  # pruned by another request meanwhile
-            continue
-    for _, path in sorted(dated)[:-EXPORT_KEEP]:
-        path.unlink(missing_ok=True)
+    """Write the table as CSV and Markdown (`app.exports`: content-hashed names, so repeated exports reuse files)."""
+    csv_path, md_path = write_exports(
+        {"csv": rt.frame_to_csv(frame), "md": markdown + "\n"}, stem, folder=EXPORT_DIR, keep=EXPORT_KEEP
+    )
+    return csv_path, md_path
 
 
 def _run_entries(store: ModelStore, rows: pd.DataFrame) -> list[tuple[str, str]]:
@@ -438,9 +424,12 @@ def build_tab(ctx: AppContext) -> None:
         diff_table = gr.Dataframe(
             diff_value, interactive=False, label="Knobs per variant (blank = same as the baseline)"
         )
+        diff_csv = gr.File(
+            export_csv(diff_value, "ablation_knobs"), label="Download CSV", interactive=False, height=DOWNLOAD_HEIGHT
+        )
     measurement = gr.Markdown(measurement_value)
     with gr.Row():
-        psnr_plot = gr.Plot(psnr_value, label="PSNR by variant")
+        psnr_plot = gr.Plot(psnr_value, label="PSNR by variant", elem_id="ablation-psnr")
         curve_plot = gr.Plot(curve_value, label="Validation PSNR vs step")
     with gr.Row():
         spread = gr.Radio(list(SPREADS), value=SPREADS[0], label="Curve spread across seeds")
@@ -448,6 +437,7 @@ def build_tab(ctx: AppContext) -> None:
     with gr.Row():
         pareto_plot = gr.Plot(pareto_value, label="PSNR vs cost")
         heatmap_plot = gr.Plot(heatmap_value, label="Per-image Δ")
+    gr.Markdown(PRODUCED_BY)
     with gr.Row():
         open_choice = gr.Dropdown(
             open_value["choices"], value=open_value["value"], label="Open a run's weights in the restore tab"
@@ -466,6 +456,12 @@ def build_tab(ctx: AppContext) -> None:
         ladder_verdicts = gr.Dataframe(
             interactive=False, wrap=True, label="The paper's claims per protocol (rows) and budget (columns)"
         )
+        verdicts_csv = gr.File(
+            label="Download the verdicts as CSV",
+            interactive=False,
+            height=DOWNLOAD_HEIGHT,
+            elem_id="ablation-verdicts-csv",
+        )
         with gr.Accordion("The numbers behind the figure", open=False):
             ladder_table = gr.Dataframe(interactive=False, label="Per protocol, budget and variant")
             ladder_csv = gr.File(label="Download CSV", interactive=False)
@@ -473,7 +469,11 @@ def build_tab(ctx: AppContext) -> None:
     gr.Markdown("### Your runs (trained in the app)")
     user_note = gr.Markdown(user_note_value)
     user_table = gr.Dataframe(user_table_value, interactive=False, label="Runs under $HINET_RUNS_DIR")
+    user_csv = gr.File(
+        export_csv(user_table_value, "my_runs"), label="Download CSV", interactive=False, height=DOWNLOAD_HEIGHT
+    )
     user_plot = gr.Plot(user_plot_value, label="Validation PSNR of your runs")
+    gr.Markdown(USER_RUNS_PRODUCED_BY)
     with gr.Row():
         user_choice = gr.Dropdown(
             user_choice_value["choices"],
@@ -549,6 +549,13 @@ def build_tab(ctx: AppContext) -> None:
     ctx.on_page_load(budget_event, [csv_path, task, level, ablation], budget)
     for control in (variants, seeds, baseline, cost, spread, only_differing):
         control.input(render_event, render_inputs, outputs, api_visibility="private", trigger_mode="always_last")
+    # The tables without an export of their own: offered as shown, whichever event filled them.
+    for shown, download, stem in (
+        (diff_table, diff_csv, "ablation_knobs"),
+        (ladder_verdicts, verdicts_csv, "ladder_verdicts"),
+        (user_table, user_csv, "my_runs"),
+    ):
+        shown.change(table_csv_event(stem), shown, download, api_visibility="private")
 
     user_refresh.click(partial(render_user_runs, store), None, user_outputs, api_name="user_runs")
     # Runs finished in the train tab appear when the user comes back to this tab.

@@ -126,6 +126,18 @@ def render_block(
     }
 
 
+def block_statistics(
+    store: ModelStore | SessionModels, entry_id: str, source: dict | None, view_mode: str, block: str, cache
+):
+    """The per-channel statistics of one block (the data of the statistics figure), from the session's
+    capture when it holds this view, else from one forward pass."""
+    source = source or example_source(DEFAULT_EXAMPLE)
+    captured, _ = captured_features(store, entry_id, source, view_mode, cache)
+    if block not in captured:
+        block = default_block(store.find_entry(entry_id).config)
+    return views.channel_statistics_table(captured[block]).assign(variant=entry_id, image=source["name"])
+
+
 def render_compare(
     store: ModelStore | SessionModels,
     entry_a: str,
@@ -177,5 +189,6 @@ __all__ = [
     "captured_features",
     "render_block",
     "render_compare",
+    "block_statistics",
     "variant_choices",
 ]

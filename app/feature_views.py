@@ -343,6 +343,32 @@ def norm_statistics(features, channel: int, norm_layer) -> tuple[float, float, s
     raise ConfigError(f"no formula for norm layer {kind}")
 
 
+def channel_statistics_table(features) -> pd.DataFrame:
+    """The data of `statistics_figure`: one row per channel, its mean and std before and after the norm."""
+    n = int(features.normalized_channels)
+    mean_before, mean_after = as_array(features.mean_before), as_array(features.mean_after)
+    std_before, std_after = as_array(features.std_before), as_array(features.std_after)
+    gamma = as_array(features.gamma) if features.gamma is not None else None
+    beta = as_array(features.beta) if features.beta is not None else None
+    rows = []
+    for channel in range(len(mean_before)):
+        normalized = channel < n and features.normalized is not None
+        rows.append(
+            {
+                "block": features.name,
+                "channel": channel,
+                "normalized": normalized,
+                "mean before": float(mean_before[channel]),
+                "std before": float(std_before[channel]),
+                "mean after": float(mean_after[channel]),
+                "std after": float(std_after[channel]),
+                "gamma": float(gamma[channel]) if normalized and gamma is not None else None,
+                "beta": float(beta[channel]) if normalized and beta is not None else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def formula_table(features, channel: int, norm_layer) -> pd.DataFrame:
     """μ, σ, γ, β of one channel and (x − μ)/√(σ² + ε) · γ + β worked out at its strongest pixel.
 

@@ -9,12 +9,21 @@ or k re-renders without running the model again.
 from __future__ import annotations
 
 import gradio as gr
+import pandas as pd
 
 from app import feature_logic as logic, feature_views as views
 from app.architecture import architecture_figure, block_choices, default_block
 from app.context import AppContext
 from app.errors import user_errors
+from app.exports import DOWNLOAD_HEIGHT, export_csv
 
+# What the figures and tables are computed by, and how to get them without the page.
+PRODUCED_BY = (
+    "*Produced by* `app.feature_logic.render_block`: one forward pass of the chosen model with "
+    "`hinet.features.capture_features` (hooks on every conv block), figures by `app.feature_views` "
+    "(`statistics_figure`, `histogram_figure`, `formula_table`) and `app.architecture.architecture_figure`. "
+    "From Python: the same view through the `/features_view` and `/features_compare` endpoints."
+)
 DEFAULT_K = 4
 MAX_K = 8
 STATE_SECONDS = 900
@@ -69,6 +78,15 @@ def build_tab(ctx: AppContext) -> None:
         "channel's values before and after; the table works the norm's formula out for that channel's strongest pixel."
     )
     table = gr.Dataframe(label="The norm's formula with this channel's numbers", interactive=False, wrap=True)
+    with gr.Row():
+        statistics_csv = gr.File(
+            label="Per-channel statistics of this block (CSV)",
+            interactive=False,
+            height=DOWNLOAD_HEIGHT,
+            elem_id="features-statistics-csv",
+        )
+        table_csv = gr.File(label="The formula table (CSV)", interactive=False, height=DOWNLOAD_HEIGHT)
+    gr.Markdown(PRODUCED_BY)
     with gr.Accordion("Compare variants: the same block in two variants", open=False):
         variant_b = gr.Dropdown(
             choices, value=other_id, label="Variant B (A is the variant above)", allow_custom_value=True
@@ -79,6 +97,9 @@ def build_tab(ctx: AppContext) -> None:
             compare_a = gr.Image(label="Variant A", format="png", type="numpy", interactive=False)
             compare_b = gr.Image(label="Variant B", format="png", type="numpy", interactive=False)
         compare_plot = gr.Plot(label="Std after the norm, A vs B")
+        compare_csv = gr.File(
+            label="Per-channel statistics of A and B (CSV)", interactive=False, height=DOWNLOAD_HEIGHT
+        )
 
     view_outputs = [
         architecture,
@@ -147,6 +168,19 @@ def build_tab(ctx: AppContext) -> None:
     ctx.features_refresh = (show, view_inputs, view_outputs)
 
     @user_errors
+    def export_block(entry_id, mode, block_name, source, cache, shown_table, uploads):
+        stats = logic.block_statistics(store.for_session(uploads), entry_id, source, mode, block_name, cache)
+        return export_csv(stats, f"channel_statistics_{block_name}"), export_csv(shown_table, f"formula_{block_name}")
+
+    @user_errors
+    def export_compare(entry_a, entry_b, mode, block_name, source, cache, uploads):
+        models = store.for_session(uploads)
+        both = pd.concat(
+            [logic.block_statistics(models, entry, source, mode, block_name, cache) for entry in (entry_a, entry_b)]
+        )
+        return export_csv(both, f"compare_{block_name}")
+
+    @user_errors
     def compare(entry_a, entry_b, mode, block_name, k_value, source, cache, uploads):
         models = store.for_session(uploads)
         r = logic.render_compare(models, entry_a, entry_b, source, mode, block_name, k_value, cache)
@@ -157,4 +191,18 @@ def build_tab(ctx: AppContext) -> None:
         [variant, variant_b, view_mode, block, k, source_state, cache_state, ctx.session_uploads()],
         [compare_caption, compare_a, compare_b, compare_plot, source_state, cache_state],
         api_name="features_compare",
+    ).then(
+        export_compare,
+        [variant, variant_b, view_mode, block, source_state, cache_state, ctx.session_uploads()],
+        compare_csv,
+        api_visibility="private",
+    )
+
+    # Whichever event redrew the block (a control, an image source, the page load, another tab), its new
+    # formula table triggers the CSV files of what is shown.
+    table.change(
+        export_block,
+        [variant, view_mode, block, source_state, cache_state, table, ctx.session_uploads()],
+        [statistics_csv, table_csv],
+        api_visibility="private",
     )

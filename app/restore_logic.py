@@ -8,10 +8,13 @@ tile grid overlay, the metrics table). All model maths, padding, metrics and deg
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,9 @@ from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image,
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tile_boxes, tiled_stats_options
 from hinet.metrics import SSIM_WINDOW, Protocol, evaluate_pair, psnr
 from hinet.tasks import get_task
+
+if TYPE_CHECKING:
+    from app.models import ModelStore
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive, as hinet.inference.tile_boxes
 
@@ -268,6 +274,40 @@ def metrics_table(result: RestoreResult) -> pd.DataFrame:
         rows.append(row)
     columns = ["variant", "PSNR (dB)", "SSIM", "seconds"] if has_gt else ["variant", "seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def metrics_records(result: RestoreResult) -> pd.DataFrame:
+    """The metrics table's data for its CSV: full precision, and what produced each row (image, degradation,
+    seed, model id, test-time statistics, metric protocol), so that a row stands on its own."""
+    req = result.request
+    has_gt = result.gt_pixels is not None
+    common = {
+        "image": result.source.name,
+        "width": result.width,
+        "height": result.height,
+        "task": req.task,
+        "degradation": ", ".join(f"{k}={v}" for k, v in req.strength.items()) if req.degrade_first else "as uploaded",
+        "seed": req.seed if req.degrade_first else None,
+        "metric protocol": get_task(req.task).protocol.describe() if has_gt else "no ground truth",
+    }
+    rows = []
+    if has_gt:
+        rows.append(
+            {"variant": "input (no restoration)", "model id": "", **result.input_metrics, "seconds": None, **common}
+        )
+    for out in result.outputs:
+        scores = out.metrics or {"psnr": None, "ssim": None}
+        rows.append(
+            {
+                "variant": out.label,
+                "model id": out.entry_id,
+                **scores,
+                "seconds": out.seconds,
+                **common,
+                "test-time statistics": out.stats_text,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -517,7 +557,81 @@ def example_path(name: str) -> Path:
     return path
 
 
+# ----------------------------------------------------------------------------------------------------
+# The first view: the page opens on a finished comparison (an example, degraded, restored by the task's
+# default model and a HIN model), computed by the first page that opens and then shared by every page
+# until a model file changes.
+
+FIRST_EXAMPLE = "astronaut"
+FIRST_VIEW_NORM = "half_instance"  # the paper's norm: the default is compared with it, or with another norm
+FIRST_VIEW_CACHE_SIZE = 4  # (store, task) first views kept
+
+
+def first_view_variants(store: ModelStore, task: str) -> tuple[str, ...]:
+    """The task's default model and one trained partner of another norm: a HIN model when the default uses
+    another norm (the shipped `<task>_hin`), otherwise the best trained model of another norm; the default
+    alone when nothing else is trained for the task."""
+    entries = store.list_entries(task)
+    default = store.default_entry(entries, task)
+    others = [e for e in entries if e.trained and e.task == task and e.config.norm != default.config.norm]
+    if default.config.norm != FIRST_VIEW_NORM:
+        others = [e for e in others if e.config.norm == FIRST_VIEW_NORM]
+    if not default.trained or not others:
+        return (default.id,)
+    return (default.id, store.default_entry(others, task).id)  # ranked like defaults: shipped first, then PSNR
+
+
+def first_view_request(task: str, variant_ids: Sequence[str]) -> RestoreRequest:
+    """What the first view shows: the example degraded at the task's default strength, seed 0, one pass."""
+    return RestoreRequest(
+        task=task,
+        variant_ids=tuple(variant_ids),
+        image_path=str(example_path(FIRST_EXAMPLE)),
+        degrade_first=True,
+        strength=get_task(task).defaults,
+        seed=0,
+    )
+
+
+class FirstViews:
+    """First views per (store, task, models and their file versions): a retrained or replaced model file
+    gives a new key, so a page never opens on outputs of weights that are gone. Thread-safe: two pages
+    opening together compute it once."""
+
+    def __init__(self, size: int = FIRST_VIEW_CACHE_SIZE) -> None:
+        self.size = size
+        self._results: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, store: ModelStore, task: str, label_of: Callable[[str], str] = str) -> RestoreResult:
+        request = first_view_request(task, first_view_variants(store, task))
+        versions = tuple(store.weights_version(entry_id) for entry_id in request.variant_ids)
+        key = (store, task, request.variant_ids, versions)  # the request follows from the task and the ids
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
+            result = run_restore(request, store.get_model, label_of, train_patch_of=store.train_patch_of)
+            self._results[key] = result
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+            return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+
+
+FIRST_VIEWS = FirstViews()  # the app's one cache (pages of every user share its results, read-only)
+
+
 __all__ = [
+    "FIRST_EXAMPLE",
+    "FIRST_VIEWS",
+    "FirstViews",
+    "first_view_variants",
+    "first_view_request",
+    "metrics_records",
     "MAX_VARIANTS",
     "RestoreRequest",
     "RestoreResult",

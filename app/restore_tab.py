@@ -3,8 +3,10 @@ four variants, compare them with a before/after slider, a synced zoom grid, diff
 metrics table, and download lossless outputs.
 
 Widgets only; the work is in `app/restore_logic.py` (views, orchestration) and `hinet/` (everything
-numerical). The heavy result lives in a per-user `gr.State`, so zoom and display changes never rerun a model;
-the model input of the last restore lives in another (`AppContext.restore_input`), read by the feature tab.
+numerical). The page opens on a finished comparison of an example (the "first view", computed once and
+shared by every page). The heavy result lives in a per-user `gr.State`, so zoom and display changes never
+rerun a model; the model input of the last restore lives in another (`AppContext.restore_input`), read by
+the feature tab.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
 import uuid
 from functools import partial
 from pathlib import Path
@@ -21,9 +24,12 @@ import gradio as gr
 from app.choices import task_model_choices
 from app.context import CPU_QUEUE, AppContext
 from app.errors import user_errors
+from app.exports import DOWNLOAD_HEIGHT, export_csv
 from app.models import ModelStore
 from app.restore_logic import (
     EXAMPLE_CROPS,
+    FIRST_EXAMPLE,
+    FIRST_VIEWS,
     MAX_VARIANTS,
     MIN_TILE,
     TILE_STEP,
@@ -35,6 +41,7 @@ from app.restore_logic import (
     display_uint8,
     example_path,
     fit_for_screen,
+    metrics_records,
     metrics_table,
     overview,
     run_restore,
@@ -58,6 +65,8 @@ TRAIN_TILES = "training-patch tiles"
 LOCAL = "local statistics"
 # "Run on" choices -> the stats protocol of hinet.inference (custom tiles run "whole" inside each tile).
 RUN_ON_STATS = {WHOLE_IMAGE: "whole", TRAIN_TILES: "tiled", LOCAL: "local", TILED: "whole"}
+FIRST_ZOOM = (0.5, 0.5, 4)  # the zoom sliders' start: centre x, centre y, zoom
+SLIDER_HEIGHT = 360  # px: with the metrics under it, the result fits above the fold of a 1366 x 768 screen
 RUN_ON_CHOICES = [
     ("Whole image, one pass (statistics over the whole image)", WHOLE_IMAGE),
     ("Tiles of each model's training patch (statistics per tile, blended)", TRAIN_TILES),
@@ -184,11 +193,18 @@ def restore(
         progress=lambda fraction, text: progress(fraction, desc=text),
         train_patch_of=store.train_patch_of,
     )
-    # One folder per user for downloads and display files, replaced by the next restore.
+    origin = {"example": None if image else example, "tiling": tiling}
+    return _present(result, origin, previous, slider_variant, center_x, center_y, zoom, show_difference)
+
+
+def _present(result: RestoreResult, origin: dict, previous, slider_variant, center_x, center_y, zoom, show_difference):
+    """One user's view of a result: its own folder of downloads and display files (replaced by the next
+    restore), the slider, the zoom grid, the metrics. `origin` holds the example's name and the "Run on"
+    choice, for the API call that reproduces the result."""
     delete_download_dir(previous)
     download_dir = tempfile.mkdtemp(prefix="hinet_restore_")
     saved = save_outputs(result, Path(download_dir))
-    state = {"result": result, "download_dir": download_dir, "saved": saved}
+    state = {"result": result, "download_dir": download_dir, "saved": saved, **origin}
     overview_image, panels, note = _views(state, center_x, center_y, zoom, show_difference)
     text = summary(result) + (f"  \n{note}" if note else "")
     # The model input goes to the other tabs as it is (the same array, server-side): never rounded to 8 bits.
@@ -202,6 +218,76 @@ def restore(
         text,
         result.input_pixels,
     )
+
+
+def first_view_result(store: ModelStore) -> RestoreResult | None:
+    """The first view (`restore_logic.FIRST_VIEWS`: computed once per store and model files), or None when
+    no model can run. `build_tab` calls it in a background thread while the server starts, so that the first
+    page finds it ready (a page that opens earlier waits for that computation instead of repeating it)."""
+    try:
+        return FIRST_VIEWS.get(store, TASK_NAMES[0], partial(_label_of, store))
+    except (HINetError, OSError) as error:
+        log.warning("no first view: %s", error)
+        return None
+
+
+@user_errors
+def first_view(store: ModelStore, previous: dict | None = None):
+    """The page-load event: the example comparison, and the controls set to what it shows, so that pressing
+    Restore reproduces it. Nothing changes when no model can run (the page opens on the empty form)."""
+    result = first_view_result(store)
+    if result is None:
+        return (gr.skip(),) * 11
+    variant_ids = list(result.request.variant_ids)
+    origin = {"example": FIRST_EXAMPLE, "tiling": WHOLE_IMAGE}
+    shown = _present(result, origin, previous, "", *FIRST_ZOOM, False)
+    # The cached result is shared by every page: this page's model input is its own copy.
+    return (FIRST_EXAMPLE, True, gr.update(value=variant_ids), *shown[:-1], result.input_pixels.copy())
+
+
+def api_call(state: dict) -> str:
+    """The gradio_client call of `/restore` that computes this result again (the same numbers up to timing)."""
+    req: RestoreRequest = state["result"].request
+    args = {"image": "handle_file('your image')" if not state.get("example") else None, "example": state.get("example")}
+    # image, example and ground_truth have no default: the call names all three.
+    args["ground_truth"] = "handle_file('its ground truth')" if req.gt_path else None
+    args.update(degrade_first=req.degrade_first, task=req.task, variants=list(req.variant_ids))
+    if req.degrade_first:
+        args["seed"] = req.seed
+        args.update({f"{req.task}_{name}": value for name, value in req.strength.items()})
+    args["tiling"] = state.get("tiling", WHOLE_IMAGE)
+    if req.tile:
+        args.update(tile_size=req.tile, overlap=req.overlap, show_seams=req.show_seams)
+    lines = [
+        f"    {name}={value if str(value).startswith('handle_file') else repr(value)}," for name, value in args.items()
+    ]
+    return "\n".join(
+        [
+            "from gradio_client import Client, handle_file",
+            "",
+            "client = Client(URL_OF_THIS_APP)",
+            "outputs = client.predict(",
+            *lines,
+            '    api_name="/restore",',
+            ")",
+            "metrics = outputs[3]  # this table (headers, data)",
+        ]
+    )
+
+
+@user_errors
+def export_metrics(state: dict | None):
+    """The metrics as a CSV file (every row with what produced it) and how to compute them again."""
+    if not state:
+        return None, ""
+    frame = metrics_records(state["result"])
+    path = export_csv(frame, f"{Path(state['result'].source.name).stem}_metrics", folder=Path(state["download_dir"]))
+    text = (
+        "*Produced by* `app.restore_logic.run_restore` (models: `hinet.inference.restore`; metrics: "
+        "`hinet.metrics.evaluate_pair`), the function behind the `/restore` endpoint. The same result "
+        f"from Python:\n\n```python\n{api_call(state)}\n```"
+    )
+    return path, text
 
 
 @user_errors
@@ -253,20 +339,22 @@ def build_tab(ctx: AppContext) -> None:
     state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=delete_download_dir)
     model_input = gr.State(None, time_to_live=STATE_TTL_S)  # the same array as the result's input_pixels
 
+    # The result is on the right, above the fold; the controls few people change are in closed accordions.
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("### 1. Image")
+            example = gr.Radio(list(EXAMPLE_CROPS), label="Pick a clean example…", value=None)
             image = gr.File(
-                label="Upload an image (any size; 8/16-bit, gray, RGB or RGBA kept as is)",
+                label="…or upload an image (any size; 8/16-bit, gray, RGB or RGBA kept as is)",
                 file_types=["image"],
                 type="filepath",
+                height=140,
             )
-            example = gr.Radio(list(EXAMPLE_CROPS), label="…or pick a clean example", value=None)
             preview = gr.Image(
                 label="Input as read by the server",
                 format="png",
                 interactive=False,
-                height=220,
+                height=160,
                 elem_id="restore-preview",
             )
             degrade_first = gr.Checkbox(
@@ -283,12 +371,13 @@ def build_tab(ctx: AppContext) -> None:
                             spec.low, spec.high, value=spec.default, step=spec.step, label=spec.label
                         )
                 strength_groups.append(group)
-            seed = gr.Number(value=0, precision=0, minimum=0, label="Degradation seed")
-            ground_truth = gr.File(
-                label="Ground truth for an already degraded upload (optional, same size)",
-                file_types=["image"],
-                type="filepath",
-            )
+            with gr.Accordion("Degradation seed, ground truth of a degraded upload", open=False):
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Degradation seed")
+                ground_truth = gr.File(
+                    label="Ground truth for an already degraded upload (optional, same size)",
+                    file_types=["image"],
+                    type="filepath",
+                )
 
             gr.Markdown("### 2. Models")
             with gr.Row():
@@ -302,6 +391,7 @@ def build_tab(ctx: AppContext) -> None:
                 allow_custom_value=True,  # API callers may name any entry; models checks it
                 label=f"Variants to compare (1-{MAX_VARIANTS})",
             )
+            run = gr.Button("Restore", variant="primary")
             slider_variant = gr.Dropdown(
                 [("first chosen", "")] + choices, value="", label="Slider shows", allow_custom_value=True
             )
@@ -317,18 +407,28 @@ def build_tab(ctx: AppContext) -> None:
                 tile_size = gr.Slider(MIN_TILE, 1024, value=256, step=TILE_STEP, label="Tile size (pixels)")
                 overlap = gr.Slider(0, 128, value=32, step=8, label="Tile overlap (pixels)")
                 show_seams = gr.Checkbox(value=False, label="Show seams: zero overlap, no blending")
-            run = gr.Button("Restore", variant="primary")
 
         with gr.Column(scale=3):
-            slider = gr.ImageSlider(label="Before / after", format="png", type="numpy", elem_id="restore-slider")
-            summary_text = gr.Markdown(label="Summary")
+            slider = gr.ImageSlider(
+                label="Before / after (drag the handle)",
+                format="png",
+                type="numpy",
+                height=SLIDER_HEIGHT,
+                elem_id="restore-slider",
+            )
             metrics = gr.Dataframe(
                 label="Metrics (needs a ground truth for PSNR/SSIM)", interactive=False, elem_id="restore-metrics"
             )
+            summary_text = gr.Markdown(label="Summary")
+            with gr.Accordion("The metrics as CSV, and how to compute them again", open=False):
+                metrics_csv = gr.File(
+                    label="Metrics (CSV)", interactive=False, height=DOWNLOAD_HEIGHT, elem_id="restore-metrics-csv"
+                )
+                reproduce = gr.Markdown()
             with gr.Row():
-                center_x = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom centre x")
-                center_y = gr.Slider(0, 1, value=0.5, step=0.01, label="Zoom centre y")
-                zoom = gr.Slider(1, 32, value=4, step=0.5, label="Zoom")
+                center_x = gr.Slider(0, 1, value=FIRST_ZOOM[0], step=0.01, label="Zoom centre x")
+                center_y = gr.Slider(0, 1, value=FIRST_ZOOM[1], step=0.01, label="Zoom centre y")
+                zoom = gr.Slider(1, 32, value=FIRST_ZOOM[2], step=0.5, label="Zoom")
             show_difference = gr.Checkbox(value=False, label="Show difference maps |x − GT|")
             grid = gr.Gallery(
                 label="Synced zoom: input, each variant, ground truth",
@@ -336,6 +436,7 @@ def build_tab(ctx: AppContext) -> None:
                 columns=3,
                 object_fit="contain",
                 height="auto",
+                elem_id="restore-grid",
             )
             overview_image = gr.Image(
                 label="Input with tile grid and zoom window (click to move the zoom)",
@@ -343,7 +444,11 @@ def build_tab(ctx: AppContext) -> None:
                 interactive=False,
                 elem_id="restore-overview",
             )
-            downloads = gr.File(label="Downloads (lossless PNG, 16-bit when the input was)", file_count="multiple")
+            downloads = gr.File(
+                label="Downloads (lossless PNG, 16-bit when the input was)",
+                file_count="multiple",
+                elem_id="restore-downloads",
+            )
 
     ctx.restore_input = model_input
     ctx.restore_task = task_picker
@@ -386,6 +491,15 @@ def build_tab(ctx: AppContext) -> None:
         api_name="restore",
         concurrency_id=CPU_QUEUE,
         concurrency_limit=1,
+    )
+    threading.Thread(target=first_view_result, args=(store,), name="first-view", daemon=True).start()
+    # Whichever event filled the table (Restore, the first view), its CSV and API call follow it.
+    metrics.change(export_metrics, state, [metrics_csv, reproduce], api_visibility="private")
+    ctx.on_page_load(
+        partial(first_view, store),
+        [state],
+        [example, degrade_first, variants, state, slider, overview_image, grid, metrics, downloads, summary_text]
+        + [model_input],
     )
     view_inputs = [state, center_x, center_y, zoom, show_difference]
     view_outputs = [overview_image, grid, summary_text]

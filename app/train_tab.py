@@ -10,16 +10,26 @@ from __future__ import annotations
 import time
 from contextlib import closing
 from functools import partial
+from pathlib import Path
 
 import gradio as gr
 
 from app import train_logic as logic
 from app.context import AppContext
 from app.errors import user_errors
+from app.exports import DOWNLOAD_HEIGHT, export_csv
 from app.models import ModelStore
 from app.train_logic import DEFAULT_STEPS, DEPTHS, MAX_STEPS, WIDTHS, default_ratio, make_config
 from hinet.model import NORM_NAMES
+from hinet.results_table import read_run_log
+from hinet.runs import LOG_FILE
 from hinet.tasks import TASK_NAMES
+
+PRODUCED_BY = (
+    "*Produced by* `app.train_logic.run_training`, which runs `hinet.train.train` in a worker thread; the curves "
+    "are the run's `log.jsonl`. The same training from the shell: `python -m hinet.train --config "
+    "<run folder>/config.yaml --set run_name=<a new name>` (the finished note names the folder)."
+)
 
 # ----------------------------------------------------------------------------------------------------
 # Events
@@ -42,7 +52,8 @@ def start_training(
     request: gr.Request = None,
     progress=gr.Progress(),
 ):
-    """Stream (figure, status) while a run trains; refuses with a plain error when the slot is taken."""
+    """Stream (figure, status, run folder) while a run trains; refuses with a plain error when the slot is
+    taken. The run folder goes to a gr.State (not part of the API's outputs), for the log's CSV."""
     cfg = make_config(
         task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed, runs_dir=store.runs_dir
     )
@@ -58,7 +69,18 @@ def start_training(
             yield (
                 logic.training_figure(cfg, update.records),
                 logic.status_text(cfg, update.records, started, update.note),
+                str(cfg.run_dir),
             )
+
+
+@user_errors
+def export_log(run_dir: str | None):
+    """The curves' data, the run's whole log.jsonl, as CSV (None before a run has logged anything)."""
+    if not run_dir or not (Path(run_dir) / LOG_FILE).is_file():
+        return None
+    return export_csv(
+        read_run_log(Path(run_dir) / LOG_FILE).assign(run=Path(run_dir).name), f"{Path(run_dir).name}_log"
+    )
 
 
 def cancel_training(request: gr.Request = None) -> str:
@@ -119,6 +141,9 @@ def build_tab(ctx: AppContext) -> None:
         with gr.Column(scale=2):
             figure = gr.Plot(label="Live training curves")
             status = gr.Markdown(training_status())
+            log_csv = gr.File(label="The run's log: every logged step (CSV)", interactive=False, height=DOWNLOAD_HEIGHT)
+            gr.Markdown(PRODUCED_BY)
+    run_dir = gr.State(None)
 
     norm.change(_on_norm, norm, ratio, api_visibility="private")
     depth.change(_on_depth, [depth, left, right], [left, right], api_visibility="private")
@@ -127,13 +152,14 @@ def build_tab(ctx: AppContext) -> None:
     train_event = start.click(
         partial(start_training, store),
         [task, norm, ratio, left, right, decoder_norm, affine, wf, depth, steps, seed],
-        [figure, status],
+        [figure, status, run_dir],
         api_name="train",
         concurrency_limit=None,
     )
+    train_event.then(export_log, run_dir, log_csv, api_visibility="private")
     cancel.click(
         cancel_training, None, status, cancels=[train_event], api_name="cancel_training", concurrency_limit=None
-    )
+    ).then(export_log, run_dir, log_csv, api_visibility="private")
     status_probe = gr.Button(visible=False)
     status_probe.click(training_status, None, status, api_name="training_status", concurrency_limit=None)
 

@@ -3,17 +3,37 @@
 import contextlib
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+# HINET_SCREENSHOTS=1 writes the browser tests' screenshots into the README's folder; otherwise they go to
+# the test's tmp folder, so that an ordinary test run never changes the repository.
+SCREENSHOTS_ENV = "HINET_SCREENSHOTS"
+README_SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def screenshot_path(tmp_path, tab_id: str) -> Path:
+    """Where a tab's screenshot goes: docs/screenshots/<tab>.png with HINET_SCREENSHOTS=1, else tmp_path."""
+    folder = README_SCREENSHOTS if os.environ.get(SCREENSHOTS_ENV) == "1" else Path(tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{tab_id}.png"
+
+
+def shipped_store(runs_dir):
+    """The model store `python app.py` uses (shipped results/, small_* registry variants), with an empty
+    runs folder of its own instead of the user's."""
+    from app.models import ModelStore
+
+    return ModelStore(runs_dir=runs_dir)
 
 
 def tiny_store(runs_dir):

@@ -20,11 +20,18 @@ TINY_BN = "registry/tiny_batch"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def served(tmp_path_factory):
+    """(store, url, client) of one app served for the module."""
     from gradio_client import Client
 
-    with serve_tiny_app(tiny_store(tmp_path_factory.mktemp("runs"))) as url:
-        yield Client(url, verbose=False)
+    store = tiny_store(tmp_path_factory.mktemp("runs"))
+    with serve_tiny_app(store) as url:
+        yield store, url, Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    return served[2]
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +219,51 @@ def test_the_feature_tabs_restore_image_endpoint_takes_no_image(client, tmp_path
     with pytest.raises(AppError, match="the restore tab has no model input yet") as info:
         fresh.predict(api_name="/features_restore_image")
     assert "upstream Gradio app has raised an exception" not in str(info.value)
+
+
+def test_the_restore_endpoint_keeps_its_inputs_and_outputs(client):
+    from hinet.tasks import TASKS
+
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/restore"]
+    names = [parameter["parameter_name"] for parameter in endpoint["parameters"]]
+    strengths = [f"{task.name}_{spec.name}" for task in TASKS.values() for spec in task.strengths]
+    assert names == [
+        "image",
+        "example",
+        "degrade_first",
+        "seed",
+        "ground_truth",
+        "task",
+        "variants",
+        "slider_variant",
+        "tiling",
+        "tile_size",
+        "overlap",
+        "show_seams",
+        "center_x",
+        "center_y",
+        "zoom",
+        "show_difference",
+        *strengths,
+    ]
+    assert len(endpoint["returns"]) == 6  # slider, overview, zoom grid, metrics, downloads, summary
+
+
+def test_the_first_views_api_call_computes_the_same_numbers(served):
+    """The call shown under the metrics ("how to compute them again"), run as it is against the app."""
+    from app import restore_tab
+
+    store, url, _ = served
+    state = restore_tab.first_view(store)[3]
+    try:
+        code = restore_tab.api_call(state).replace("URL_OF_THIS_APP", repr(url))
+        scope: dict = {}
+        exec(code, scope)  # the app's own generated snippet
+        table = scope["metrics"]
+        shown = restore_tab.metrics_table(state["result"])
+        assert table["headers"] == list(shown.columns)
+        assert [row[:3] for row in table["data"]] == [
+            [row[0], row[1], row[2]] for row in shown.itertuples(index=False)
+        ]  # same variants, PSNR and SSIM: only the timings differ
+    finally:
+        restore_tab.delete_download_dir(state)
