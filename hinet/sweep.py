@@ -85,6 +85,7 @@ from hinet.runs import (
     RUN_INFO_FILE,
     SHIPPED_WEIGHTS_FILE,
     STAGING_DIR,
+    STATE_TENSORS_FILE,
     read_run_config,
     read_state,
     results_runs_dir,
@@ -111,6 +112,9 @@ LR_SEARCH_COLUMNS = (
 )
 WEIGHTLESS = "trained, weights not kept: cannot be scored under the missing protocols"
 RETRAIN_TO_SHIP = "retrain to ship: scored, but the weights to ship were not kept"
+# A partly trained run whose checkpoint is gone (git keeps its state file and log, not its weights): a fresh
+# checkout of a run that was stopped. It cannot resume, so it starts over.
+RESTART = "restart: partly trained, but its checkpoint was not kept"
 LATENCY_SIZE = 256
 # The normalization budget ladder in its priority order (`python -m hinet.sweep --ladder`): the 3k rung,
 # the 300 and 1k rungs, knob separation, training patch size, placement, then the 10k rung.
@@ -181,7 +185,8 @@ class PlannedRun:
         if state is None:
             return "new"
         if state["step"] < self.config.steps:
-            return "resume"
+            intact = all((self.run_dir / name).is_file() for name in (MODEL_FILE, STATE_TENSORS_FILE))
+            return "resume" if intact else RESTART
         if scored_protocols(self.run_dir) >= set(STATS_PROTOCOLS) and (self.run_dir / RUN_INFO_FILE).is_file():
             if self.ship and not (self.run_dir / SHIPPED_WEIGHTS_FILE).is_file():
                 return "ship" if (self.run_dir / MODEL_FILE).is_file() else RETRAIN_TO_SHIP
@@ -743,8 +748,11 @@ def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, e
         status = run.status()
         report.append({"run": run.name, "status": status})
         echo(f"[lr {index}/{len(searches)}] {run.name}: {status}")
-        if dry_run or status not in ("new", "resume"):
+        if dry_run or status not in ("new", "resume", RESTART):
             continue
+        if status == RESTART:
+            shutil.rmtree(run.run_dir)
+            status = "new"
         copied = _copy_identical_run(run, results_dir, with_scores=False) if status == "new" else None
         if copied:
             echo(f"    the same training as {copied}: copied")
@@ -779,7 +787,7 @@ def _train_and_score(runs, results_dir, dry_run, images, report, echo) -> None:
         if dry_run or status in ("done", "failed", WEIGHTLESS) or status.startswith("waiting"):
             continue
         try:
-            if status == RETRAIN_TO_SHIP:  # same settings, trained again so that its weights exist
+            if status in (RETRAIN_TO_SHIP, RESTART):  # same settings, trained again from the start
                 shutil.rmtree(run.run_dir)
                 status = "new"
             if status in ("new", "resume"):

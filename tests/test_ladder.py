@@ -187,3 +187,24 @@ def test_variant_training_overrides_merge_into_the_base(grid_file, tmp_path):
     assert (small.config.data.patch, small.config.data.batch) == (32, 2)
     assert (large.config.data.patch, large.config.data.batch) == (64, 1)
     assert large.config.data.dead_leaves == small.config.data.dead_leaves  # the rest of `data` is kept
+
+
+def test_a_stopped_run_without_its_checkpoint_starts_over(grid_file, tmp_path, fake_validation):
+    """A fresh checkout holds a stopped run's state file and log (git keeps them) but not its weights."""
+    from hinet.runs import MODEL_FILE, STATE_TENSORS_FILE
+    from hinet.sweep import RESTART
+
+    results = tmp_path / "results"
+    grid = write_grid(tmp_path / "one.yaml", grid_file, variants=[{"name": "hin", "variant": "tiny_half_instance"}])
+    (run,) = plan(grid, results)
+    run_sweep([grid], results, echo=lambda line: None)
+    state_path = run.run_dir / "train_state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps(dict(state, step=4)))  # as if stopped at step 4 of 8
+    assert run.status() == "resume"
+    (run.run_dir / MODEL_FILE).unlink()
+    (run.run_dir / STATE_TENSORS_FILE).unlink()
+    assert run.status() == RESTART
+    fake_validation.clear()
+    report = run_sweep([grid], results, echo=lambda line: None)
+    assert fake_validation == [run.name] and run.status() == "done" and "error" not in report[-1]
