@@ -3,7 +3,6 @@
 import contextlib
 import os
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -67,12 +66,7 @@ def serve_tiny_app(store, **module_patches):
         )
         yield url
     finally:
-        demo.close()
-        # The restore tab precomputes its first view in a thread; it must not outlive this app and write its
-        # example into a later test's cache folder.
-        for thread in threading.enumerate():
-            if thread.name == "first-view":
-                thread.join(timeout=300)
+        demo.close()  # its first-view thread is joined by conftest's autouse fixture
         patch.undo()
 
 
