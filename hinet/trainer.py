@@ -134,6 +134,9 @@ class Trainer:
         self.last_val: dict | None = None
         self.input_scores: dict | None = None  # the degraded inputs' scores on the validation pairs
         self.last_saved_step: int | None = None  # None: no checkpoint in the run folder yet
+        # Where each stretch of steps ran ({"from_step", "device", "precision"}): a run resumed over several
+        # days can change CPU, and with it the precision (bf16 only where it is native).
+        self.segments: list[dict] = []
 
         # Set by `prepare`.
         self.data: TrainingData = no_training_data(cfg)
@@ -152,6 +155,7 @@ class Trainer:
         self.step, self.train_seconds = int(saved["step"]), float(saved["train_seconds"])
         self.best = saved.get("best", self.best)
         self.last_val, self.input_scores = saved.get("last_val"), saved.get("input_val")
+        self.segments = list(saved.get("segments", []))
         self.last_saved_step = self.step
 
     def prepare(self) -> None:
@@ -172,16 +176,20 @@ class Trainer:
             self.input_scores = input_scores(self.data.val_pairs, default_protocol(cfg.task))
         strength = None if cfg.blind else cfg.resolved_strength()
         self.use_bf16 = use_bf16(cfg.bf16, self.device, warn=dist.is_main)
+        here = {"device": describe_device(self.device), "precision": precision_label(self.use_bf16)}
+        if self.step < cfg.steps and (not self.segments or {k: self.segments[-1][k] for k in here} != here):
+            self.segments.append({"from_step": self.step, **here})
         # train_patch tells test-time tiling and local statistics (hinet.inference) the size the norms saw.
         self.metadata_base = {
             "task": cfg.task,
             "strength": strength,
             "blind": cfg.blind,
             "seed": cfg.seed,
-            "device": describe_device(self.device),
+            "device": " + ".join(dict.fromkeys(s["device"] for s in self.segments)) or here["device"],
             "trained": "true",
             "run": cfg.run_name,
-            "precision": precision_label(self.use_bf16),
+            "precision": " + ".join(dict.fromkeys(s["precision"] for s in self.segments)) or here["precision"],
+            "training_segments": self.segments,
             "train_patch": cfg.data.patch,
             "lr": cfg.optimizer.lr,
             "photos": cfg.data.photos,
@@ -329,6 +337,7 @@ class Trainer:
                 "seed": self.cfg.seed,
                 "world_size": self.dist.world_size,
                 "data_rng": DATA_RNG_NOTE,
+                "segments": self.segments,
             }
             extra = {"val_psnr": self.last_val["psnr"]} if self.last_val else {}
             try:

@@ -1,0 +1,109 @@
+"""The defaults' pilot (scripts/pilot_defaults.py): equal-time step counts, resumption, the choice and the
+generated shape file that the task defaults extend."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hinet.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("pilot_defaults", ROOT / "scripts" / "pilot_defaults.py")
+pilot_defaults = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = pilot_defaults  # dataclasses look their module up there
+spec.loader.exec_module(pilot_defaults)
+
+
+@pytest.fixture
+def tiny_pilot(tmp_path):
+    base = yaml.safe_load((ROOT / "configs" / "tiny_test.yaml").read_text())
+    base.update(out_dir=str(tmp_path / "defaults"), steps=1000, progress=False)
+    base["data"]["photos"] = "none"
+    del base["strength"]  # each task its default strength, as configs/default_base.yaml
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    pilot = {
+        "base": "base.yaml",
+        "task": "denoise",
+        "budget_minutes": 0.05,
+        "tie_db": 0.1,
+        "candidates": [
+            {"name": "small", "set": {"data.patch": 32}},
+            {"name": "wide", "set": {"data.patch": 32, "model.config.wf": 12}},
+        ],
+    }
+    path = tmp_path / "pilot.yaml"
+    path.write_text(yaml.safe_dump(pilot))
+    return path
+
+
+def test_each_candidate_trains_the_budget_over_its_own_measured_cost(tiny_pilot, monkeypatch):
+    costs = {8: 0.03, 12: 0.06}  # s/step: the wide candidate costs twice as much
+    monkeypatch.setattr(pilot_defaults, "seconds_per_step", lambda cfg: costs[cfg.model_config().wf])
+    pilot = pilot_defaults.read_pilot(tiny_pilot)
+    assert [pilot_defaults.planned_steps(pilot, c)[0] for c in pilot.candidates] == [100, 50]
+
+
+def test_the_pilot_runs_resumes_with_its_fixed_steps_and_writes_the_choice(tiny_pilot, monkeypatch, tmp_path):
+    monkeypatch.setattr(pilot_defaults, "seconds_per_step", lambda cfg: 0.06)  # 3 s budget -> 50 steps
+    assert pilot_defaults.main([str(tiny_pilot)]) == 0
+    with open(tmp_path / "defaults" / pilot_defaults.PILOT_CSV) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["candidate"], r["steps"], r["status"]) for r in rows] == [
+        ("small", "50", "done"),
+        ("wide", "50", "done"),
+    ]
+    shape = tmp_path / pilot_defaults.SHAPE_FILE
+    text = shape.read_text()
+    assert text.startswith("# GENERATED")
+    winner = pilot_defaults.choose(rows, 0.1)
+    assert f"{winner['candidate']}." in text
+    # A task default extending the shape file resolves to the winner's settings over the base.
+    (tmp_path / "task.yaml").write_text(f"extends: {shape.name}\nrun_name: t\ntask: jpeg\n")
+    cfg = load_config(tmp_path / "task.yaml")
+    assert cfg.task == "jpeg" and cfg.data.patch == 32 and cfg.steps == 1000
+    assert cfg.model_config().wf == (12 if winner["candidate"] == "wide" else 8)
+    # Run again: everything is done, nothing retrains, and another cost no longer changes the steps.
+    monkeypatch.setattr(pilot_defaults, "seconds_per_step", lambda cfg: pytest.fail("measured again"))
+    assert pilot_defaults.main([str(tiny_pilot)]) == 0
+
+
+def test_the_choice_prefers_the_earlier_candidate_within_the_tie_and_waits_for_all():
+    rows = [
+        {"candidate": "a", "status": "done", "best_val_psnr": "30.00"},
+        {"candidate": "b", "status": "done", "best_val_psnr": "30.08"},
+    ]
+    assert pilot_defaults.choose(rows, 0.1)["candidate"] == "a"
+    assert pilot_defaults.choose(rows, 0.05)["candidate"] == "b"
+    assert pilot_defaults.choose(rows + [{"candidate": "c", "status": "partial", "best_val_psnr": ""}], 0.1) is None
+
+
+def test_the_step_cost_is_measured_on_the_candidates_shape(tiny_pilot):
+    pilot = pilot_defaults.read_pilot(tiny_pilot)
+    assert 0 < pilot_defaults.seconds_per_step(pilot.config(pilot.candidates[0], 1)) < 5
+
+
+def test_the_shipped_pilot_and_task_defaults_parse():
+    pilot = pilot_defaults.read_pilot(ROOT / "configs" / "default_pilot.yaml")
+    for candidate in pilot.candidates:
+        cfg = pilot.config(candidate, 100)
+        assert cfg.blind and cfg.data.photos == "required" and cfg.run_dir.parts[-2] == "pilot"
+
+
+@pytest.mark.parametrize("task", ["denoise", "deblur", "jpeg", "derain"])
+def test_each_task_default_loads_over_a_shape_the_pilot_writes(task, tmp_path):
+    pilot = pilot_defaults.read_pilot(ROOT / "configs" / "default_pilot.yaml")
+    for name in ("default_base.yaml", f"default_{task}.yaml", "default_pilot.yaml"):
+        (tmp_path / name).write_text((ROOT / "configs" / name).read_text())
+    copy = pilot_defaults.read_pilot(tmp_path / "default_pilot.yaml")
+    last = pilot.candidates[-1]
+    row = {"candidate": last.name, "overrides": json.dumps(last.overrides), "best_val_psnr": "30.0"}
+    pilot_defaults.write_shape(copy, row, [row])
+    cfg = load_config(tmp_path / f"default_{task}.yaml").validate()
+    assert (cfg.task, cfg.run_name, cfg.blind, cfg.data.photos) == (task, task, True, "required")
+    assert cfg.run_dir == Path("results/defaults") / task
+    assert cfg.data.patch % cfg.model_config().size_multiple == 0
