@@ -47,7 +47,7 @@ from hinet.runs import (
     unwritable,
     write_run_files,
 )
-from hinet.training_data import TrainingData, no_training_data, prepare_training_data
+from hinet.training_data import TrainingData, no_training_data, prepare_training_data, sources_summary
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +190,7 @@ class Trainer:
             "run": cfg.run_name,
             "precision": " + ".join(dict.fromkeys(s["precision"] for s in self.segments)) or here["precision"],
             "training_segments": self.segments,
+            "data_sources": sources_summary(self.data.sources),
             "train_patch": cfg.data.patch,
             "lr": cfg.optimizer.lr,
             "photos": cfg.data.photos,

@@ -131,6 +131,27 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
     return result
 
 
+def sources_summary(sources: dict) -> dict:
+    """The run folder's data record (`TrainingData.sources`) shortened for a checkpoint's metadata: which
+    images trained (by source, photos by package and name, scales folded), their area shares, and the
+    validation images. Empty for a finished run, whose data was not prepared."""
+    if not sources:
+        return {}
+    training = {}
+    for source, items in sources.get("training", {}).items():
+        if source == "photos":
+            training[source] = sorted(f"{p['package']}:{p['name']}" for p in items)
+        elif isinstance(items, list):
+            training[source] = sorted({item.rsplit("@", 1)[0] for item in items})
+        else:
+            training[source] = items
+    return {
+        "training": training,
+        "area_share": sources.get("area_share", {}),
+        "validation": sources.get("validation", {}),
+    }
+
+
 def use_photos(mode: str, warn: bool = True) -> bool:
     """Whether a run with `data.photos: mode` trains and validates on the Debian photos."""
     if mode == "none":

@@ -328,7 +328,12 @@ def test_a_run_resumed_on_another_machine_records_where_each_stretch_of_steps_ra
     ]
     assert metadata["device"] == f"{here} + cpu: another machine" and metadata["precision"] == "fp32"
     train(tiny_config(tmp_path, image_folder, steps=8))  # finished: nothing new to record
-    assert len(read_metadata(tmp_path / "runs/run/model.safetensors")["training_segments"]) == 2
+    metadata = read_metadata(tmp_path / "runs/run/model.safetensors")
+    assert len(metadata["training_segments"]) == 2
+    sources = metadata["data_sources"]  # what trained, in the file itself (the run folder may not ship)
+    assert sources["training"] == {"folder": ["astronaut.png", "coffee.png"], "dead_leaves": {"images": 8}}
+    assert sources["validation"]["images"] == ["folder/chelsea.png@1"]
+    assert set(sources["area_share"]) == {"dead_leaves", "folder"}
 
 
 def test_blind_training_records_no_fixed_strength(tmp_path, image_folder):
