@@ -367,14 +367,20 @@ def readable_folder_images(directory) -> tuple[dict[str, np.ndarray], Skipped]:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Mean psnr, ssim and seconds per (method, stats), in the order they first appear."""
-    keys = list(dict.fromkeys((row["method"], row.get("stats", "")) for row in rows))
+    """Mean psnr, ssim and seconds per (level, method, stats), in the order they first appear (rows of a
+    run over several levels carry their `strength`, the formatted level)."""
+    keys = list(dict.fromkeys((row.get("strength", ""), row["method"], row.get("stats", "")) for row in rows))
     summary = []
-    for method, stats in keys:
-        chosen = [row for row in rows if row["method"] == method and row.get("stats", "") == stats]
+    for strength, method, stats in keys:
+        chosen = [
+            row
+            for row in rows
+            if (row.get("strength", ""), row["method"], row.get("stats", "")) == (strength, method, stats)
+        ]
         summary.append(
             {
                 "image": "mean",
+                **({"strength": strength} if strength else {}),
                 "method": method,
                 "stats": stats,
                 "images": len(chosen),
@@ -385,10 +391,14 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def format_table(summary: list[dict]) -> str:
-    lines = [f"{'method':<18}{'stats':<7}{'images':>7}{'PSNR (dB)':>11}{'SSIM':>8}{'s/image':>10}"]
+    levels = any("strength" in row for row in summary)
+    width = max([len(row.get("strength", "")) for row in summary] + [5]) + 2 if levels else 0
+    lines = [
+        f"{'level' if levels else '':<{width}}{'method':<18}{'stats':<7}{'images':>7}{'PSNR (dB)':>11}{'SSIM':>8}{'s/image':>10}"
+    ]
     for row in summary:
         lines.append(
-            f"{row['method']:<18}{row.get('stats', ''):<7}{row['images']:>7}{row['psnr']:>11.2f}"
+            f"{row.get('strength', ''):<{width}}{row['method']:<18}{row.get('stats', ''):<7}{row['images']:>7}{row['psnr']:>11.2f}"
             f"{row['ssim']:>8.4f}{row['seconds']:>10.3f}"
         )
     return "\n".join(lines)
@@ -397,8 +407,9 @@ def format_table(summary: list[dict]) -> str:
 def write_csv(
     path, rows: list[dict], task: str, strength: Mapping[str, float] | None, seed: int, protocol: Protocol
 ) -> Path:
-    """Write `rows` plus one mean row per method and stats protocol ("image" = "mean") as CSV
-    (`CSV_COLUMNS`), atomically. Rows without "stats" (written before protocols existed) get ""."""
+    """Write `rows` plus one mean row per level, method and stats protocol ("image" = "mean") as CSV
+    (`CSV_COLUMNS`), atomically. A row's own `strength` (a run over several levels) wins over `strength`;
+    rows without "stats" (written before protocols existed) get ""."""
     from hinet.io import atomic_write
 
     strength = data.validate_strength(task, **(strength or {}))
@@ -419,7 +430,7 @@ def write_csv(
                         "ssim": f"{row['ssim']:.6f}",
                         "seconds": f"{row['seconds']:.4f}",
                         "task": task,
-                        "strength": level,
+                        "strength": row.get("strength") or level,
                         "seed": seed,
                         "protocol": protocol.describe(),
                     }
@@ -437,11 +448,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("checkpoint", help="a hinet .safetensors checkpoint or an official HINet .pth")
     parser.add_argument("--task", choices=TASK_NAMES, help="default: the checkpoint's 'task' metadata")
-    parser.add_argument(
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
         "--level",
+        action="append",
         default=None,
         help=f"strength: a number ({' / '.join(t.primary for t in TASKS.values())}) or "
-        "key=value,... (e.g. length=15,angle=30); default: the task's defaults (hinet.tasks)",
+        "key=value,... (e.g. length=15,angle=30); repeat it for several levels; default: the task's "
+        "defaults (hinet.tasks)",
+    )
+    levels.add_argument(
+        "--task-levels",
+        action="store_true",
+        help="every evaluation level of the task (hinet.tasks: "
+        + "; ".join(f"{t.name} {', '.join(n for n, _ in t.evaluation_levels)}" for t in TASKS.values())
+        + ")",
     )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--images", metavar="DIR", help="clean images to degrade (default: the sporco test set)")
@@ -509,7 +530,15 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
     task = args.task or metadata.get("task")
     if task not in TASKS:
         raise ConfigError(f"give --task ({', '.join(TASK_NAMES)}): the checkpoint does not name its task")
-    strength = data.validate_strength(task) if args.level is None else data.parse_level(task, args.level)
+    if args.task_levels:
+        strengths = [level for _, level in get_task(task).evaluation_levels]
+    elif args.level:
+        strengths = [data.parse_level(task, text) for text in args.level]
+    else:
+        strengths = [data.validate_strength(task)]
+    if args.pairs and len(strengths) > 1:
+        raise ConfigError("--pairs are degraded already: give at most one --level with them (for the report)")
+    strength = strengths[0]
     if args.tile is not None and args.tile < 1:
         raise ConfigError(f"--tile must be a positive number of pixels, got {args.tile}")
     if args.tile is not None and args.protocol in ("tiled", ALL_STATS):
@@ -553,10 +582,17 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
         source = f"pairs {args.pairs[0]} / {args.pairs[1]}"
     else:
         images, skipped = readable_folder_images(args.images) if args.images else (data.test_images(), [])
-        rows = evaluate_model(model, task, strength, images, seed=args.seed, **common)
+        rows = []
+        for level_strength in strengths:
+            level_rows = evaluate_model(model, task, level_strength, images, seed=args.seed, **common)
+            if len(strengths) > 1:
+                level_rows = [dict(row, strength=data.format_level(level_strength)) for row in level_rows]
+            rows += level_rows
         source = f"{len(images)} image{'s' if len(images) != 1 else ''} from {args.images or 'the sporco test set'}, degradation seed {args.seed}"
-    level = ", ".join(f"{k}={v:g}" for k, v in strength.items())
+    level = "; ".join(", ".join(f"{k}={v:g}" for k, v in each.items()) for each in strengths)
     print(f"{Path(args.checkpoint).name}: {task} ({level}); {source}")
+    if "richardson_lucy" in {row["method"] for row in rows}:
+        print("note: richardson_lucy is given the true blur kernel (a blind model is not): an upper reference")
     print(f"protocol: {protocol.describe()}")
     for line in stats_lines:
         print(f"statistics: {line}")

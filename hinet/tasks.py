@@ -71,11 +71,16 @@ class Task:
     # kernels reach that far, so training crops take this margin (`margin`). None: no context needed.
     context: str | None = None
     takes_kernel: bool = False  # accepts a user blur kernel instead of its own
+    # The levels a task's default model is judged at (`python -m hinet.evaluate ... --task-levels`), each
+    # a name for people and the strengths it sets (the others keep their defaults).
+    eval_levels: tuple[tuple[str, Mapping[str, float]], ...] = ()
 
     def __post_init__(self):
         names = [s.name for s in self.strengths]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"task {self.name}: strength names must be present and unique, got {names}")
+        for _, level in self.eval_levels:
+            self.validate(level)  # a level outside the ranges fails at import, not in an evaluation
         for what, name in (("primary", self.primary), ("context", self.context)):
             if name is not None and name not in names:
                 raise ConfigError(f"task {self.name}: its {what} strength {name!r} is not one of {', '.join(names)}")
@@ -115,6 +120,13 @@ class Task:
                 )
             resolved[spec.name] = int(round(value)) if spec.integer else value
         return resolved
+
+    @property
+    def evaluation_levels(self) -> tuple[tuple[str, dict[str, float]], ...]:
+        """(name, full validated strength) of each evaluation level; the defaults alone when none are set."""
+        if not self.eval_levels:
+            return (("default", self.validate({})),)
+        return tuple((name, self.validate(level)) for name, level in self.eval_levels)
 
     def parse_level(self, text: str) -> dict[str, float]:
         """A command-line level: a bare number sets `primary`, `key=value,key=value` sets any (e.g.
@@ -176,6 +188,7 @@ DENOISE = Task(
     degrade=_noise,
     protocol=Protocol(),
     baselines=("bm3d", "nl_means"),
+    eval_levels=(("sigma 15", {"sigma": 15}), ("sigma 25", {"sigma": 25}), ("sigma 50", {"sigma": 50})),
 )
 
 DEBLUR = Task(
@@ -188,8 +201,9 @@ DEBLUR = Task(
     primary="length",
     degrade=_motion_blur,
     protocol=Protocol(),
-    baselines=("richardson_lucy",),
+    baselines=("richardson_lucy",),  # given the true kernel: an upper reference for a blind model
     context="length",
+    eval_levels=(("length 9", {"length": 9, "angle": 30}), ("length 15", {"length": 15, "angle": 30})),
     takes_kernel=True,
 )
 
@@ -197,12 +211,13 @@ JPEG = Task(
     name="jpeg",
     label="JPEG artifact removal",
     strengths=(
-        Strength("quality", 1, 95, 10, 1, "JPEG quality (lower = stronger artifacts)", blind=(10, 40), integer=True),
+        Strength("quality", 1, 95, 10, 1, "JPEG quality (lower = stronger artifacts)", blind=(10, 60), integer=True),
     ),
     primary="quality",
     degrade=_jpeg,
     protocol=Protocol(),
     baselines=(),
+    eval_levels=(("quality 10", {"quality": 10}), ("quality 30", {"quality": 30})),
 )
 
 DERAIN = Task(
@@ -218,6 +233,8 @@ DERAIN = Task(
     protocol=Protocol(channel="y"),  # as the official Rain13k results are reported
     baselines=("median5",),
     context="length",
+    # light and heavy rain either side of the default density 0.5, streaks at their default length and tilt
+    eval_levels=(("light", {"density": 0.3}), ("heavy", {"density": 0.7})),
 )
 
 TASKS: Mapping[str, Task] = MappingProxyType({task.name: task for task in (DENOISE, DEBLUR, JPEG, DERAIN)})

@@ -286,3 +286,40 @@ def test_cli_protocol_all_reads_or_assumes_the_training_patch(tmp_path, tiny_mod
     assert "8 px tiles, overlap 2 px" in capsys.readouterr().out
     assert main([str(recorded), "--images", str(image_dir), "--protocol", "tiled", "--train-patch", "0"]) == 2
     assert "training patch size" in capsys.readouterr().err
+
+
+def test_every_task_level_in_one_run_with_its_baselines(tmp_path, tiny_model, capsys):
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model, metadata={"task": "derain"})
+    image_dir = tmp_path / "images"
+    for name, image in small_images().items():
+        save_image(image_dir / f"{name}.png", image)
+    out_csv = tmp_path / "levels.csv"
+    args = [str(checkpoint), "--images", str(image_dir), "--task-levels", "--baselines", "--out-csv", str(out_csv)]
+    assert main(args) == 0
+    with open(out_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    levels = [data.format_level(level) for _, level in get_task("derain").evaluation_levels]
+    assert len(levels) == 2 and levels[0] != levels[1]
+    means = {(r["strength"], r["method"]): float(r["psnr"]) for r in rows if r["image"] == "mean"}
+    assert set(means) == {(level, method) for level in levels for method in ("input", "median5", "hinet")}
+    assert means[(levels[0], "input")] > means[(levels[1], "input")]  # light rain degrades less than heavy
+    per_image = [r for r in rows if r["image"] != "mean"]
+    assert len(per_image) == 2 * 2 * 3 and {r["strength"] for r in per_image} == set(levels)
+    # each level's rows are those of a one-level run at that level
+    single = tmp_path / "single.csv"
+    assert main([str(checkpoint), "--images", str(image_dir), "--level", levels[1], "--out-csv", str(single)]) == 0
+    with open(single) as handle:
+        alone = {r["image"]: float(r["psnr"]) for r in csv.DictReader(handle) if r["method"] == "hinet"}
+    together = {r["image"]: float(r["psnr"]) for r in rows if r["method"] == "hinet" and r["strength"] == levels[1]}
+    assert alone == pytest.approx(together, abs=1e-4)
+    assert "level" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # one or the other, as argparse reports it
+        main([str(checkpoint), "--task-levels", "--level", "0.3"])
+
+
+def test_every_task_has_distinct_evaluation_levels_inside_its_ranges():
+    for name in ("denoise", "deblur", "jpeg", "derain"):
+        levels = get_task(name).evaluation_levels
+        assert len(levels) >= 2 and len({data.format_level(level) for _, level in levels}) == len(levels)
+    assert [level["sigma"] for _, level in get_task("denoise").evaluation_levels] == [15, 25, 50]
+    assert get_task("jpeg").blind_ranges["quality"] == (10, 60)
