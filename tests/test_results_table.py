@@ -554,7 +554,9 @@ def test_ship_model_names_and_models_section_show_default_and_variant(tmp_path):
         text.split("### jpeg (jpeg, the default)")[1],
         text.split("### jpeg_hin (jpeg, a comparison variant)")[1],
     )
-    assert "norm `batch`" in default.split("###")[0] and "Bar: PSNR >= input + 1 dB: reached" in default.split("###")[0]
+    assert "norm `batch`" in default.split("###")[0]
+    assert "Bar: PSNR >= input + 1 dB at quality=10: reached" in default.split("###")[0]
+    assert "Bar: PSNR >= input + 0.5 dB at quality=30: not evaluated at quality=30" in default.split("###")[0]
     assert "norm `half_instance`" in variant and "not reached: 0.46 dB short" in variant
 
 
@@ -563,6 +565,7 @@ def _readme_module():
 
     spec = importlib.util.spec_from_file_location("make_results_readme", ROOT / "scripts" / "make_results_readme.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -624,3 +627,52 @@ def test_stats_section_checks_the_protocol_bars_on_the_data():
         scores.assign(psnr=np.where(scores["rule"] == "tiled", 30.1, scores["psnr"])), pd.DataFrame(deblur)
     )
     assert "| shipped denoise_hin: tiled - whole >= 0.3 dB | +0.10 dB | **not met** |" in worse
+
+
+def _eval_rows(lines: str):
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO("image,method,psnr,ssim,seconds,task,strength,seed,protocol\n" + lines))
+
+
+def test_model_bars_are_judged_per_level_from_the_rows():
+    readme = _readme_module()
+    rows = _eval_rows(
+        "a,input,26.0,0.7,0,jpeg,quality=10,0,RGB\na,hinet,27.5,0.8,1,jpeg,quality=10,0,RGB\n"
+        "b,input,28.0,0.7,0,jpeg,quality=10,0,RGB\nb,hinet,27.9,0.8,1,jpeg,quality=10,0,RGB\n"
+        "mean,input,27.0,0.7,0,jpeg,quality=10,0,RGB\nmean,hinet,27.7,0.8,1,jpeg,quality=10,0,RGB\n"
+    )
+    mean_bar, every_bar = (
+        readme.Bar({"quality": 10}, "input", 1.0),
+        readme.Bar({"quality": 10}, "input", every_image=True),
+    )
+    assert readme.judge_bar(mean_bar, "jpeg", rows).startswith("**not reached: 0.30 dB short**")
+    assert "1 of 2 images below it (worst b, -0.10 dB)" in readme.judge_bar(every_bar, "jpeg", rows)
+    assert readme.judge_bar(readme.Bar({"quality": 10}, "input", 0.7), "jpeg", rows).startswith("reached")
+    assert readme.judge_bar(readme.Bar({"quality": 30}, "input"), "jpeg", rows).startswith("not evaluated")
+    denoise = _eval_rows("mean,bm3d,30.0,0.8,40,denoise,sigma=25,0,RGB\nmean,hinet,30.1,0.8,5,denoise,sigma=25,0,RGB\n")
+    verdict = readme.judge_bar(readme.Bar({"sigma": 25}, "bm3d", speedup=10.0), "denoise", denoise)
+    assert verdict.startswith("reached; **speed bar not reached**") and "8.0x faster" in verdict
+
+
+def test_a_learning_curve_is_flat_when_its_last_fifth_gains_nothing(tmp_path):
+    import json
+
+    readme = _readme_module()
+
+    def log(values):
+        path = tmp_path / "log.jsonl"
+        lines = [{"step": 10 * (i + 1), "wall": 2.0 * (i + 1), "val_psnr": v} for i, v in enumerate(values)]
+        lines.insert(1, {"step": 15, "wall": 3.0, "val_psnr": None})  # a training-only line
+        path.write_text("\n".join(json.dumps(line) for line in lines))
+        return readme.curve_verdict(path)
+
+    climbing = log([20, 24, 26, 27, 27.5, 27.8, 28.0, 28.1, 28.2, 28.4])
+    assert climbing["flattened"] is False and climbing["gain"] == pytest.approx(0.3)
+    assert climbing["steps"] == 100 and climbing["wall"] == 20.0 and "still climbing" in climbing["verdict"]
+    flat = log([20, 24, 26, 27, 28, 28.3, 28.4, 28.5, 28.5, 28.49])
+    assert flat["flattened"] is True and "flattened" in flat["verdict"]
+    assert readme.curve_verdict(tmp_path / "missing.jsonl") is None
+    assert "too few" in log([20, 21])["verdict"]
