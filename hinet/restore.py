@@ -26,10 +26,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from hinet.checkpoint import load_any_checkpoint
 from hinet.errors import ConfigError, HINetError
 from hinet.image import load_image, save_image
-from hinet.inference import restore
+from hinet.inference import STATS_PROTOCOLS, restore, training_patch
 from hinet.logs import PACKAGE_LOGGER, add_verbosity_flags, configure_logging, verbosity
 from hinet.registry import VARIANTS, create_model
 from hinet.runs import SHIPPED_MODELS_DIR
+from hinet.stats_choice import DEFAULT_STATS, recorded_stats
 from hinet.tasks import TASK_NAMES
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def _display(path: Path) -> str:
 
 
 def load_model(task: str, checkpoint: str | None, variant: str | None):
-    """The model to run and a one-line description of it (raises HINetError with a plain message)."""
+    """The model to run, a one-line description of it and its metadata (raises HINetError with a plain
+    message)."""
     if variant is not None:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; known variants: {', '.join(VARIANTS)}")
@@ -60,7 +62,7 @@ def load_model(task: str, checkpoint: str | None, variant: str | None):
             "only to test the pipeline. Pass --checkpoint or train a model for real results.",
             variant,
         )
-        return create_model(variant), f"untrained {variant}"
+        return create_model(variant), f"untrained {variant}", {}
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(task)
     if checkpoint is None and not path.is_file():
         raise ConfigError(
@@ -72,7 +74,14 @@ def load_model(task: str, checkpoint: str | None, variant: str | None):
     trained_for = metadata.get("task")
     if trained_for is not None and trained_for != task:
         log.warning("%s was trained for %r, not %r", path.name, trained_for, task)
-    return model, f"{path.name}"
+    return model, f"{path.name}", metadata
+
+
+def chosen_stats(requested: str, metadata: dict) -> tuple[str, str]:
+    """(test-time statistics, why): the model's recorded default for "default", else what was asked."""
+    if requested == DEFAULT_STATS:
+        return recorded_stats(metadata)
+    return requested, "as requested (--stats)"
 
 
 def _output_names(inputs: list[Path]) -> dict[Path, str]:
@@ -110,11 +119,20 @@ def _pairs(source: Path, target: Path) -> list[tuple[Path, Path]]:
     return [(source, target)]
 
 
-def restore_file(model, source: Path, target: Path, tile: int | None, overlap: int) -> None:
+def restore_file(
+    model, source: Path, target: Path, tile: int | None, overlap: int, stats: str = "whole", train_patch: int = 64
+) -> None:
     loaded = load_image(source)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    pixels = restore(model, loaded.pixels, tile=tile, overlap=overlap)
+    pixels = restore(
+        model,
+        loaded.pixels,
+        tile=tile,
+        overlap=overlap if tile is not None or stats != "tiled" else None,
+        stats=stats,
+        train_patch=train_patch,
+    )
     save_image(target, pixels, like=loaded)
 
 
@@ -137,12 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--variant", help="an UNTRAINED registry variant, for testing the pipeline only")
     parser.add_argument("--tile", type=int, default=None, help="restore in tiles of N x N pixels (bounds memory)")
     parser.add_argument("--overlap", type=int, default=32, help="pixels shared by neighbouring tiles (default 32)")
+    parser.add_argument(
+        "--stats",
+        choices=(DEFAULT_STATS, *STATS_PROTOCOLS),
+        default=DEFAULT_STATS,
+        help="test-time statistics of the model's norms: whole image, tiles of the training patch, or local "
+        "windows; default: the model's own default, chosen on validation when it was shipped (else whole)",
+    )
     add_verbosity_flags(parser)
     args = parser.parse_args(argv)
     configure_logging(verbosity(args))
 
     try:
-        model, description = load_model(args.task, args.checkpoint, args.variant)
+        model, description, metadata = load_model(args.task, args.checkpoint, args.variant)
+        stats, why = chosen_stats(args.stats, metadata)
+        if args.tile is not None and stats == "tiled":
+            raise ConfigError("--tile replaces the training-patch tiles of --stats tiled; give one of them")
+        train_patch, assumed = training_patch(metadata)
         jobs = plan(args.input, args.output)
         if args.tile is not None and args.tile < 1:
             raise ConfigError(f"--tile must be a positive number of pixels; got {args.tile}")
@@ -152,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return EXIT_ERROR
 
+    if verbosity(args) >= 0:
+        print(f"test-time statistics: {stats} ({why})" + (f"; {assumed}" if assumed and stats != "whole" else ""))
     failures: list[tuple[Path, str]] = []
     bar = tqdm(jobs, desc=f"restoring ({description})", unit="image", disable=len(jobs) == 1 or verbosity(args) < 0)
     with logging_redirect_tqdm(loggers=[logging.getLogger(PACKAGE_LOGGER)]):  # warnings print above the bar
         for src, dst in bar:
             try:
-                restore_file(model, src, dst, args.tile, args.overlap)
+                restore_file(model, src, dst, args.tile, args.overlap, stats, train_patch)
             except (HINetError, OSError, RuntimeError, MemoryError) as error:
                 message = _one_line(error)
                 failures.append((src, message))

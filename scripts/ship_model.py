@@ -8,7 +8,9 @@ Copies the run's best checkpoint (selected on the validation split, never on the
 `results/models/<task>.safetensors` in fp16; `--name denoise_hin` ships it beside the default instead (the
 restore command uses `<task>.safetensors`; the app opens on it and lists every other file as a variant).
 With `--eval-csv` (an evaluation of that shipped file) it also records the test-set PSNR/SSIM of the
-`hinet` rows, so the app can show them. fp16 rounding is deterministic, so the file evaluated and the file
+`hinet` rows, so the app can show them. It also records the model's default test-time statistics (whole,
+tiled or local), chosen on the held-out validation photos (`hinet.stats_choice`; needs the photo packages,
+`--no-choose-stats` skips it and the model defaults to whole-image statistics). fp16 rounding is deterministic, so the file evaluated and the file
 re-written hold the same weights.
 """
 
@@ -24,7 +26,9 @@ import torch
 from hinet.checkpoint import load_checkpoint, save_checkpoint
 from hinet.errors import HINetError
 from hinet.evaluate import MODEL_METHOD
+from hinet.inference import training_patch
 from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir
+from hinet.stats_choice import choose_stats, validation_pairs
 
 
 def read_mean_row(eval_csv: Path) -> dict:
@@ -45,6 +49,11 @@ def main(argv=None) -> int:
         help="file name under results/models, without .safetensors; must start "
         "with the task (default: the task, i.e. the task's default model)",
     )
+    parser.add_argument(
+        "--no-choose-stats",
+        action="store_true",
+        help="do not measure the default test-time statistics on validation (the model then runs whole-image)",
+    )
     args = parser.parse_args(argv)
     try:
         source = args.run_dir / BEST_FILE
@@ -63,6 +72,10 @@ def main(argv=None) -> int:
                 test_protocol=mean["protocol"],
                 test_images="sporco data folder (kodim23, monarch, sail, tulips, barbara)",
             )
+        if not args.no_choose_stats:
+            choice = choose_stats(model.eval(), task, validation_pairs(task), training_patch(metadata)[0])
+            metadata.update(choice.metadata())
+            print(f"test-time statistics: {choice.chosen} ({choice.reason})")
         name = args.name or task
         if not (name == task or name.startswith(f"{task}_")):
             raise HINetError(f"--name {name!r} must be {task!r} or start with '{task}_' (the run's task)")

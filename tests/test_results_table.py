@@ -529,7 +529,17 @@ def test_ship_model_names_and_models_section_show_default_and_variant(tmp_path):
 
     def ship(*args):
         return subprocess.run(
-            [sys.executable, script, *args, "--results", str(results)], capture_output=True, text=True, timeout=120
+            [
+                sys.executable,
+                script,
+                *args,
+                "--results",
+                str(results),
+                "--no-choose-stats",
+            ],  # tests/test_stats_choice.py
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     assert ship(str(runs / "bn")).returncode == 0

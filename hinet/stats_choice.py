@@ -1,0 +1,111 @@
+"""Each model's default test-time statistics, chosen on validation and recorded in its checkpoint.
+
+    choice = choose_stats(model, "denoise", validation_pairs("denoise"), train_patch=64)
+    choice.chosen            # "whole", "tiled" or "local"
+    choice.metadata()        # what scripts/ship_model.py writes into the shipped file
+
+Instance-type norms (IN, HIN, LN) compute statistics from their input, so a model trained on small crops
+scores differently on a whole image than in tiles of its training patch or with local (TLC) windows; batch
+norm and norm-free models run the same computation under every protocol. Which one is best depends on the
+model (task, budget, training patch), so it is measured per model on the held-out validation photos, never
+on the test set. Tiles and windows cost time: within `TIE_DB` the faster protocol wins, and the measured
+seconds are recorded beside the scores so the app and the CLI can say what the choice costs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hinet import data, photos
+from hinet.inference import STATS_PROTOCOLS, restore
+from hinet.local_stats import uses_input_statistics
+from hinet.metrics import psnr
+from hinet.model import HINet
+from hinet.tasks import get_task
+
+VALIDATION_CROP = 384  # px: six 64-px training patches across, so whole-image statistics differ from a patch's
+TIE_DB = 0.02  # PSNR differences up to this count as a tie (then the faster protocol wins)
+VALIDATION_SEED = 0xD5  # the degradation of the validation crops, fixed so every model sees the same inputs
+DEFAULT_STATS = "default"  # a choice meaning "each model's recorded default" (CLI --stats, the app)
+METADATA_KEY = "inference_stats"  # the chosen protocol, in a checkpoint's metadata
+SCORES_KEY = "inference_stats_scores"  # {protocol: {"psnr", "seconds"}} measured on validation
+REASON_KEY = "inference_stats_reason"
+NO_INPUT_STATISTICS = "no norm of this model computes statistics from its input: every protocol is the same computation"
+
+
+@dataclass(frozen=True)
+class StatsChoice:
+    chosen: str
+    reason: str
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # protocol -> {"psnr", "seconds"}
+
+    def metadata(self) -> dict:
+        return {METADATA_KEY: self.chosen, SCORES_KEY: self.scores, REASON_KEY: self.reason}
+
+
+def validation_pairs(task: str, size: int = VALIDATION_CROP) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(degraded, clean) crops of the held-out validation photos at the task's default strength. Needs the
+    photo packages (`hinet.photos`); raises ConfigError naming them when they are missing."""
+    strength = get_task(task).validate({})
+    pairs = []
+    for index, (_, clean) in enumerate(photos.validation_crops(size)):
+        lq = data.degrade(clean, task, np.random.default_rng([VALIDATION_SEED, index]), **strength)
+        pairs.append((np.clip(lq, 0.0, 1.0).astype(np.float32), clean))
+    return pairs
+
+
+def choose_stats(model: HINet, task: str, pairs, train_patch: int, tie_db: float = TIE_DB) -> StatsChoice:
+    """Score every protocol on `pairs` (mean PSNR under the task's metric protocol, total seconds) and pick
+    the best; within `tie_db` of the best, the fastest. A model whose norms use no input statistics gets
+    "whole" without running the others."""
+    if not uses_input_statistics(model):
+        return StatsChoice("whole", NO_INPUT_STATISTICS)
+    protocol = get_task(task).protocol
+    scores = {}
+    for stats in STATS_PROTOCOLS:
+        started, values = time.perf_counter(), []
+        for lq, gt in pairs:
+            values.append(psnr(restore(model, lq, stats=stats, train_patch=train_patch), gt, protocol))
+        scores[stats] = {"psnr": round(float(np.mean(values)), 4), "seconds": round(time.perf_counter() - started, 3)}
+    best = max(score["psnr"] for score in scores.values())
+    tied = [stats for stats, score in scores.items() if score["psnr"] >= best - tie_db]
+    chosen = min(tied, key=lambda stats: scores[stats]["seconds"])
+    others = ", ".join(
+        f"{stats} {score['psnr'] - scores[chosen]['psnr']:+.2f} dB"
+        for stats, score in scores.items()
+        if stats != chosen
+    )
+    reason = (
+        f"best on {len(pairs)} validation crops of {pairs[0][1].shape[1]}x{pairs[0][1].shape[0]} px "
+        f"(others: {others}; ties within {tie_db:g} dB go to the fastest)"
+    )
+    return StatsChoice(chosen, reason, scores)
+
+
+def recorded_stats(metadata: dict) -> tuple[str, str]:
+    """(protocol, why) a checkpoint's metadata names as its default; ("whole", ...) when it names none."""
+    chosen = metadata.get(METADATA_KEY)
+    if chosen not in STATS_PROTOCOLS:
+        return "whole", "no default recorded in the checkpoint: whole image"
+    reason = str(metadata.get(REASON_KEY, "chosen on validation"))
+    scores = metadata.get(SCORES_KEY)
+    if isinstance(scores, str):  # tolerate a JSON string written by hand
+        scores = json.loads(scores)
+    if isinstance(scores, dict) and chosen in scores and "whole" in scores and chosen != "whole":
+        ratio = scores[chosen]["seconds"] / max(scores["whole"]["seconds"], 1e-9)
+        reason += f"; about {ratio:.1f}x the time of one whole-image pass"
+    return chosen, f"this model's default, {reason}"
+
+
+__all__ = [
+    "DEFAULT_STATS",
+    "METADATA_KEY",
+    "StatsChoice",
+    "choose_stats",
+    "recorded_stats",
+    "validation_pairs",
+]

@@ -1,0 +1,133 @@
+"""Each model's default test-time statistics (hinet.stats_choice): chosen on validation, recorded at ship
+time, used by the CLI's `--stats default`."""
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hinet.restore as restore_cli
+import hinet.stats_choice as stats_choice
+from hinet.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from hinet.image import load_image
+from hinet.inference import restore
+from hinet.registry import create_model
+from hinet.runs import SHIPPED_MODELS_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pairs(n=2, size=48):
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(n):
+        clean = rng.random((size, size, 3)).astype(np.float32)
+        pairs.append((np.clip(clean + rng.normal(0, 0.1, clean.shape), 0, 1).astype(np.float32), clean))
+    return pairs
+
+
+def test_a_model_without_input_statistics_runs_whole_without_measuring():
+    choice = stats_choice.choose_stats(create_model("tiny_batch").eval(), "denoise", _pairs(), 32)
+    assert choice.chosen == "whole" and choice.scores == {} and "same computation" in choice.reason
+
+
+def test_the_best_protocol_wins_and_a_tie_goes_to_the_fastest(monkeypatch):
+    errors = {"whole": 0.05, "tiled": 0.01, "local": 0.03}
+    delays = {"whole": 0.0, "tiled": 0.0, "local": 0.0}
+
+    def fake_restore(model, lq, stats, train_patch):
+        time.sleep(delays[stats])
+        return lq * 0 + fake_restore.clean + errors[stats]
+
+    def choose():
+        pair = _pairs(n=1)
+        fake_restore.clean = pair[0][1] * 0.9  # room for the error without clipping
+        pairs = [(pair[0][0], fake_restore.clean)]
+        return stats_choice.choose_stats(create_model("tiny_half_instance").eval(), "denoise", pairs, 32)
+
+    monkeypatch.setattr(stats_choice, "restore", fake_restore)
+    choice = choose()
+    assert choice.chosen == "tiled" and set(choice.scores) == {"whole", "tiled", "local"}
+    assert choice.scores["tiled"]["psnr"] == pytest.approx(
+        40.0, abs=0.3
+    )  # error 0.01 everywhere (then rounded to uint8)
+    assert "others: whole -13.8" in choice.reason
+    errors["local"] = 0.01  # a tie with tiled: the faster wins
+    delays["tiled"] = 0.05
+    assert choose().chosen == "local"
+    metadata = choose().metadata()
+    assert metadata[stats_choice.METADATA_KEY] == "local" and set(metadata[stats_choice.SCORES_KEY]) == set(errors)
+
+
+def test_recorded_stats_reads_the_metadata_and_states_the_cost():
+    assert stats_choice.recorded_stats({})[0] == "whole"
+    chosen, why = stats_choice.recorded_stats(
+        {
+            "inference_stats": "tiled",
+            "inference_stats_reason": "best on validation",
+            "inference_stats_scores": {"whole": {"psnr": 30, "seconds": 2.0}, "tiled": {"psnr": 31, "seconds": 3.0}},
+        }
+    )
+    assert chosen == "tiled" and "best on validation" in why and "1.5x the time" in why
+    assert stats_choice.recorded_stats({"inference_stats": "bogus"})[0] == "whole"
+
+
+def test_ship_model_records_the_choice(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("ship_model", ROOT / "scripts" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = ship_model
+    spec.loader.exec_module(ship_model)
+    monkeypatch.setattr(ship_model, "validation_pairs", lambda task: _pairs(size=64))
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    metadata = {"task": "denoise", "trained": "true", "train_patch": 32}
+    save_checkpoint(run / "model.safetensors", create_model("tiny_half_instance"), metadata=metadata)
+    assert ship_model.main([str(run), "--results", str(tmp_path / "results")]) == 0
+    shipped = read_metadata(tmp_path / "results" / "models" / "denoise.safetensors")
+    assert shipped["inference_stats"] in ("whole", "tiled", "local")
+    assert set(shipped["inference_stats_scores"]) == {"whole", "tiled", "local"}
+    assert "test-time statistics:" in capsys.readouterr().out
+
+
+def test_the_cli_uses_the_models_recorded_default(tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    folder = tmp_path / "models"
+    model = create_model("tiny_half_instance")
+    metadata = {"task": "denoise", "train_patch": 16, "inference_stats": "tiled", "inference_stats_reason": "test"}
+    save_checkpoint(folder / "denoise.safetensors", model, metadata=metadata)
+    monkeypatch.setattr(restore_cli, "DEFAULT_MODELS_DIR", folder)
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(src)
+    loaded, _ = load_checkpoint(folder / "denoise.safetensors")
+    outputs = {}
+    for flag in ("default", "whole", "tiled"):
+        assert restore_cli.main([str(src), str(tmp_path / f"{flag}.png"), "--task", "denoise", "--stats", flag]) == 0
+        outputs[flag] = np.asarray(Image.open(tmp_path / f"{flag}.png"))
+    assert "test-time statistics: tiled (this model's default, test)" in capsys.readouterr().out
+    assert np.array_equal(outputs["default"], outputs["tiled"]) and not np.array_equal(
+        outputs["tiled"], outputs["whole"]
+    )
+    expected = restore(loaded, load_image(src).pixels, stats="tiled", train_patch=16)
+    assert np.array_equal(outputs["default"], np.rint(expected * 255).astype(np.uint8))
+    assert restore_cli.main([str(src), str(tmp_path / "x.png"), "--task", "denoise", "--tile", "16"]) == 2
+
+
+@pytest.mark.parametrize("task", ["denoise", "jpeg"])
+def test_a_shipped_model_restores_16_bit_and_rgba_images_through_the_cli(task, tmp_path):
+    if not (SHIPPED_MODELS_DIR / f"{task}.safetensors").is_file():
+        pytest.fail(f"results/models/{task}.safetensors is not shipped")
+    rgba = np.random.default_rng(1).integers(0, 256, (40, 48, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    gray16 = (np.arange(40 * 48, dtype=np.uint16).reshape(40, 48) * 30).astype(np.uint16)
+    Image.fromarray(gray16).save(tmp_path / "gray16.png")
+    for name in ("rgba", "gray16"):
+        assert restore_cli.main([str(tmp_path / f"{name}.png"), str(tmp_path / f"{name}_out.png"), "--task", task]) == 0
+    out = np.asarray(Image.open(tmp_path / "rgba_out.png"))
+    assert out.shape == (40, 48, 4) and np.array_equal(out[:, :, 3], rgba[:, :, 3])
+    restored16 = load_image(tmp_path / "gray16_out.png")
+    assert restored16.bit_depth == 16 and restored16.was_gray
