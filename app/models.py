@@ -40,6 +40,7 @@ from hinet.runs import (
     results_runs_dir,
     shipped_models_dir,
 )
+from hinet.stats_choice import recorded_stats
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class ModelEntry:
     test_psnr: float | None
     params: int
     train_patch: int | None = None  # side of the training crops (metadata); None = not recorded / untrained
+    # Its default test-time statistics and why (hinet.stats_choice: chosen on validation when it shipped).
+    default_stats: tuple[str, str] = ("whole", "no default recorded in the checkpoint: whole image")
 
 
 @lru_cache(maxsize=64)
@@ -170,6 +173,7 @@ def _checkpoint_entry(
         test_psnr=test_psnr,
         params=params,
         train_patch=int(patch) if isinstance(patch, (int, float)) and patch >= 1 else None,
+        default_stats=recorded_stats(metadata),
     )
 
 
@@ -336,6 +340,10 @@ class ModelStore:
         project's assumption with a note saying it was assumed (`hinet.inference.training_patch`)."""
         return training_patch_of(self.find_entry(entry_id))
 
+    def default_stats_of(self, entry_id: str) -> tuple[str, str]:
+        """(test-time statistics, why) the model's checkpoint names as its default (else whole)."""
+        return self.find_entry(entry_id).default_stats
+
     # Loading
 
     def weights_version(self, entry_id: str) -> int:
@@ -415,6 +423,10 @@ class SessionModels:
 
     def train_patch_of(self, entry_id: str) -> tuple[int, str | None]:
         return training_patch_of(self.find_entry(entry_id))
+
+    def default_stats_of(self, entry_id: str) -> tuple[str, str]:
+        """(test-time statistics, why) the model's checkpoint names as its default (else whole)."""
+        return self.find_entry(entry_id).default_stats
 
     def weights_version(self, entry_id: str) -> int:
         return _version(self.find_entry(entry_id))

@@ -24,6 +24,7 @@ from hinet.errors import ConfigError, ImageError
 from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_output_array
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tile_boxes, tiled_stats_options
 from hinet.metrics import SSIM_WINDOW, Protocol, evaluate_pair, psnr
+from hinet.stats_choice import DEFAULT_STATS
 from hinet.tasks import get_task
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class RestoreRequest:
     overlap: int = 32
     # How the norms' statistics are computed at test time (hinet.inference.STATS_PROTOCOLS): "whole",
     # "tiled" (tiles of each model's training patch) or "local" (a sliding window, TLC). Ignored with `tile`.
-    stats: str = "whole"
+    stats: str = DEFAULT_STATS  # each model its recorded default (hinet.stats_choice)
     show_seams: bool = False  # tiles with zero overlap and no blending, to show tile seams
     max_pixels: int = DEFAULT_MAX_PIXELS
 
@@ -114,8 +115,11 @@ def check_variant_ids(variant_ids: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def check_stats(stats: str) -> str:
-    if stats not in STATS_PROTOCOLS:
-        raise ConfigError(f"Unknown test-time statistics {stats!r}; choose one of {', '.join(STATS_PROTOCOLS)}.")
+    """A protocol of `STATS_PROTOCOLS`, or `DEFAULT_STATS`: each model's recorded default."""
+    if stats not in (DEFAULT_STATS, *STATS_PROTOCOLS):
+        raise ConfigError(
+            f"Unknown test-time statistics {stats!r}; choose one of {', '.join((DEFAULT_STATS, *STATS_PROTOCOLS))}."
+        )
     return stats
 
 
@@ -188,11 +192,14 @@ def run_restore(
     label_of: Callable[[str], str] = str,
     progress: Callable[[float, str], None] | None = None,
     train_patch_of: Callable[[str], tuple[int, str | None]] | None = None,
+    default_stats_of: Callable[[str], tuple[str, str]] | None = None,
 ) -> RestoreResult:
     """Degrade (optionally), restore with every chosen variant, time each, score each against the GT.
 
     `train_patch_of(entry_id)` gives a model's (training patch, note when assumed) for stats "tiled"
-    and "local"; None assumes `hinet.inference.training_patch`'s default for every model."""
+    and "local"; None assumes `hinet.inference.training_patch`'s default for every model.
+    `default_stats_of(entry_id)` gives a model's (default statistics, why) for stats `DEFAULT_STATS`;
+    None runs every model on the whole image then."""
     from hinet.inference import training_patch
 
     # Scored as results/ scores the task (`Task.protocol`), so the numbers compare with the tables there.
@@ -219,7 +226,10 @@ def run_restore(
             progress(index / len(variant_ids), f"{label}: running")
         t0 = time.perf_counter()
         patch, note = (train_patch_of or (lambda _: training_patch({})))(entry_id)
-        if stats == "tiled" and not tiles:  # draw the first model's training-patch grid
+        model_stats, why = stats, ""
+        if stats == DEFAULT_STATS:
+            model_stats, why = (default_stats_of or (lambda _: ("whole", "no default known")))(entry_id)
+        if model_stats == "tiled" and not tiles:  # draw the first model's training-patch grid
             tiles = tile_boxes(*input_pixels.shape[:2], *tiled_stats_options(patch))
         pixels = restore(
             model,
@@ -228,14 +238,16 @@ def run_restore(
             overlap=overlap if request.tile else None,
             blend=blend,
             progress=tile_done,
-            stats=stats,
+            stats=model_stats,
             train_patch=patch,
         )
         seconds = time.perf_counter() - t0
         metrics = score_pair(pixels, gt, protocol) if gt is not None else None
-        stats_text = describe_stats(stats, patch, tile=request.tile, overlap=overlap if request.tile else None)
-        if note and stats != "whole":
+        stats_text = describe_stats(model_stats, patch, tile=request.tile, overlap=overlap if request.tile else None)
+        if note and model_stats != "whole":
             stats_text += f" ({note})"
+        if why:
+            stats_text += f" [{why}]"
         outputs.append(VariantOutput(entry_id, label, pixels, seconds, metrics, stats_text))
 
     input_metrics = score_pair(input_pixels, gt, protocol) if gt is not None else None
@@ -611,7 +623,13 @@ class FirstViews:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
-            result = run_restore(request, store.get_model, label_of, train_patch_of=store.train_patch_of)
+            result = run_restore(
+                request,
+                store.get_model,
+                label_of,
+                train_patch_of=store.train_patch_of,
+                default_stats_of=store.default_stats_of,
+            )
             self._results[key] = result
             while len(self._results) > self.size:
                 self._results.popitem(last=False)

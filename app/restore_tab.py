@@ -54,20 +54,29 @@ from app.restore_logic import (
 )
 from hinet.errors import HINetError
 from hinet.image import DEFAULT_MAX_PIXELS, load_image
+from hinet.stats_choice import DEFAULT_STATS
 from hinet.tasks import TASK_NAMES, TASKS
 
 log = logging.getLogger(__name__)
 
 STATE_TTL_S = 3600
+MODEL_DEFAULT = "each model's default"  # the statistics its checkpoint records (chosen on validation)
 WHOLE_IMAGE = "whole image"
 TILED = "tiles"  # custom tile size and overlap
 TRAIN_TILES = "training-patch tiles"
 LOCAL = "local statistics"
 # "Run on" choices -> the stats protocol of hinet.inference (custom tiles run "whole" inside each tile).
-RUN_ON_STATS = {WHOLE_IMAGE: "whole", TRAIN_TILES: "tiled", LOCAL: "local", TILED: "whole"}
+RUN_ON_STATS = {
+    MODEL_DEFAULT: DEFAULT_STATS,
+    WHOLE_IMAGE: "whole",
+    TRAIN_TILES: "tiled",
+    LOCAL: "local",
+    TILED: "whole",
+}
 FIRST_ZOOM = (0.5, 0.5, 4)  # the zoom sliders' start: centre x, centre y, zoom
 SLIDER_HEIGHT = 360  # px: with the metrics under it, the result fits above the fold of a 1366 x 768 screen
 RUN_ON_CHOICES = [
+    ("Each model's default (chosen on validation when it shipped; whole image if none is recorded)", MODEL_DEFAULT),
     ("Whole image, one pass (statistics over the whole image)", WHOLE_IMAGE),
     ("Tiles of each model's training patch (statistics per tile, blended)", TRAIN_TILES),
     ("Local statistics: a sliding window 1.5x the training patch (TLC), one pass", LOCAL),
@@ -192,6 +201,7 @@ def restore(
         partial(_label_of, store),
         progress=lambda fraction, text: progress(fraction, desc=text),
         train_patch_of=store.train_patch_of,
+        default_stats_of=store.default_stats_of,
     )
     origin = {"example": None if image else example, "tiling": tiling}
     return _present(result, origin, previous, slider_variant, center_x, center_y, zoom, show_difference)
@@ -239,7 +249,7 @@ def first_view(store: ModelStore, previous: dict | None = None):
     if result is None:
         return (gr.skip(),) * 11
     variant_ids = list(result.request.variant_ids)
-    origin = {"example": FIRST_EXAMPLE, "tiling": WHOLE_IMAGE}
+    origin = {"example": FIRST_EXAMPLE, "tiling": MODEL_DEFAULT}
     shown = _present(result, origin, previous, "", *FIRST_ZOOM, False)
     # The cached result is shared by every page: this page's model input is its own copy.
     return (FIRST_EXAMPLE, True, gr.update(value=variant_ids), *shown[:-1], result.input_pixels.copy())
@@ -255,7 +265,7 @@ def api_call(state: dict) -> str:
     if req.degrade_first:
         args["seed"] = req.seed
         args.update({f"{req.task}_{name}": value for name, value in req.strength.items()})
-    args["tiling"] = state.get("tiling", WHOLE_IMAGE)
+    args["tiling"] = state.get("tiling", MODEL_DEFAULT)
     if req.tile:
         args.update(tile_size=req.tile, overlap=req.overlap, show_seams=req.show_seams)
     lines = [
@@ -403,7 +413,7 @@ def build_tab(ctx: AppContext) -> None:
                     "trained on small crops can do better when the statistics at test time cover a "
                     "similar area: per tile, or over a sliding window. Batch norm is unaffected."
                 )
-                tiling = gr.Radio(RUN_ON_CHOICES, value=WHOLE_IMAGE, label="How statistics are computed at test time")
+                tiling = gr.Radio(RUN_ON_CHOICES, value=MODEL_DEFAULT, label="How statistics are computed at test time")
                 tile_size = gr.Slider(MIN_TILE, 1024, value=256, step=TILE_STEP, label="Tile size (pixels)")
                 overlap = gr.Slider(0, 128, value=32, step=8, label="Tile overlap (pixels)")
                 show_seams = gr.Checkbox(value=False, label="Show seams: zero overlap, no blending")

@@ -515,6 +515,35 @@ def test_stats_protocols_run_per_model_training_patch_and_say_so(tmp_path, tiny_
         )
 
 
+def test_each_models_default_statistics_come_from_its_checkpoint(tmp_path, tiny_model):
+    """The app's default "Run on" choice runs every model with the statistics its checkpoint records
+    (hinet.stats_choice) and says which and why; a file without a record runs whole-image."""
+    from hinet.inference import restore
+
+    store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
+    recorded = {"task": "denoise", "trained": "true", "train_patch": 32, "inference_stats": "tiled"}
+    recorded["inference_stats_reason"] = "best on validation"
+    save_checkpoint(tmp_path / "models" / "denoise.safetensors", tiny_model, metadata=recorded)
+    save_checkpoint(tmp_path / "models" / "denoise_old.safetensors", tiny_model, metadata={"task": "denoise"})
+    ids = ("results/models/denoise", "results/models/denoise_old")
+    assert store.default_stats_of(ids[0]) == ("tiled", "this model's default, best on validation")
+    assert store.default_stats_of(ids[1])[0] == "whole"
+    path = save_image(tmp_path / "wide.png", np.random.default_rng(3).random((64, 96, 3)).astype(np.float32))
+    request = RestoreRequest(task="denoise", variant_ids=ids, image_path=str(path))
+    assert request.stats == "default"
+    result = run_restore(
+        request, store.get_model, train_patch_of=store.train_patch_of, default_stats_of=store.default_stats_of
+    )
+    pixels = load_image(path).pixels
+    model = store.get_model(ids[0])
+    np.testing.assert_allclose(
+        result.outputs[0].pixels, restore(model, pixels, stats="tiled", train_patch=32), atol=1e-6
+    )
+    np.testing.assert_allclose(result.outputs[1].pixels, restore(model, pixels), atol=1e-6)
+    assert "best on validation" in result.outputs[0].stats_text and "tiled" in result.outputs[0].stats_text
+    assert "no default recorded" in result.outputs[1].stats_text
+
+
 def test_entries_carry_their_training_patch(tmp_path, tiny_model):
     store = ModelStore(results_dir=tmp_path, runs_dir=tmp_path / "no_runs")
     save_checkpoint(
