@@ -101,6 +101,47 @@ def recorded_stats(metadata: dict) -> tuple[str, str]:
     return chosen, f"this model's default, {reason}"
 
 
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hinet.stats_choice results/models/deblur.safetensors ... [--write]`: measure each file's
+    default on validation and (with --write) record it in the file, weights unchanged."""
+    import argparse
+    import sys
+
+    import torch
+    from safetensors import safe_open
+
+    from hinet.checkpoint import load_checkpoint, save_checkpoint
+    from hinet.errors import HINetError
+    from hinet.inference import training_patch
+    from hinet.logs import add_verbosity_flags, configure_logging, verbosity
+
+    parser = argparse.ArgumentParser(prog="python -m hinet.stats_choice", description=main.__doc__.split(":")[0])
+    parser.add_argument("checkpoints", nargs="+", help="hinet .safetensors files")
+    parser.add_argument("--write", action="store_true", help="record the choice in each file's metadata")
+    add_verbosity_flags(parser)
+    args = parser.parse_args(argv)
+    configure_logging(verbosity(args))
+    try:
+        for path in args.checkpoints:
+            model, metadata = load_checkpoint(path)
+            task = metadata.get("task")
+            if task is None:
+                raise HINetError(f"{path} does not name its task in its metadata")
+            choice = choose_stats(model.eval(), task, validation_pairs(task), training_patch(metadata)[0])
+            scores = "; ".join(f"{k} {v['psnr']:.2f} dB {v['seconds']:.1f} s" for k, v in choice.scores.items())
+            print(f"{path}: {choice.chosen} ({choice.reason}){f' [{scores}]' if scores else ''}")
+            if args.write:
+                with safe_open(path, "pt") as handle:  # keep the file's precision (shipped files are fp16)
+                    half = handle.get_slice(next(iter(handle.keys()))).get_dtype() == "F16"
+                kept = {k: v for k, v in metadata.items() if k != "config"}
+                save_checkpoint(path, model, {**kept, **choice.metadata()}, dtype=torch.float16 if half else None)
+                print(f"  recorded in {path}")
+    except (HINetError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 __all__ = [
     "DEFAULT_STATS",
     "METADATA_KEY",
@@ -109,3 +150,7 @@ __all__ = [
     "recorded_stats",
     "validation_pairs",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

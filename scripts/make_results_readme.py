@@ -587,6 +587,25 @@ def _relative(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
+def default_stats_line(meta: dict) -> str:
+    """The model's default test-time statistics (what the app and `hinet.restore` run) and their
+    validation scores, from its metadata (`python -m hinet.stats_choice FILE --write`)."""
+    from hinet.stats_choice import METADATA_KEY, SCORES_KEY, recorded_stats
+
+    chosen, why = recorded_stats(meta)
+    if METADATA_KEY not in meta:
+        return f"Default test-time statistics: {chosen} ({why})."
+    scores = meta.get(SCORES_KEY) or {}
+    measured = ", ".join(f"{k} {v['psnr']:.2f} dB in {v['seconds']:.1f} s" for k, v in scores.items())
+    why = why.removeprefix("this model's default, ")
+    table_note = "" if chosen == "whole" else " The test-set figures below are whole-image (one pass) scores."
+    return (
+        f"Default test-time statistics (app and CLI): **{chosen}**, {why}"
+        + (f"; validation: {measured}" if measured else "")
+        + f" (`python -m hinet.stats_choice FILE --write`).{table_note}"
+    )
+
+
 def models_section(results: Path, project_root: Path | None = None) -> str:
     import pandas as pd
 
@@ -629,6 +648,8 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
             f"{meta.get('steps', '?')} steps, "
             f"{float(meta.get('train_seconds', 'nan')) / 60:.0f} min training on {meta.get('device', '?')} "
             f"({precision}), blind={meta.get('blind', '?')}, training patch {meta.get('train_patch', '?')} px.",
+            "",
+            default_stats_line(meta),
             "",
             "| method | " + " | ".join(f"`{level}` PSNR / SSIM / s" for level in levels) + " |",
             "|---|" + "---|" * len(levels),

@@ -131,3 +131,24 @@ def test_a_shipped_model_restores_16_bit_and_rgba_images_through_the_cli(task, t
     assert out.shape == (40, 48, 4) and np.array_equal(out[:, :, 3], rgba[:, :, 3])
     restored16 = load_image(tmp_path / "gray16_out.png")
     assert restored16.bit_depth == 16 and restored16.was_gray
+
+
+def test_the_command_records_the_choice_and_keeps_the_weights(tmp_path, monkeypatch, capsys):
+    from safetensors.torch import load_file
+
+    monkeypatch.setattr(stats_choice, "validation_pairs", lambda task: _pairs(size=64))
+    torch.manual_seed(0)
+    path = save_checkpoint(
+        tmp_path / "m.safetensors",
+        create_model("tiny_half_instance"),
+        metadata={"task": "denoise", "train_patch": 32, "steps": 7},
+        dtype=torch.float16,
+    )
+    before = load_file(path)
+    assert stats_choice.main([str(path), "--write"]) == 0
+    after = load_file(path)
+    assert all(torch.equal(before[k], after[k]) and after[k].dtype == torch.float16 for k in before)
+    metadata = read_metadata(path)
+    assert metadata["steps"] == 7 and metadata["inference_stats"] in ("whole", "tiled", "local")
+    assert "recorded in" in capsys.readouterr().out
+    assert stats_choice.main([str(tmp_path / "missing.safetensors")]) == 2
