@@ -4,9 +4,13 @@
     python -m hinet.restore photos/ restored/ --task deblur --tile 512
     python -m hinet.restore in.png out.png --task denoise --checkpoint runs/my_run/model.safetensors
     python -m hinet.restore in.png out.png --task denoise --variant small_hin   # untrained: a smoke test only
+    python -m hinet.restore in.png out.png --task deblur --stats whole          # not the model's default
 
 Outputs are lossless PNG (16-bit when the input was 16-bit; gray stays gray; alpha is kept untouched).
 Without --checkpoint/--variant the task's shipped model `results/models/<task>.safetensors` is used.
+`--stats` (default: the model's own, chosen on validation when it was shipped; `hinet.stats_choice`) says
+how the norms' statistics are computed at test time; the command prints which it used and why. `--tile`
+bounds memory; when the model's default is `tiled`, its training-patch tiles bound it already and run.
 Exit code 0 when everything was written, 2 on any error (folders: the other files are still written and
 the failures are listed at the end). Warnings (an untrained variant, a model trained for another task, an
 animated image of which only the first frame is used) go to stderr; `-q` hides the progress bar, `-qq`
@@ -33,7 +37,9 @@ from hinet.runs import SHIPPED_MODELS_DIR
 from hinet.stats_choice import DEFAULT_STATS, recorded_stats
 from hinet.tasks import TASK_NAMES
 
-log = logging.getLogger(__name__)
+# Not __name__: under `python -m hinet.restore` that is "__main__", outside the logger configure_logging
+# sets up, so warnings lost their "warning:" prefix and -qq did not hide them.
+log = logging.getLogger("hinet.restore")
 
 DEFAULT_MODELS_DIR = SHIPPED_MODELS_DIR  # each task's model when no --checkpoint is given
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -169,12 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, description, metadata = load_model(args.task, args.checkpoint, args.variant)
         stats, why = chosen_stats(args.stats, metadata)
-        if args.tile is not None and stats == "tiled":
-            raise ConfigError("--tile replaces the training-patch tiles of --stats tiled; give one of them")
         train_patch, assumed = training_patch(metadata)
-        jobs = plan(args.input, args.output)
         if args.tile is not None and args.tile < 1:
             raise ConfigError(f"--tile must be a positive number of pixels; got {args.tile}")
+        tile = args.tile
+        if tile is not None and stats == "tiled":
+            if args.stats != DEFAULT_STATS:
+                raise ConfigError("--tile replaces the training-patch tiles of --stats tiled; give one of them")
+            # The model's own default: a --tile given to bound memory must not stop it (nor replace its tiles).
+            why += f"; --tile {tile} is not used: the {train_patch} px training-patch tiles bound memory already"
+            tile = None
+        jobs = plan(args.input, args.output)
         if args.overlap < 0:
             raise ConfigError(f"--overlap must be 0 or more; got {args.overlap}")
     except HINetError as error:
@@ -182,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
     if verbosity(args) >= 0:
-        print(f"test-time statistics: {stats} ({why})" + (f"; {assumed}" if assumed and stats != "whole" else ""))
+        # restore's own note on an assumed patch points to evaluate's --train-patch, which this command lacks.
+        assumed_patch = f"; training patch assumed {train_patch} px (the checkpoint does not record it)"
+        print(f"test-time statistics: {stats} ({why})" + (assumed_patch if assumed and stats != "whole" else ""))
     failures: list[tuple[Path, str]] = []
     bar = tqdm(jobs, desc=f"restoring ({description})", unit="image", disable=len(jobs) == 1 or verbosity(args) < 0)
     with logging_redirect_tqdm(loggers=[logging.getLogger(PACKAGE_LOGGER)]):  # warnings print above the bar
         for src, dst in bar:
             try:
-                restore_file(model, src, dst, args.tile, args.overlap, stats, train_patch)
+                restore_file(model, src, dst, tile, args.overlap, stats, train_patch)
             except (HINetError, OSError, RuntimeError, MemoryError) as error:
                 message = _one_line(error)
                 failures.append((src, message))

@@ -2,6 +2,8 @@
 time, used by the CLI's `--stats default`."""
 
 import importlib.util
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -114,7 +116,48 @@ def test_the_cli_uses_the_models_recorded_default(tmp_path, monkeypatch, capsys)
     )
     expected = restore(loaded, load_image(src).pixels, stats="tiled", train_patch=16)
     assert np.array_equal(outputs["default"], np.rint(expected * 255).astype(np.uint8))
-    assert restore_cli.main([str(src), str(tmp_path / "x.png"), "--task", "denoise", "--tile", "16"]) == 2
+    # --tile bounds memory: with a tiled default the training-patch tiles bound it already, so they run and
+    # the command says so; asking for --stats tiled and --tile together is a contradiction, refused.
+    assert restore_cli.main([str(src), str(tmp_path / "x.png"), "--task", "denoise", "--tile", "512"]) == 0
+    assert "--tile 512 is not used: the 16 px training-patch tiles" in capsys.readouterr().out
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), outputs["default"])
+    explicit = [str(src), str(tmp_path / "y.png"), "--task", "denoise", "--tile", "16", "--stats", "tiled"]
+    assert restore_cli.main(explicit) == 2 and not (tmp_path / "y.png").exists()
+    assert "give one of them" in capsys.readouterr().err
+    # A local default keeps --tile as memory tiling (local statistics per tile).
+    save_checkpoint(folder / "denoise.safetensors", model, metadata={**metadata, "inference_stats": "local"})
+    assert (
+        restore_cli.main([str(src), str(tmp_path / "z.png"), "--task", "denoise", "--tile", "32", "--overlap", "8"])
+        == 0
+    )
+    expected = restore(loaded, load_image(src).pixels, stats="local", train_patch=16, tile=32, overlap=8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "z.png")), np.rint(expected * 255).astype(np.uint8))
+
+
+def test_an_assumed_training_patch_is_said_in_the_commands_own_words(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "models"
+    metadata = {"task": "denoise", "inference_stats": "local", "inference_stats_reason": "test"}  # no train_patch
+    save_checkpoint(folder / "denoise.safetensors", create_model("tiny_half_instance"), metadata=metadata)
+    monkeypatch.setattr(restore_cli, "DEFAULT_MODELS_DIR", folder)
+    src = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(src)
+    assert restore_cli.main([str(src), str(tmp_path / "out.png"), "--task", "denoise"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.endswith("; training patch assumed 64 px (the checkpoint does not record it)")
+    assert "--train-patch" not in line  # evaluate's option: this command has none
+
+
+def test_python_m_restore_warnings_go_through_the_configured_logger(tmp_path):
+    """Under `python -m` the module is "__main__": its warnings must still be prefixed and -qq must hide them."""
+    src = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(src)
+    command = [sys.executable, "-m", "hinet.restore", str(src), str(tmp_path / "o.png"), "--task", "denoise"]
+    command += ["--variant", "tiny_half_instance"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    loud = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert loud.returncode == 0 and loud.stderr.startswith("warning: --variant tiny_half_instance builds an UNTRAINED")
+    quiet = subprocess.run([*command, "-qq"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 @pytest.mark.parametrize("task", ["denoise", "jpeg"])
