@@ -157,7 +157,7 @@ def bench_train(variants: list[str], steps: int, patch: int = 64, batch: int = 8
             torch.manual_seed(0)
             model = create_model(variant).train()
             if options["channels_last"]:
-                model = model.to(memory_format=torch.channels_last)
+                model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
             states[mode] = (model, torch.optim.Adam(model.parameters(), lr=1e-4), options)
         times: dict[str, list[float]] = {mode: [] for mode in modes}
 

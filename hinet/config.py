@@ -18,6 +18,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,10 +225,10 @@ def _as_int(value):
 
 
 def _exactly(kind: type):
-    def check(value):
+    def check(value: object) -> object:
         if not isinstance(value, kind):
             raise TypeError
-        return kind(value) if kind in (dict, list) else value
+        return value.copy() if isinstance(value, (dict, list)) else value
 
     return check
 
@@ -388,7 +389,7 @@ def apply_overrides(values: dict, assignments: list[str]) -> dict:
     return values
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML TrainConfig (or the defaults when `path` is None) and apply `--set` overrides."""
     values = {} if path is None else read_yaml_mapping(path, "config file", "config keys")
     return TrainConfig.from_dict(apply_overrides(values, list(overrides)))

@@ -17,11 +17,13 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import IterableDataset
 
 from hinet.errors import ConfigError, ImageError
 from hinet.io import atomic_write
@@ -320,7 +322,7 @@ def test_images() -> dict[str, np.ndarray]:
     return dict(_SOURCE_CACHE["test"])
 
 
-test_images.__test__ = False  # not a pytest test despite its name
+test_images.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
 
 
 class PairedFolder:
@@ -397,8 +399,10 @@ def random_crop(images, size, rng: Rng = None):
     arrays = [images] if single else list(images)
     if not arrays:
         raise ImageError("random_crop needs at least one image")
-    ch, cw = (size, size) if np.isscalar(size) else size
-    ch, cw = int(ch), int(cw)
+    if isinstance(size, numbers.Integral):
+        ch = cw = int(size)
+    else:
+        ch, cw = (int(side) for side in size)
     if ch < 1 or cw < 1:
         raise ConfigError(f"crop size must be positive, got {size}")
     h, w = arrays[0].shape[:2]
@@ -507,13 +511,7 @@ def _as_image_list(clean_images) -> list[np.ndarray]:
     return [np.ascontiguousarray(_check_image(v, "clean image")) for v in values]
 
 
-try:
-    from torch.utils.data import IterableDataset as _IterableDataset
-except ImportError:  # torch is a hard requirement of the package; this only keeps data.py importable
-    _IterableDataset = object
-
-
-class SyntheticPairs(_IterableDataset):
+class SyntheticPairs(IterableDataset):
     """An endless stream of `(lq, gt)` float32 tensors 3 x patch x patch built by `make_pair`.
 
     Deterministic given (seed, rank); each rank of a `world_size`-process run draws its own samples.
@@ -583,7 +581,9 @@ def _rescale(image: np.ndarray, scale: float) -> np.ndarray:
     h, w = image.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(size, Image.LANCZOS))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[:, :, c]), mode="F").resize(size, Image.Resampling.LANCZOS)
+        )
         for c in range(3)
     ]
     return np.ascontiguousarray(np.clip(np.stack(channels, axis=2), 0, 1), dtype=np.float32)
@@ -601,7 +601,8 @@ def training_pool(
     skimage's), with `photos` the training split of `hinet.photos` (Debian packages; the validation
     photos never enter), their downscaled copies at each scale in `scales` below 1 (smaller than
     `min_size` on a side: dropped), and `n_dead_leaves` dead-leaves images. Never includes `test_images()`."""
-    images, names = [], []
+    images: list[np.ndarray] = []
+    names: list[str] = []
     groups = [("skimage", skimage_images()), ("pywt", pywt_images())]
     if photos:
         from hinet.photos import photo_images

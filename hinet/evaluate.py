@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import logging
 import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -173,7 +175,7 @@ def _evaluate_items(
     method_name: str,
     progress: Callable[[str, str], None] | None,
     stats: list[str],
-    restore_options: dict,
+    restore_options: RestoreOptions,
 ) -> list[dict]:
     from hinet.image import save_image
 
@@ -182,16 +184,16 @@ def _evaluate_items(
     for name, lq, gt in items:
         methods: list[tuple[str, str, Callable[[], np.ndarray]]] = []  # (method, stats, run)
         if chosen is not None:
-            methods.append(("input", "", lambda lq=lq: lq))
+            methods.append(("input", "", functools.partial(_unchanged, lq)))
             for method in chosen:
-                methods.append((method, "", lambda run=BASELINES[method], lq=lq: run(lq, strength)))
+                methods.append((method, "", functools.partial(BASELINES[method], lq, strength)))
         if model is not None:
             for protocol_name in stats:
                 methods.append(
                     (
                         method_name,
                         protocol_name,
-                        lambda s=protocol_name, lq=lq: restore(model, lq, tile=tile, stats=s, **restore_options),
+                        functools.partial(restore, model, lq, tile=tile, stats=protocol_name, **restore_options),
                     )
                 )
         for method, protocol_name, run in methods:
@@ -217,11 +219,24 @@ def _evaluate_items(
     return rows
 
 
+class RestoreOptions(TypedDict, total=False):
+    """The `restore` keywords shared by every protocol of one evaluation."""
+
+    train_patch: int | None
+    local_factor: float
+    local_edge: str
+    local_min_ratio: float
+
+
+def _unchanged(image: np.ndarray) -> np.ndarray:
+    return image
+
+
 def _restore_options(
     stats: list[str], train_patch: int | None, local_factor: float, local_edge: str, local_min_ratio: float
-) -> dict:
+) -> RestoreOptions:
     """`restore` keywords shared by every protocol, checked once before any image is processed."""
-    options = dict(
+    options = RestoreOptions(
         train_patch=train_patch, local_factor=local_factor, local_edge=local_edge, local_min_ratio=local_min_ratio
     )
     for name in stats:
@@ -266,7 +281,9 @@ def evaluate_model(
     protocol = get_task(task).protocol if protocol is None else protocol
     stats = chosen_stats(stats)
     options = (
-        _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
+        _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio)
+        if model is not None
+        else RestoreOptions()
     )
     items = (
         (name, degraded_input(np.asarray(clean, np.float32), task, level, seed, name), clean)
@@ -313,7 +330,9 @@ def evaluate_pairs(
     protocol = get_task(task).protocol if protocol is None else protocol
     stats = chosen_stats(stats)
     options = (
-        _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio) if model is not None else {}
+        _restore_options(stats, train_patch, local_factor, local_edge, local_min_ratio)
+        if model is not None
+        else RestoreOptions()
     )
     items = iter(pairs) if skipped is None else _readable_pairs(pairs, skipped)
     return _evaluate_items(
@@ -528,7 +547,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
 
     model, metadata = load_any_checkpoint(args.checkpoint)
     task = args.task or metadata.get("task")
-    if task not in TASKS:
+    if not isinstance(task, str) or task not in TASKS:
         raise ConfigError(f"give --task ({', '.join(TASK_NAMES)}): the checkpoint does not name its task")
     if args.task_levels:
         strengths = [level for _, level in get_task(task).evaluation_levels]

@@ -219,7 +219,8 @@ def capture_features(
         else:
             mean_after, std_after = mean_before.clone(), std_before.clone()
         norm_layer = block.norm
-        has_affine = norm_layer is not None and getattr(norm_layer, "weight", None) is not None
+        weight = getattr(norm_layer, "weight", None)
+        bias = getattr(norm_layer, "bias", None)
         factor = 2**level
         result[name] = BlockFeatures(
             name=name,
@@ -236,8 +237,8 @@ def capture_features(
             std_before=std_before,
             mean_after=mean_after,
             std_after=std_after,
-            gamma=norm_layer.weight.detach().float().cpu().clone() if has_affine else None,
-            beta=norm_layer.bias.detach().float().cpu().clone() if has_affine else None,
+            gamma=weight.detach().float().cpu().clone() if isinstance(weight, torch.Tensor) else None,
+            beta=bias.detach().float().cpu().clone() if isinstance(bias, torch.Tensor) else None,
             valid_hw=(math.ceil(h / factor), math.ceil(w / factor)),
         )
     return result

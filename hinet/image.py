@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from hinet.errors import ImageError
 from hinet.io import atomic_write, atomic_write_bytes
@@ -109,17 +109,18 @@ def _check_size(width: int, height: int, max_pixels: int, name: str) -> None:
 def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
     """Open lazily and check the header's size before any pixel is decoded."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image: Image.Image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
         # Pillow refuses absurd sizes in open() already, before we see the size; read the header again
         # without Pillow's limit so the message can give W x H like our own limit does.
-        image = _open_header_only(data)
-        if image is None:
+        header = _open_header_only(data)
+        if header is None:
             found = re.search(r"\((\d+) pixels\)", str(error))
             size = f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow allows"
             raise ImageError(
                 f"{name} is too large: {size}, more than the limit of {max_pixels:,} pixels; downscale or crop it first"
             ) from error
+        image = header
     except UnidentifiedImageError as error:
         raise ImageError(f"{name} is not an image file, or is in a format that cannot be read") from error
     except Exception as error:  # any header parser failure means a damaged file
@@ -310,7 +311,7 @@ def _decode_png16(image: Image.Image, name: str) -> tuple[np.ndarray, bool, int]
     of each big-endian sample); Pillow still does the inflating and unfiltering. Returns
     (uint16 H x W x C, has_alpha, EXIF orientation) or None for any other image.
     """
-    if image.format != "PNG" or len(getattr(image, "tile", ())) != 1 or not hasattr(image, "fp"):
+    if not isinstance(image, ImageFile.ImageFile) or image.format != "PNG" or len(image.tile) != 1:
         return None
     tile = image.tile[0]
     rawmode = tile.args if isinstance(tile.args, str) else None
@@ -327,12 +328,15 @@ def _decode_png16(image: Image.Image, name: str) -> tuple[np.ndarray, bool, int]
     return high.astype(np.uint16) * 256 + low, rawmode == "RGBA;16B", _exif_orientation(decoded)
 
 
-def _source_bytes(image: Image.Image) -> bytes | None:
+def _source_bytes(image: ImageFile.ImageFile) -> bytes | None:
+    source = image.fp
+    if source is None:  # Pillow closes single-frame files after loading them
+        return None
     try:
-        position = image.fp.tell()
-        image.fp.seek(0)
-        data = image.fp.read()
-        image.fp.seek(position)
+        position = source.tell()
+        source.seek(0)
+        data = source.read()
+        source.seek(position)
         return data
     except Exception:  # noqa: BLE001  a file object that cannot be reread only loses this fallback
         return None

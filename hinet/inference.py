@@ -23,7 +23,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -262,12 +262,14 @@ def describe_stats(
     """One line saying how `restore` with these arguments computes the norms' statistics."""
     _check_stats(stats, train_patch)
     if stats == "tiled" and tile is None:
+        assert train_patch is not None  # _check_stats
         tile, overlap = tiled_stats_options(train_patch)
     tiling = "" if tile is None else f"{tile} px tiles, overlap {DEFAULT_OVERLAP if overlap is None else overlap} px"
     if stats == "whole":
         return "whole: global statistics" + (f" per tile ({tiling})" if tiling else " over the whole image, one pass")
     if stats == "tiled":
         return f"tiled: statistics per tile ({tiling}; training patch {train_patch} px)"
+    assert train_patch is not None  # _check_stats
     rule = LocalRule(train_patch, local_factor, local_edge, local_min_ratio)
     return f"local: statistics over a sliding {rule.describe()}; training patch {train_patch} px" + (
         f"; in {tiling}" if tiling else ", one pass"
@@ -337,6 +339,7 @@ def restore(
         raise ConfigError(f"restore needs a hinet.model.HINet; got {type(model).__name__}")
     _check_stats(stats, train_patch)
     if stats == "tiled" and tile is None:
+        assert train_patch is not None  # _check_stats
         tile, default_overlap = tiled_stats_options(train_patch)
         overlap = default_overlap if overlap is None else overlap
     overlap = DEFAULT_OVERLAP if overlap is None else overlap
@@ -344,11 +347,10 @@ def restore(
     input_device, input_dtype = x.device, x.dtype
     device = model_device(model)
     path = FAST_PATH if fast else PLAIN_PATH
-    norms = (
-        local_statistics(model, train_patch, local_factor, local_edge, local_min_ratio)
-        if stats == "local"
-        else nullcontext()
-    )
+    norms: AbstractContextManager[object] = nullcontext()
+    if stats == "local":
+        assert train_patch is not None  # _check_stats
+        norms = local_statistics(model, train_patch, local_factor, local_edge, local_min_ratio)
 
     with model_lock(model), eval_mode(model), norms:
         if tile is None:

@@ -30,7 +30,7 @@ def _current_umask() -> int:
         return _umask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Replace `path` with what `write(temp_path)` writes to a temporary file in the same folder.
 
     The temporary file gets the permissions of an ordinary new file (0o666 minus the umask; mkstemp

@@ -36,6 +36,7 @@ import numbers
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 from torch import nn
@@ -213,15 +214,16 @@ def _is_real(value) -> bool:
 class _ModelInput:
     """The H x W of the current model input, recorded by a forward pre-hook for every wrapper to read."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.size: tuple[int, int] | None = None
 
     def record(self, module: nn.Module, args: tuple) -> None:
         if args and isinstance(args[0], torch.Tensor) and args[0].ndim >= 2:
-            self.size = tuple(args[0].shape[-2:])
+            height, width = args[0].shape[-2:]
+            self.size = (int(height), int(width))
 
 
-def has_input_statistics(norm: nn.Module | None) -> bool:
+def has_input_statistics(norm: nn.Module | None) -> TypeGuard[nn.InstanceNorm2d | nn.GroupNorm]:
     """True for the norms TLC applies to: those computing statistics from their input at inference."""
     if isinstance(norm, nn.InstanceNorm2d):
         return not norm.track_running_stats  # with running stats it behaves like BatchNorm in eval mode
@@ -269,7 +271,10 @@ def _normalize_groups(x: torch.Tensor, out: torch.Tensor, kh: int, kw: int, edge
         if channels == 1:
             variance = torch.zeros_like(mean)
         else:
-            variance = sum(((x[:, channel] - centre) - mean).square_() for channel in range(channels)) / channels
+            variance = torch.zeros_like(mean)
+            for channel in range(channels):
+                variance.add_(((x[:, channel] - centre) - mean).square_())
+            variance.div_(channels)
     else:
         mean, mean_square = _box_mean(moments, kh, kw, edge)
         variance = mean_square.addcmul_(mean, mean, value=-1)
@@ -321,6 +326,8 @@ class LocalStatsNorm(nn.Module):
     Where `rule` gives no window the wrapped layer runs unchanged, so a covering window gives exactly
     the global result. Inference only: ConfigError when autograd records a gradient for the input.
     """
+
+    original: nn.InstanceNorm2d | nn.GroupNorm
 
     def __init__(self, norm: nn.Module, rule: LocalRule, model_input: _ModelInput):
         super().__init__()

@@ -33,6 +33,7 @@ class _PixelLoss(nn.Module):
             _check(p, target)
             value = self.single(p, target)
             total = value if total is None else total + value
+        assert total is not None  # `preds` is never empty
         return total
 
 

@@ -159,13 +159,13 @@ def prepared(photo: Photo, side: int | None = None) -> np.ndarray:
         except OSError:
             pass  # a damaged cache file is prepared again below
     verify(photo)
-    with Image.open(photo.path) as image:
-        image = image.convert("RGB")  # the one gray photo (Grey) becomes three equal channels
-        scale = side / max(image.size)
+    with Image.open(photo.path) as opened:
+        rgb = opened.convert("RGB")  # the one gray photo (Grey) becomes three equal channels
+        scale = side / max(rgb.size)
         if scale < 1:
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.LANCZOS)  # Pillow widens the filter by the scale: anti-aliased
-        pixels = np.asarray(image, dtype=np.uint8)
+            size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+            rgb = rgb.resize(size, Image.Resampling.LANCZOS)  # Pillow widens the filter by the scale: anti-aliased
+        pixels = np.asarray(rgb, dtype=np.uint8)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(cached, lambda temp: Image.fromarray(pixels).save(temp, format="PNG"))

@@ -445,7 +445,7 @@ def summarize(
     order = variant_order(table)
     for variant in [baseline] + [v for v in order if v != baseline]:  # the reference row first
         seeds = per_seed[per_seed["variant"] == variant]
-        row = {
+        row: dict[str, object] = {
             "variant": variant,
             "protocol": protocol,
             "n_seeds": int(len(seeds)),
@@ -862,8 +862,9 @@ def check_paper_claims(
         table = select(table, protocol=protocol)
         if table.empty:
             raise ResultsError(f"the table has no rows for protocol {protocol!r}")
-    protocol = single_protocol(table, "check_paper_claims")
-    return [replace(check, protocol=protocol) for check in _check_claims(table, n_resamples, seed)]
+    found = single_protocol(table, "check_paper_claims")  # None for an empty table: nothing is tested
+    checks = _check_claims(table, n_resamples, seed)
+    return checks if found is None else [replace(check, protocol=found) for check in checks]
 
 
 def claims_by_protocol(
@@ -914,7 +915,7 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
         )
         worst = means.idxmin()
         others = {v: m for v, m in means.items() if v != by_norm["batch"]}
-        bn_vs_next = min(others, key=others.get)
+        bn_vs_next = min(others, key=lambda v: others[v])
         delta = _comparison(table, by_norm["batch"], bn_vs_next, n_resamples, seed)
         listing = ", ".join(f"{v} {m:.{PSNR_DIGITS}f}" for v, m in means.sort_values().items())
         evidence = f"mean PSNR (dB): {listing}; {_describe(by_norm['batch'], bn_vs_next, delta, configs)}"
@@ -1025,7 +1026,7 @@ def budget_of(name: str, family: str = LADDER_FAMILY) -> int | None:
 def ladder_ablations(table: pd.DataFrame, family: str = LADDER_FAMILY) -> list[str]:
     """The family's ablations in the table, by increasing budget (the budget is part of the name)."""
     names = {str(a) for a in table["ablation"].unique() if budget_of(a, family) is not None}
-    return sorted(names, key=lambda name: budget_of(name, family))
+    return sorted(names, key=lambda name: budget_of(name, family) or 0)  # every name has a budget
 
 
 def budget_ladder(

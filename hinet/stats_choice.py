@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     from hinet.inference import training_patch
     from hinet.logs import add_verbosity_flags, configure_logging, verbosity
 
-    parser = argparse.ArgumentParser(prog="python -m hinet.stats_choice", description=main.__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m hinet.stats_choice", description=(main.__doc__ or "").split(":")[0]
+    )
     parser.add_argument("checkpoints", nargs="+", help="hinet .safetensors files")
     parser.add_argument("--write", action="store_true", help="record the choice in each file's metadata")
     add_verbosity_flags(parser)

@@ -59,6 +59,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
@@ -85,6 +86,7 @@ from hinet.runs import (
     RUN_INFO_FILE,
     SHIPPED_WEIGHTS_FILE,
     STAGING_DIR,
+    STATE_JSON_FILE,
     STATE_TENSORS_FILE,
     read_run_config,
     read_state,
@@ -224,9 +226,11 @@ def read_grid(path: str | os.PathLike) -> Grid:
         raise ConfigError(f"{path}: variants must be a non-empty list of {{name, variant, model}}")
     names = [v.get("name") if isinstance(v, dict) else None for v in grid.variants]
     if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
-        raise ConfigError(f"{path}: every variant needs a unique name; got {names}")
+        raise ConfigError(f"{path}: every variant needs a unique name; got {', '.join(map(repr, names))}")
     if grid.baseline is not None and grid.baseline not in names:
-        raise ConfigError(f"{path}: baseline {grid.baseline!r} is not one of the variants ({', '.join(names)})")
+        raise ConfigError(
+            f"{path}: baseline {grid.baseline!r} is not one of the variants ({', '.join(map(str, names))})"
+        )
     return grid
 
 
@@ -265,7 +269,20 @@ def _lr_search_spec(grid: Grid, path: Path) -> LrSearch | None:
     )
 
 
-def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
+class _Job(NamedTuple):
+    order: int  # the seed's position: runs go seed by seed
+    name: str
+    seed: int
+    lr: float | None  # None: the config's rate (or the search's choice is pending)
+    steps: int | None  # None: the config's steps
+    variant: dict
+    task: str
+    strength: dict
+    lr_pending: bool
+    waiting: str  # why the run cannot start yet ("" when it can)
+
+
+def _plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike, search: bool) -> list[PlannedRun]:
     path = Path(grid_path)
     grid = read_grid(path)
     ablation, seeds, variants = grid.ablation, grid.seeds, grid.variants
@@ -294,7 +311,7 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         choice = choices_of[source].get((task, name))
         return (choice["lr"] if choice else None), choice is None
 
-    jobs = []  # (seed order, name, seed, lr, steps, variant entry, task, strength, pending, waiting)
+    jobs: list[_Job] = []
     for task_entry in grid.tasks:
         if isinstance(task_entry, str):
             task_entry = {"task": task_entry}
@@ -303,48 +320,27 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
         task = task_entry["task"]
         strength = validate_strength(task, **(task_entry.get("strength") or {}))
         task_variants = list(searched if search else variants)
-        waiting = {}
+        waiting_of: dict[str, str] = {}
         if grid.best_other and not search:
             picked, why = _best_other(grid.best_other, path, task, results_dir)
             task_variants.append(picked)
             if why:
-                waiting[picked["name"]] = why
+                waiting_of[picked["name"]] = why
         for variant in task_variants:
             if search:
-                for lr in spec.lrs:
-                    jobs.append(
-                        (
-                            0,
-                            f"lr-{ablation}__{task}__{variant['name']}__lr{lr:g}__s{spec.seed}",
-                            spec.seed,
-                            lr,
-                            spec.steps,
-                            variant,
-                            task,
-                            strength,
-                            False,
-                            "",
-                        )
-                    )
+                # a grid without lr_search has no search runs (returned above); _lr_search_spec fills seed in
+                assert spec is not None and spec.seed is not None
+                for rate in spec.lrs:
+                    name = f"lr-{ablation}__{task}__{variant['name']}__lr{rate:g}__s{spec.seed}"
+                    jobs.append(_Job(0, name, spec.seed, rate, spec.steps, variant, task, strength, False, ""))
                 continue
             source = _lr_source(variant, grid)
             lr, pending = choice_for(None if source is None else _beside(path, source), task, variant["name"])
             for order, seed in enumerate(seeds):
-                jobs.append(
-                    (
-                        order,
-                        f"{ablation}__{task}__{variant['name']}__s{seed}",
-                        seed,
-                        lr,
-                        None,
-                        variant,
-                        task,
-                        strength,
-                        pending,
-                        waiting.get(variant["name"], ""),
-                    )
-                )
-    jobs.sort(key=lambda job: job[0])  # stable: seed by seed, grid order within a seed
+                name = f"{ablation}__{task}__{variant['name']}__s{seed}"
+                waiting = waiting_of.get(variant["name"], "")
+                jobs.append(_Job(order, name, seed, lr, None, variant, task, strength, pending, waiting))
+    jobs.sort(key=lambda job: job.order)  # stable: seed by seed, grid order within a seed
 
     runs = []
     base_model = dict(base.get("model") or {})
@@ -366,7 +362,7 @@ def _plan(grid_path, results_dir, search: bool) -> list[PlannedRun]:
             values["optimizer"] = dict(values.get("optimizer") or {}, lr=lr)
         if steps is not None:
             values["steps"] = steps
-            if spec.val_every is not None:
+            if spec is not None and spec.val_every is not None:
                 values["val_every"] = spec.val_every
         try:
             config = TrainConfig.from_dict(values)
@@ -424,18 +420,22 @@ def _best_other(spec, path: Path, task: str, results_dir) -> tuple[dict, str]:
     candidates = [v for v in read_grid(source).variants if v.get("name") not in excluded]
     if not candidates:
         raise ConfigError(f"{path}: best_other excludes every variant of {source}")
-    scores = {}
+    scores: dict[str, list[float | None]] = {}
     for run in plan(source, results_dir):
         if run.task != task or run.variant in excluded:
             continue
         state = read_state(run.run_dir)
-        finished = state is not None and state["step"] >= run.config.steps and (state.get("best") or {}).get("psnr")
-        scores.setdefault(run.variant, []).append(state["best"]["psnr"] if finished else None)
-    complete = {name: sum(values) / len(values) for name, values in scores.items() if None not in values}
+        finished = state is not None and state["step"] >= run.config.steps
+        scores.setdefault(run.variant, []).append(((state or {}).get("best") or {}).get("psnr") if finished else None)
+    complete: dict[str, float] = {}
+    for name, values in scores.items():
+        known = [value for value in values if value is not None]
+        if len(known) == len(values):
+            complete[name] = sum(known) / len(known)
     if len(complete) < len(candidates):
         placeholder = dict(candidates[0], name="best-other", lr_from=str(spec["from"]))
         return placeholder, f"the best other variant of {source} is chosen once all its {task} runs finished"
-    best = max(complete, key=complete.get)
+    best = max(complete, key=lambda name: complete[name])
     return dict(next(v for v in candidates if v["name"] == best), lr_from=str(spec["from"])), ""
 
 
@@ -443,7 +443,7 @@ def lr_search_rows(grid_path: str | os.PathLike, results_dir: str | os.PathLike 
     """One row per learning-rate search run (LR_SEARCH_COLUMNS), read from the run folders; `chosen` marks
     the rate with the highest best-validation PSNR of each (task, variant) once all its candidates are
     finished (a failed candidate, e.g. diverged, counts as finished and can never be chosen)."""
-    rows = []
+    rows: list[dict[str, Any]] = []  # one CSV row each (LR_SEARCH_COLUMNS)
     for run in plan_lr_search(grid_path, results_dir):
         state = read_state(run.run_dir)
         failed = (run.run_dir / FAILED_FILE).is_file()
@@ -536,7 +536,7 @@ def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) 
             state = read_state(source)
         except (OSError, HINetError):
             continue
-        if state is None or state["step"] != run.config.steps:
+        if saved is None or state is None or state["step"] != run.config.steps:
             continue
         if not all(saved.get(k) == wanted.get(k) for k in set(saved) | set(wanted) if k not in ignored):
             continue
@@ -615,6 +615,8 @@ def evaluate_run(run: PlannedRun, images=None) -> None:
     )
     write_csv(run.run_dir / EVAL_FILE, rows, run.task, run.strength, run.eval_seed, default_protocol(run.task))
     state = read_state(run.run_dir)
+    if state is None:
+        raise HINetError(f"{run.run_dir} has no {STATE_JSON_FILE}: the run must be trained before it is scored")
     config = model.config
     info = {
         "run": run.name,

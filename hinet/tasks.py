@@ -14,6 +14,7 @@ baselines, if any, to `hinet.evaluate.BASELINES`); `tests/test_tasks.py` checks 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -108,11 +109,13 @@ class Task:
             )
         resolved: dict[str, float] = {}
         for spec in self.strengths:
-            value = strength.get(spec.name, spec.default)
+            raw = strength.get(spec.name, spec.default)
             try:
-                value = float(value)
+                if not isinstance(raw, (numbers.Real, str)):
+                    raise TypeError
+                value = float(raw)
             except (TypeError, ValueError):
-                raise ConfigError(f"{self.name} {spec.name} must be a number, got {value!r}") from None
+                raise ConfigError(f"{self.name} {spec.name} must be a number, got {raw!r}") from None
             if not math.isfinite(value) or not spec.low <= value <= spec.high:
                 raise ConfigError(
                     f"{self.name} {spec.name} = {value:g} is out of range; {spec.label} must be in "

@@ -82,7 +82,7 @@ def train(cfg: TrainConfig, on_event=None, should_stop=None) -> dict:
 
 def _stop_on_signals():
     """A should_stop callable that turns Ctrl-C / SIGTERM into a clean stop with a checkpoint."""
-    received = []
+    received: list[int] = []
 
     def handler(signum, frame):
         if received:  # a second signal: stop right away

@@ -117,11 +117,11 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = HINet(model_config).to(device)
         if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit memory_format
         self.optimizer = torch.optim.Adam(
             self.model.parameters(),
             lr=cfg.optimizer.lr,
-            betas=tuple(cfg.optimizer.betas),
+            betas=(cfg.optimizer.betas[0], cfg.optimizer.betas[1]),
             weight_decay=cfg.optimizer.weight_decay,
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: lr_factor(step, cfg))
@@ -222,7 +222,7 @@ class Trainer:
                     )
                     if validate_now and dist.is_main:
                         self.validate(record)
-                    if dist.is_main and (
+                    if log_file is not None and (
                         validate_now or self.step % max(cfg.log_every, 1) == 0 or self.step == cfg.steps
                     ):
                         log_file.write(json.dumps(record) + "\n")
@@ -231,6 +231,7 @@ class Trainer:
                     progress.update(1)
                     progress.set_postfix(loss=f"{record['loss']:.4g}", refresh=False)
                     if validate_now and dist.is_main:
+                        assert self.last_val is not None  # set by validate() above
                         log.log(
                             logging.INFO if cfg.progress else logging.DEBUG,
                             "step %d: val PSNR %.2f dB, SSIM %.4f",
@@ -315,6 +316,7 @@ class Trainer:
 
     def keep_best(self) -> None:
         """Write best.safetensors when the last validation beats every earlier one."""
+        assert self.last_val is not None  # called after validate()
         if self.best["psnr"] is not None and not self.last_val["psnr"] > self.best["psnr"]:
             return
         self.best = {"psnr": self.last_val["psnr"], "ssim": self.last_val["ssim"], "step": self.step}

@@ -51,6 +51,7 @@ class TrainingData:
                 strength=self.strength,
                 area=self.area,
             )
+        assert self.paired is not None  # TrainingData holds clean images or a paired folder
         lqs, gts = [], []
         for _ in range(cfg.data.batch):
             _, lq, gt = self.paired[self.paired_train[int(rng.integers(len(self.paired_train)))]]
@@ -103,7 +104,8 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
             "no clean training images: enable data.skimage / data.pywt, set data.dead_leaves or give data.folder"
         )
     clean = list(train_images)
-    result = TrainingData(cfg.task, strength, clean=clean, area=data.cumulative_area(clean))
+    area = data.cumulative_area(clean)
+    result = TrainingData(cfg.task, strength, clean=clean, area=area)
     if with_photos:
         labelled = photos.validation_crops(cfg.data.val_size)
     else:
@@ -112,7 +114,7 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
         gt = _center_crop(image, cfg.data.val_size, multiple)
         lq = data.degrade(gt, cfg.task, np.random.default_rng([_VALIDATION_SEED, i]), **val_strength)
         result.val_pairs.append((lq, gt))
-    total_area = int(result.area[-1])
+    total_area = int(area[-1])
     shares: dict[str, int] = {}
     for name, image in zip(train_images.names, clean):
         source = name.split("/", 1)[0]
@@ -217,7 +219,9 @@ def _pool_sources(names: list[str]) -> dict:
     for name in names:
         source, rest = name.split("/", 1)
         by_source.setdefault(source, []).append(rest)
-    recorded = {source: sorted(set(items)) for source, items in by_source.items() if source != "dead_leaves"}
+    recorded: dict[str, object] = {
+        source: sorted(set(items)) for source, items in by_source.items() if source != "dead_leaves"
+    }
     if "photos" in by_source:
         used = {item.rsplit("@", 1)[0] for item in by_source["photos"]}
         recorded["photos"] = [p.record() for p in photos.manifest("train") if p.name in used]
