@@ -4,11 +4,15 @@
     python scripts/pilot_defaults.py configs/default_pilot.yaml --dry-run    (the plan; trains nothing)
     python scripts/pilot_defaults.py configs/default_pilot.yaml --table-only (re-read finished candidates)
 
-Each candidate (the pilot file's `base` with `task` and the candidate's `set` overrides) first has its
-seconds per step measured on this machine (a few optimizer steps on random batches of its shape), then
-trains `budget_minutes` worth of steps with its cosine schedule annealed over exactly those steps, so every
-candidate is compared fully trained within the same time. The step count is fixed in the candidate's run
-folder once it starts: a resumed candidate keeps it, even on another CPU. Then `results/defaults/pilot.csv`
+Each candidate (the pilot file's `base` with `task` and the candidate's `set` overrides) trains
+`budget_minutes` worth of steps with its cosine schedule annealed over exactly those steps, so every
+candidate is compared fully trained within the same time. The seconds per step come from one measurement of
+all candidates together (optimizer steps on random batches of each shape, interleaved round by round, so a
+busy machine slows them alike), saved in `results/defaults/pilot/costs.json` before the first candidate
+trains. A candidate whose step count was fixed earlier (a run folder from before that file existed) is the
+reference: the others' costs are scaled by its fixed cost over its cost in the joint measurement. The step
+count is fixed in the candidate's run folder once it starts: a resumed candidate keeps it, even on another
+CPU. Then `results/defaults/pilot.csv`
 lists every candidate, and the winner (best validation PSNR; a candidate listed earlier wins within
 `tie_db`) is written to configs/default_shape.yaml, which configs/default_<task>.yaml extend.
 """
@@ -30,13 +34,15 @@ from hinet.checkpoint import read_metadata
 from hinet.config import TrainConfig, apply_overrides, configure_logging, read_yaml_mapping
 from hinet.device import init_distributed, resolve_device, use_bf16
 from hinet.errors import HINetError
+from hinet.io import atomic_write_text
 from hinet.runs import BEST_FILE, CONFIG_FILE, read_run_config, read_state
 from hinet.train import train
 from hinet.trainer import Trainer
 
 SHAPE_FILE = "default_shape.yaml"  # beside the pilot file; extended by every configs/default_<task>.yaml
 PILOT_CSV = "pilot.csv"  # in the runs' parent folder (results/defaults)
-TIMING_STEPS = 6  # timed optimizer steps per candidate, after 2 untimed ones
+COSTS_FILE = "costs.json"  # in the pilot's runs folder: the joint measurement every step count comes from
+TIMING_STEPS = 8  # timed optimizer steps per candidate (interleaved rounds), after 2 untimed ones
 CSV_COLUMNS = (
     "candidate",
     "overrides",
@@ -73,12 +79,21 @@ class Pilot:
 
     def config(self, candidate: Candidate, steps: int) -> TrainConfig:
         values = dict(self.base, task=self.task, run_name=f"pilot_{candidate.name}", steps=int(steps))
-        values["out_dir"] = str(Path(values.get("out_dir", "results/defaults")) / "pilot")
+        values["out_dir"] = str(self.runs_dir)
         return TrainConfig.from_dict(apply_overrides(values, candidate.assignments())).validate()
 
     @property
     def runs_parent(self) -> Path:
         return Path(self.base.get("out_dir", "results/defaults"))
+
+    @property
+    def runs_dir(self) -> Path:
+        """The candidates' run folders and the cost measurement live here."""
+        return self.runs_parent / "pilot"
+
+    @property
+    def costs_path(self) -> Path:
+        return self.runs_dir / COSTS_FILE
 
 
 def read_pilot(path: Path) -> Pilot:
@@ -112,35 +127,78 @@ class _RandomBatches:
         return torch.rand(self.shape, generator=generator), torch.rand(self.shape, generator=generator)
 
 
-def seconds_per_step(cfg: TrainConfig) -> float:
-    """Median seconds of an optimizer step of `cfg` on this machine (model, loss, backward, Adam)."""
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    trainer = Trainer(cfg, device, init_distributed(device))
-    trainer.data = _RandomBatches(cfg)
-    trainer.use_bf16 = use_bf16(cfg.bf16, device, warn=False)
-    times = []
-    for step in range(2 + TIMING_STEPS):
-        started = time.perf_counter()
-        trainer.train_step()
-        if step >= 2:
-            times.append(time.perf_counter() - started)
-    return sorted(times)[len(times) // 2]
+def measure_costs(configs: dict[str, TrainConfig]) -> dict[str, float]:
+    """Median seconds of an optimizer step (model, loss, backward, Adam) of each config on this machine,
+    measured in interleaved rounds (one step of each config per round) so that load from other processes
+    falls on all of them alike."""
+    trainers = {}
+    for name, cfg in configs.items():
+        device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        trainer = Trainer(cfg, device, init_distributed(device))
+        trainer.data = _RandomBatches(cfg)
+        trainer.use_bf16 = use_bf16(cfg.bf16, device, warn=False)
+        trainers[name] = trainer
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for round_index in range(2 + TIMING_STEPS):
+        for name, trainer in trainers.items():
+            started = time.perf_counter()
+            trainer.train_step()
+            if round_index >= 2:
+                times[name].append(time.perf_counter() - started)
+    return {name: sorted(values)[len(values) // 2] for name, values in times.items()}
 
 
-def planned_steps(pilot: Pilot, candidate: Candidate) -> tuple[int, float | None]:
-    """The candidate's step count: the one fixed in its run folder, else the budget over its measured cost."""
+def _fixed_steps(pilot: Pilot, candidate: Candidate) -> int | None:
     run_dir = pilot.config(candidate, 1).run_dir
     saved = read_run_config(run_dir) if (run_dir / CONFIG_FILE).exists() else None
-    if saved is not None:
-        return int(saved["steps"]), None
-    cost = seconds_per_step(pilot.config(candidate, 1))
-    return max(50, int(pilot.budget_minutes * 60 / cost) // 50 * 50), cost
+    return None if saved is None else int(saved["steps"])
 
 
-def candidate_row(pilot: Pilot, candidate: Candidate, cost: float | None) -> dict:
+def _steps_for(pilot: Pilot, cost: float) -> int:
+    return max(50, int(pilot.budget_minutes * 60 / cost) // 50 * 50)
+
+
+def candidate_costs(pilot: Pilot) -> dict[str, float]:
+    """Seconds per step of every candidate, from `COSTS_FILE` (measured once, then read back)."""
+    path = pilot.costs_path
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if set(saved["seconds_per_step"]) == {c.name for c in pilot.candidates}:
+            return {name: float(cost) for name, cost in saved["seconds_per_step"].items()}
+    measured = measure_costs({c.name: pilot.config(c, 1) for c in pilot.candidates})
+    fixed = {c.name: steps for c in pilot.candidates if (steps := _fixed_steps(pilot, c)) is not None}
+    # A fixed candidate's cost is the one its steps were planned with (up to the rounding to 50 steps).
+    ratios = [pilot.budget_minutes * 60 / steps / measured[name] for name, steps in fixed.items()]
+    scale = sum(ratios) / len(ratios) if ratios else 1.0
+    costs = {name: cost * scale for name, cost in measured.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "measured_seconds_per_step": measured,
+        "reference": sorted(fixed),
+        "scale": scale,
+        "seconds_per_step": costs,
+        "timing_steps": TIMING_STEPS,
+    }
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return costs
+
+
+def planned_steps(pilot: Pilot) -> dict[str, int]:
+    """Every candidate's step count: the one fixed in its run folder, else the budget over its cost."""
+    fixed = {c.name: _fixed_steps(pilot, c) for c in pilot.candidates}
+    if all(steps is not None for steps in fixed.values()):
+        return {name: int(steps) for name, steps in fixed.items() if steps is not None}
+    costs = candidate_costs(pilot)
+    return {name: steps if steps is not None else _steps_for(pilot, costs[name]) for name, steps in fixed.items()}
+
+
+def candidate_row(pilot: Pilot, candidate: Candidate) -> dict:
     run_dir = pilot.config(candidate, 1).run_dir
+    costs_file = pilot.costs_path
+    costs = json.loads(costs_file.read_text())["seconds_per_step"] if costs_file.is_file() else {}
+    cost = costs.get(candidate.name)
     saved = read_run_config(run_dir) if (run_dir / CONFIG_FILE).exists() else None
     state = read_state(run_dir) or {}
     steps = int(saved["steps"]) if saved else None
@@ -204,21 +262,20 @@ def main(argv=None) -> int:
     configure_logging(0)
     try:
         pilot = read_pilot(args.pilot)
-        costs: dict[str, float | None] = {}
-        for candidate in pilot.candidates:
-            row = candidate_row(pilot, candidate, None)
+        rows = [candidate_row(pilot, c) for c in pilot.candidates]
+        for candidate, row in zip(pilot.candidates, rows):
             print(f"{candidate.name}: {row['status']} ({row['steps'] or '?'} steps)")
-            if args.dry_run or args.table_only or row["status"] == "done":
-                continue
-            steps, costs[candidate.name] = planned_steps(pilot, candidate)
-            if costs[candidate.name] is not None:
-                print(
-                    f"  {costs[candidate.name]:.3f} s/step measured -> {steps} steps for {pilot.budget_minutes:g} min"
-                )
-            train(pilot.config(candidate, steps))
         if args.dry_run:
             return 0
-        rows = [candidate_row(pilot, c, costs.get(c.name)) for c in pilot.candidates]
+        if not args.table_only and any(row["status"] != "done" for row in rows):
+            steps = planned_steps(pilot)
+            print(
+                "steps for " + f"{pilot.budget_minutes:g} min each: " + ", ".join(f"{k} {v}" for k, v in steps.items())
+            )
+            for candidate, row in zip(pilot.candidates, rows):
+                if row["status"] != "done":
+                    train(pilot.config(candidate, steps[candidate.name]))
+        rows = [candidate_row(pilot, c) for c in pilot.candidates]
         table = pilot.runs_parent / PILOT_CSV
         table.parent.mkdir(parents=True, exist_ok=True)
         with open(table, "w", newline="") as handle:

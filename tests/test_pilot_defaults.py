@@ -41,15 +41,45 @@ def tiny_pilot(tmp_path):
     return path
 
 
-def test_each_candidate_trains_the_budget_over_its_own_measured_cost(tiny_pilot, monkeypatch):
-    costs = {8: 0.03, 12: 0.06}  # s/step: the wide candidate costs twice as much
-    monkeypatch.setattr(pilot_defaults, "seconds_per_step", lambda cfg: costs[cfg.model_config().wf])
+def _costs_by_width(costs: dict[int, float]):
+    calls = []
+
+    def measure(configs):
+        calls.append(sorted(configs))
+        return {name: costs[cfg.model_config().wf] for name, cfg in configs.items()}
+
+    return measure, calls
+
+
+def test_each_candidate_trains_the_budget_over_its_cost_measured_once_for_all(tiny_pilot, monkeypatch):
+    measure, calls = _costs_by_width({8: 0.03, 12: 0.06})  # s/step: the wide candidate costs twice as much
+    monkeypatch.setattr(pilot_defaults, "measure_costs", measure)
     pilot = pilot_defaults.read_pilot(tiny_pilot)
-    assert [pilot_defaults.planned_steps(pilot, c)[0] for c in pilot.candidates] == [100, 50]
+    assert pilot_defaults.planned_steps(pilot) == {"small": 100, "wide": 50}  # 3 s budget each
+    assert calls == [["small", "wide"]]  # one joint measurement of every candidate
+    saved = json.loads(pilot.costs_path.read_text())
+    assert saved["seconds_per_step"] == {"small": 0.03, "wide": 0.06} and saved["scale"] == 1.0
+    # Planned again (e.g. after a stop between candidates): the saved costs, no second measurement.
+    monkeypatch.setattr(pilot_defaults, "measure_costs", lambda configs: pytest.fail("measured again"))
+    assert pilot_defaults.planned_steps(pilot) == {"small": 100, "wide": 50}
+
+
+def test_a_candidate_fixed_before_the_joint_measurement_is_the_cost_reference(tiny_pilot, monkeypatch):
+    pilot = pilot_defaults.read_pilot(tiny_pilot)
+    small = pilot.candidates[0]
+    run_dir = pilot.config(small, 1).run_dir
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"steps": 200}))  # planned at 0.015 s/step
+    # The machine is twice as busy now: both measure twice their quiet cost; the ratio survives.
+    measure, _ = _costs_by_width({8: 0.03, 12: 0.06})
+    monkeypatch.setattr(pilot_defaults, "measure_costs", measure)
+    assert pilot_defaults.planned_steps(pilot) == {"small": 200, "wide": 100}
+    saved = json.loads(pilot.costs_path.read_text())
+    assert saved["reference"] == ["small"] and saved["scale"] == pytest.approx(0.5)
 
 
 def test_the_pilot_runs_resumes_with_its_fixed_steps_and_writes_the_choice(tiny_pilot, monkeypatch, tmp_path):
-    monkeypatch.setattr(pilot_defaults, "seconds_per_step", lambda cfg: 0.06)  # 3 s budget -> 50 steps
+    monkeypatch.setattr(pilot_defaults, "measure_costs", lambda configs: dict.fromkeys(configs, 0.06))  # 50 steps
     assert pilot_defaults.main([str(tiny_pilot)]) == 0
     with open(tmp_path / "defaults" / pilot_defaults.PILOT_CSV) as handle:
         rows = list(csv.DictReader(handle))
@@ -68,7 +98,7 @@ def test_the_pilot_runs_resumes_with_its_fixed_steps_and_writes_the_choice(tiny_
     assert cfg.task == "jpeg" and cfg.data.patch == 32 and cfg.steps == 1000
     assert cfg.model_config().wf == (12 if winner["candidate"] == "wide" else 8)
     # Run again: everything is done, nothing retrains, and another cost no longer changes the steps.
-    monkeypatch.setattr(pilot_defaults, "seconds_per_step", lambda cfg: pytest.fail("measured again"))
+    monkeypatch.setattr(pilot_defaults, "measure_costs", lambda configs: pytest.fail("measured again"))
     assert pilot_defaults.main([str(tiny_pilot)]) == 0
 
 
@@ -84,7 +114,8 @@ def test_the_choice_prefers_the_earlier_candidate_within_the_tie_and_waits_for_a
 
 def test_the_step_cost_is_measured_on_the_candidates_shape(tiny_pilot):
     pilot = pilot_defaults.read_pilot(tiny_pilot)
-    assert 0 < pilot_defaults.seconds_per_step(pilot.config(pilot.candidates[0], 1)) < 5
+    costs = pilot_defaults.measure_costs({c.name: pilot.config(c, 1) for c in pilot.candidates})
+    assert set(costs) == {"small", "wide"} and all(0 < cost < 5 for cost in costs.values())
 
 
 def test_the_shipped_pilot_and_task_defaults_parse():
