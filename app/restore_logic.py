@@ -37,6 +37,9 @@ TILE_STEP = 32
 MIN_TILE = 64
 DIFFERENCE_COLORMAP = "magma"
 ZOOM_PANEL_SIZE = 256  # a zoom crop is enlarged by an integer factor up to about this many pixels a side
+# zlib level of the PNGs the app writes (downloads and screen pictures): lossless like every level; for
+# skimage's astronaut at 512 x 512 it wrote in 35 ms instead of 93 ms at Pillow's default 6, 10% larger.
+APP_PNG_LEVEL = 1
 SCREEN_MAX_PIXELS = 4_000_000  # larger pictures are reduced for the browser (never the downloads)
 
 TILE_COLOR = (0, 200, 255)
@@ -336,11 +339,17 @@ def save_outputs(result: RestoreResult, out_dir: Path) -> dict[str, Path]:
     paths = {}
     if result.request.degrade_first:
         paths["input"] = save_image(
-            out_dir / f"{stem}_{result.request.task}_input.png", result.input_pixels, like=result.source
+            out_dir / f"{stem}_{result.request.task}_input.png",
+            result.input_pixels,
+            like=result.source,
+            compress_level=APP_PNG_LEVEL,
         )
     for out in result.outputs:
         paths[out.entry_id] = save_image(
-            out_dir / f"{stem}_{_safe_stem(out.entry_id)}.png", out.pixels, like=result.source
+            out_dir / f"{stem}_{_safe_stem(out.entry_id)}.png",
+            out.pixels,
+            like=result.source,
+            compress_level=APP_PNG_LEVEL,
         )
     return paths
 

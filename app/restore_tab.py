@@ -27,6 +27,7 @@ from app.errors import user_errors
 from app.exports import DOWNLOAD_HEIGHT, export_csv
 from app.models import ModelStore
 from app.restore_logic import (
+    APP_PNG_LEVEL,
     EXAMPLE_CROPS,
     FIRST_EXAMPLE,
     FIRST_VIEWS,
@@ -114,14 +115,13 @@ def _screen(pixels):
 def _screen_png(picture, folder: str) -> str:
     """Write a display picture (uint8, already fitted for the screen) and return its path.
 
-    Display files only (downloads go through hinet.image.save_image): PNG level 1 is lossless too and about
-    4x faster to write than Gradio's default level 6, which is most of a small restore's overhead.
+    Display files only (downloads go through `save_outputs`), at the app's PNG level (`APP_PNG_LEVEL`).
     """
     from PIL import Image
 
     path = Path(folder) / "screen" / f"{uuid.uuid4().hex}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(picture).save(path, format="PNG", compress_level=1)
+    Image.fromarray(picture).save(path, format="PNG", compress_level=APP_PNG_LEVEL)
     return str(path)
 
 

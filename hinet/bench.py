@@ -37,6 +37,7 @@ from hinet.errors import HINetError
 from hinet.inference import (
     FAST_PATH,
     FAST_PATH_BF16,
+    FAST_PATH_FP32,
     PLAIN_PATH,
     STATS_PROTOCOLS,
     ForwardPath,
@@ -52,9 +53,10 @@ from hinet.registry import create_model
 
 PATHS = [
     PLAIN_PATH,
-    ForwardPath("inference_mode + channels_last", channels_last=True),
-    FAST_PATH_BF16,
-    ForwardPath("bf16 autocast + channels_last", channels_last=True, bf16_autocast=True),
+    ForwardPath("inference_mode fp32"),
+    FAST_PATH_FP32,  # + channels_last
+    ForwardPath("inference_mode + bf16 autocast", bf16_autocast=True),
+    FAST_PATH_BF16,  # + channels_last
 ]
 DEFAULT_VARIANTS = ["small_hin", "hinet_sidd_0.5x", "hinet_gopro"]
 WF64_MAX_DEFAULT_SIZE = 256  # 512x512 on the 88 M-parameter models takes ~8 s per forward: only on request

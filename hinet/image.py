@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 import struct
 import zlib
@@ -383,9 +384,11 @@ def to_output_array(pixels, like: LoadedImage | None = None) -> np.ndarray:
     return out[:, :, 0] if out.shape[2] == 1 else out
 
 
-def save_image(path, pixels, like: LoadedImage | None = None) -> Path:
+def save_image(
+    path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage | None = None, compress_level: int = 6
+) -> Path:
     """Write a lossless PNG atomically: float pixels go through `to_output_array`; uint8/uint16 arrays are
-    written as is."""
+    written as is. `compress_level` (zlib 0-9) trades file size for time; every level is lossless."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ImageError(f"save_image writes lossless PNG files; give a .png file name, not {path.name!r}")
@@ -398,10 +401,11 @@ def save_image(path, pixels, like: LoadedImage | None = None) -> Path:
         raise ImageError(f"cannot write an image of shape {array.shape} as PNG")
     path.parent.mkdir(parents=True, exist_ok=True)
     if array.dtype == np.uint16:
-        atomic_write_bytes(path, _encode_png16(array))
+        atomic_write_bytes(path, _encode_png16(array, compress_level))
     else:
         # Pillow infers L, LA, RGB or RGBA from the uint8 array's shape.
-        atomic_write(path, lambda temp: Image.fromarray(np.ascontiguousarray(array)).save(temp, format="PNG"))
+        picture = Image.fromarray(np.ascontiguousarray(array))
+        atomic_write(path, lambda temp: picture.save(temp, format="PNG", compress_level=compress_level))
     return path
 
 
@@ -420,7 +424,7 @@ def _paeth_predictor(left: np.ndarray, up: np.ndarray, up_left: np.ndarray) -> n
     ).astype(np.uint8)
 
 
-def _encode_png16(array: np.ndarray) -> bytes:
+def _encode_png16(array: np.ndarray, compress_level: int = 6) -> bytes:
     """16-bit PNG (gray, gray+alpha, RGB or RGBA) with the Paeth filter on every row."""
     if array.ndim == 2:
         array = array[:, :, None]
@@ -440,7 +444,7 @@ def _encode_png16(array: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
+        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), compress_level))
         + _png_chunk(b"IEND", b"")
     )
 

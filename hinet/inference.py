@@ -48,8 +48,8 @@ class ForwardPath:
 
 
 PLAIN_PATH = ForwardPath("fp32 eager", inference_mode=False)
-FAST_PATH_FP32 = ForwardPath("inference_mode fp32")
-FAST_PATH_BF16 = ForwardPath("inference_mode + bf16 autocast", bf16_autocast=True)
+FAST_PATH_FP32 = ForwardPath("inference_mode + channels_last", channels_last=True)
+FAST_PATH_BF16 = ForwardPath("bf16 autocast + channels_last", channels_last=True, bf16_autocast=True)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -61,11 +61,14 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
-# The default fast path, chosen with `python -m hinet.bench` on the project machine (AVX512-BF16 CPU,
-# 1 thread, interleaved runs): bf16 autocast was 1.4-3.1x faster than fp32 eager (hinet_gopro 256x256:
-# 1.81x) and moved PSNR by at most 0.005 dB, also on a trained small_hin denoiser (max abs difference
-# ~7e-3). channels_last ranged from 0.76x to 1.11x in fp32 and added nothing to bf16, so it is not used.
-# On CPUs without native bf16 the fast path stays in fp32 (inference_mode only).
+# The default fast path, chosen with `python -m hinet.bench` (interleaved runs, same process). bf16
+# autocast was 1.4-3.1x faster than fp32 eager on an AVX512-BF16 CPU at 1 thread (hinet_gopro 256x256:
+# 1.81x) and moved PSNR by at most 0.015 dB on the shipped denoiser. channels_last pays at the app's 2
+# threads: shipped denoiser at 512x512 on an AVX512-BF16 EPYC, 0.851 s fp32 eager, 0.623 s with
+# channels_last, 0.488 s bf16, 0.297 s bf16 + channels_last (`python -m hinet.bench --variants small_hin
+# --sizes 512 --repeats 5 --checkpoint results/models/denoise.safetensors`); on an AVX2-only EPYC
+# channels_last gave 1.22-1.33x in fp32 (an earlier 1-thread run saw 0.76-1.11x). Outputs equal fp32's
+# to 5e-7. On CPUs without native bf16 the fast path stays in fp32.
 FAST_PATH = FAST_PATH_BF16 if cpu_has_native_bf16() else FAST_PATH_FP32
 
 

@@ -358,6 +358,20 @@ def test_save_image_requires_png(tmp_path):
         save_image(tmp_path / "out.jpg", np.zeros((4, 4, 3), np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_every_png_level_is_lossless_and_the_level_sets_the_size(tmp_path, dtype):
+    ramp = np.linspace(0, np.iinfo(dtype).max, 64 * 64 * 3).reshape(64, 64, 3)
+    pixels = (ramp + np.random.default_rng(0).integers(0, 3, ramp.shape)).clip(0, np.iinfo(dtype).max).astype(dtype)
+    sizes = {}
+    for level in (0, 1, 9):
+        path = save_image(tmp_path / f"level{level}.png", pixels, compress_level=level)
+        loaded = load_image(path)
+        assert loaded.bit_depth == np.iinfo(dtype).bits
+        assert np.array_equal(np.rint(loaded.pixels * np.iinfo(dtype).max).astype(dtype), pixels)
+        sizes[level] = path.stat().st_size
+    assert sizes[0] > sizes[1] >= sizes[9]
+
+
 # ----------------------------------------------------------------------------------------------------
 # Tensors, padding, cropping
 
