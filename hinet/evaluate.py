@@ -71,7 +71,7 @@ def image_seed(seed: int, name: str) -> np.random.Generator:
 
 
 def degraded_input(clean: np.ndarray, task: str, strength: Mapping[str, float], seed: int, name: str) -> np.ndarray:
-    return data.degrade(clean, task, image_seed(seed, name), **strength)
+    return data.degrade(clean, task, image_seed(seed, name), kernel=None, **strength)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def validation_pairs(task: str, size: int = VALIDATION_CROP) -> list[tuple[np.nd
     strength = get_task(task).validate({})
     pairs = []
     for index, (_, clean) in enumerate(photos.validation_crops(size)):
-        lq = data.degrade(clean, task, np.random.default_rng([VALIDATION_SEED, index]), **strength)
+        lq = data.degrade(clean, task, np.random.default_rng([VALIDATION_SEED, index]), kernel=None, **strength)
         pairs.append((np.clip(lq, 0.0, 1.0).astype(np.float32), clean))
     return pairs
 
