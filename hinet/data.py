@@ -643,6 +643,16 @@ def training_pool(
     return ImagePool(images, names)
 
 
+@overload
+def split_validation(pool: ImagePool, n: int, seed: int = 0) -> tuple[ImagePool, ImagePool]: ...
+
+
+@overload
+def split_validation(
+    pool: Sequence[np.ndarray], n: int, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]: ...
+
+
 def split_validation(pool: Sequence[np.ndarray], n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Split a pool into `(train, validation)`. With an `ImagePool`, n natural (non dead-leaves) source
     images go to validation at full scale and all their scaled copies leave training, so nothing

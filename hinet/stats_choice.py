@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,7 +59,9 @@ def validation_pairs(task: str, size: int = VALIDATION_CROP) -> list[tuple[np.nd
     return pairs
 
 
-def choose_stats(model: HINet, task: str, pairs, train_patch: int, tie_db: float = TIE_DB) -> StatsChoice:
+def choose_stats(
+    model: HINet, task: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], train_patch: int, tie_db: float = TIE_DB
+) -> StatsChoice:
     """Score every protocol on `pairs` (mean PSNR under the task's metric protocol, total seconds) and pick
     the best; within `tie_db` of the best, the fastest. A model whose norms use no input statistics gets
     "whole" without running the others."""

@@ -195,7 +195,7 @@ def _clean_split(
     folder: str | None,
     val_images: int,
     with_photos: bool = False,
-):
+) -> tuple[data.ImagePool, data.ImagePool]:
     """(training images, validation images) of the clean sources; validation holds out whole natural
     images (none when `with_photos`: the held-out photos validate then)."""
     pool = data.training_pool(
