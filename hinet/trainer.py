@@ -109,7 +109,7 @@ def input_scores(val_pairs: Sequence[tuple[np.ndarray, np.ndarray]], protocol: P
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device: torch.device, dist: Distributed):
+    def __init__(self, cfg: TrainConfig, device: torch.device, dist: Distributed) -> None:
         self.cfg, self.device, self.dist, self.run_dir = cfg, device, dist, cfg.run_dir
         model_config = cfg.model_config()
         self.size_multiple = model_config.size_multiple
