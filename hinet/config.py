@@ -66,7 +66,7 @@ def bounded(
     choices: tuple = (),
     note: str = "",
     expects: str | None = None,
-) -> Any: ...  # a required field, typed as `dataclasses.field()` without a default is
+) -> Any: ...  # no default: a required field, Any as `dataclasses.field()` without a default returns
 
 
 def bounded(
