@@ -49,6 +49,7 @@ from hinet.inference import (
 )
 from hinet.local_stats import uses_input_statistics
 from hinet.logs import add_verbosity_flags, configure_logging, verbosity
+from hinet.model import HINet
 from hinet.registry import create_model
 
 PATHS = [
@@ -104,7 +105,7 @@ def _quality(outputs: dict[str, torch.Tensor], clean: np.ndarray) -> dict[str, d
     return rows
 
 
-def bench_forward(model, label: str, size: int, repeats: int) -> None:
+def bench_forward(model: HINet, label: str, size: int, repeats: int) -> None:
     from hinet.image import image_to_tensor
 
     clean, noisy = test_crop(size)
@@ -134,7 +135,7 @@ def bench_forward(model, label: str, size: int, repeats: int) -> None:
     sys.stdout.flush()
 
 
-def _input_psnr(noisy, clean) -> float:
+def _input_psnr(noisy: np.ndarray, clean: np.ndarray) -> float:
     from hinet.metrics import psnr
 
     return psnr(noisy, clean)

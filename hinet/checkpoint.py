@@ -13,8 +13,11 @@ them with `torch.load(weights_only=True)`, which refuses anything but tensors an
 from __future__ import annotations
 
 import json
+import os
 import pickle
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -35,7 +38,9 @@ _LISTED_KEYS = 8  # how many keys of each kind a mismatch message lists before "
 # Our format: safetensors + config metadata
 
 
-def save_checkpoint(path, model: HINet, metadata: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike[str], model: HINet, metadata: dict | None = None, dtype: torch.dtype | None = None
+) -> Path:
     """Write `model` to `path` atomically (temp file in the same folder, then rename).
 
     `dtype` (e.g. torch.float16) casts floating-point weights to halve the file; they load back as
@@ -69,7 +74,7 @@ def save_checkpoint(path, model: HINet, metadata: dict | None = None, dtype: tor
     return path
 
 
-def read_metadata(path) -> dict:
+def read_metadata(path: str | os.PathLike[str]) -> dict:
     """The file's metadata with values JSON-decoded; "config" is a dict of HINetConfig fields."""
     path = _existing_file(path)
     try:
@@ -92,7 +97,7 @@ def read_metadata(path) -> dict:
     return metadata
 
 
-def load_checkpoint(path, infer_config: bool = False) -> tuple[HINet, dict]:
+def load_checkpoint(path: str | os.PathLike[str], infer_config: bool = False) -> tuple[HINet, dict]:
     """Rebuild the model from the file alone; returns (model in eval mode, float32; metadata).
 
     A file without a config in its metadata (a bare state dict saved by another tool) is refused, or with
@@ -133,7 +138,7 @@ OFFICIAL_SUFFIXES = (".pth", ".pt")
 OFFICIAL_TRAIN_PATCH = 256  # the paper's training crops (arXiv 2105.06086, Sec. 4.1)
 
 
-def load_any_checkpoint(path, infer_config: bool = False) -> tuple[HINet, dict]:
+def load_any_checkpoint(path: str | os.PathLike[str], infer_config: bool = False) -> tuple[HINet, dict]:
     """Our safetensors checkpoint or an official `.pth`/`.pt` file; returns (model in eval mode, metadata).
 
     An official file carries no metadata, so its config is inferred from the weights and the metadata
@@ -165,7 +170,7 @@ def check_model_size(config: HINetConfig, source: str = "the checkpoint") -> int
     return parameters
 
 
-def _existing_file(path) -> Path:
+def _existing_file(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -180,7 +185,7 @@ def _existing_file(path) -> Path:
 # Official checkpoints (PyTorch pickles, read with weights_only=True)
 
 
-def load_official_checkpoint(path, config: HINetConfig | None = None) -> HINet:
+def load_official_checkpoint(path: str | os.PathLike[str], config: HINetConfig | None = None) -> HINet:
     """Load an official HINet `.pth` ({"params": sd}, {"params_ema": sd}, {"state_dict": sd} or a bare
     state dict; a "module." prefix is removed). Without `config` it is inferred from the weights."""
     path = _existing_file(path)
@@ -204,7 +209,7 @@ def load_official_checkpoint(path, config: HINetConfig | None = None) -> HINet:
     return model.eval()
 
 
-def _unwrap_state_dict(loaded, name: str) -> dict[str, torch.Tensor]:
+def _unwrap_state_dict(loaded: Any, name: str) -> dict[str, torch.Tensor]:
     if not isinstance(loaded, dict):
         raise CheckpointError(f"{name} holds a {type(loaded).__name__}, not a state dict")
     for wrapper in ("params", "params_ema", "state_dict"):
@@ -225,7 +230,7 @@ def _unwrap_state_dict(loaded, name: str) -> dict[str, torch.Tensor]:
 # Reading the config back from a state dict
 
 
-def _encoder_norm_levels(keys, path: str = "down_path_1") -> list[int]:
+def _encoder_norm_levels(keys: Iterable[str], path: str = "down_path_1") -> list[int]:
     prefix = f"{path}."
     levels = set()
     for key in keys:
@@ -235,7 +240,7 @@ def _encoder_norm_levels(keys, path: str = "down_path_1") -> list[int]:
     return sorted(levels)
 
 
-def _decoder_norm_indices(keys) -> list[int]:
+def _decoder_norm_indices(keys: Iterable[str]) -> list[int]:
     """Indices j of up_path_1.j blocks that have a norm (j serves level depth-2-j)."""
     indices = set()
     for key in keys:
@@ -245,7 +250,7 @@ def _decoder_norm_indices(keys) -> list[int]:
     return sorted(indices)
 
 
-def _encoder_depth(keys) -> int:
+def _encoder_depth(keys: Iterable[str]) -> int:
     indices = {int(key.split(".")[1]) for key in keys if key.startswith("down_path_1.") and key.split(".")[1].isdigit()}
     return max(indices) + 1 if indices else 0
 

@@ -65,7 +65,7 @@ def count_macs(model: nn.Module, height: int = 256, width: int = 256, in_channel
     counted, device = _counting_copy(model)
     thop_total = 0
 
-    def hook(module, inputs, output):
+    def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         nonlocal thop_total
         thop_total += _thop_style_module_macs(module, inputs, output)
 

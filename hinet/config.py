@@ -18,9 +18,10 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import yaml
 
@@ -28,6 +29,12 @@ from hinet.data import validate_strength
 from hinet.errors import ConfigError
 from hinet.model import HINetConfig
 from hinet.registry import get_config
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_T = TypeVar("_T")
+_Dataclass = TypeVar("_Dataclass", bound="DataclassInstance")
 
 PHOTO_MODES = ("none", "optional", "required")
 DEVICES = ("cpu", "cuda", "auto")
@@ -39,15 +46,38 @@ EXTENDS_KEY = "extends"  # a YAML file's key naming the file it starts from
 # Field bounds: kept next to each field in its metadata and checked by `check_bounds`
 
 
+@overload
 def bounded(
-    default=dataclasses.MISSING,
+    default: _T,
     *,
     minimum: float | None = None,
     positive: bool = False,
     choices: tuple = (),
     note: str = "",
     expects: str | None = None,
-):
+) -> _T: ...
+
+
+@overload
+def bounded(
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    choices: tuple = (),
+    note: str = "",
+    expects: str | None = None,
+) -> Any: ...  # no default: a required field, Any as `dataclasses.field()` without a default returns
+
+
+def bounded(
+    default: object = dataclasses.MISSING,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    choices: tuple = (),
+    note: str = "",
+    expects: str | None = None,
+) -> Any:
     """A dataclass field (required without a default) and the checks its value must pass.
 
     `minimum` 0 reads "must not be negative", any other "must be at least N"; `positive` "must be
@@ -57,12 +87,12 @@ def bounded(
     return field(default=default, metadata=metadata)
 
 
-def check_bounds(instance, prefix: str = "") -> None:
+def check_bounds(instance: DataclassInstance, prefix: str = "") -> None:
     """Raise ConfigError for the first field of `instance` (and its nested dataclasses) out of its bounds."""
     for spec in dataclasses.fields(instance):
         value, key, bounds = getattr(instance, spec.name), prefix + spec.name, spec.metadata
         if dataclasses.is_dataclass(value):
-            check_bounds(value, key + ".")
+            check_bounds(typing.cast("DataclassInstance", value), key + ".")  # a field holds an instance
         if value is None or not bounds:
             continue
         note = bounds["note"]
@@ -196,7 +226,7 @@ class TrainConfig:
 # Mapping -> dataclass, checked against the type hints
 
 
-def _type_name(annotation) -> str:
+def _type_name(annotation: object) -> str:
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type) and not typing.get_args(annotation):
@@ -210,7 +240,7 @@ def _type_name(annotation) -> str:
     return str(annotation)
 
 
-def _as_float(value):
+def _as_float(value: object) -> float:
     if isinstance(value, str):  # PyYAML reads exponents without a dot ("1e-3") as strings
         return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -218,13 +248,13 @@ def _as_float(value):
     return float(value)
 
 
-def _as_int(value):
+def _as_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError
     return value
 
 
-def _exactly(kind: type):
+def _exactly(kind: type) -> Callable[[object], object]:
     def check(value: object) -> object:
         if not isinstance(value, kind):
             raise TypeError
@@ -243,7 +273,7 @@ _SCALARS = {
 }
 
 
-def coerce(annotation, value, key: str, kind: str = "config"):
+def coerce(annotation: object, value: object, key: str, kind: str = "config") -> Any:
     """`value` checked against a dataclass field's type (ints are accepted where floats are expected);
     nested dataclasses are built with `from_mapping`. A mismatch is a ConfigError naming `key`."""
     wrong = ConfigError(f"{key} must be {_type_name(annotation)}; got {value!r} ({type(value).__name__})")
@@ -263,7 +293,7 @@ def coerce(annotation, value, key: str, kind: str = "config"):
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise wrong
-        return from_mapping(annotation, value, key + ".", kind)
+        return from_mapping(typing.cast("type[DataclassInstance]", annotation), value, key + ".", kind)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise wrong
@@ -276,11 +306,11 @@ def coerce(annotation, value, key: str, kind: str = "config"):
         raise wrong from None
 
 
-def _builds_dataclass(annotation) -> bool:
+def _builds_dataclass(annotation: object) -> bool:
     return any(dataclasses.is_dataclass(a) for a in (annotation, *typing.get_args(annotation)))
 
 
-def from_mapping(cls, values: dict, prefix: str = "", kind: str = "config"):
+def from_mapping(cls: type[_Dataclass], values: dict, prefix: str = "", kind: str = "config") -> _Dataclass:
     """The dataclass `cls` built from a mapping: unknown keys, missing required keys and values of the
     wrong type are ConfigErrors naming the dotted key (`kind` names the file: "config", "grid")."""
     if not isinstance(values, dict):

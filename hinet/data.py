@@ -19,8 +19,9 @@ import importlib.util
 import math
 import numbers
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 from torch.utils.data import IterableDataset
@@ -28,6 +29,9 @@ from torch.utils.data import IterableDataset
 from hinet.errors import ConfigError, ImageError
 from hinet.io import atomic_write
 from hinet.tasks import TASK_NAMES, get_task
+
+if TYPE_CHECKING:
+    import torch
 
 # The task names in menu order, for callers that only need names (the records: `hinet.tasks.TASKS`).
 TASKS = TASK_NAMES
@@ -52,7 +56,7 @@ def _check_image(clean: np.ndarray, what: str = "image") -> np.ndarray:
     return np.asarray(clean, dtype=np.float32)
 
 
-def validate_strength(task: str, **strength) -> dict[str, float]:
+def validate_strength(task: str, **strength: float) -> dict[str, float]:
     """The full strength dict for `task` (defaults filled in), checked against its record's strengths.
 
     Raises `ConfigError` for an unknown task or parameter name, or a value outside its range.
@@ -81,7 +85,9 @@ def sample_strength(task: str, rng: Rng = None, blind: bool = False) -> dict[str
 # Degradations
 
 
-def degrade(clean: np.ndarray, task: str, rng: Rng = None, kernel=None, **strength) -> np.ndarray:
+def degrade(
+    clean: np.ndarray, task: str, rng: Rng = None, kernel: np.ndarray | None = None, **strength: float
+) -> np.ndarray:
     """Degrade a clean H x W x 3 float image for `task` at `strength` (missing values default to the
     task's defaults; out-of-range values raise `ConfigError`). `kernel` (deblur only) replaces the
     motion kernel with a user array. Returns a new float32 array of the same shape."""
@@ -265,14 +271,14 @@ def _image_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _checked_folder(directory, what: str = "image folder") -> Path:
+def _checked_folder(directory: str | os.PathLike[str], what: str = "image folder") -> Path:
     directory = Path(directory).expanduser()
     if not directory.is_dir():
         raise ConfigError(f"{what} {str(directory)!r} does not exist or is not a folder")
     return directory
 
 
-def folder_images(directory) -> dict[str, np.ndarray]:
+def folder_images(directory: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Every image file in `directory` (not recursive; suffixes in `IMAGE_SUFFIXES`) loaded with
     `hinet.image.load_image` as H x W x 3 float32, keyed by file name. Raises `ConfigError` when the
     folder is missing or has no images, `ImageError` for an unreadable file."""
@@ -281,7 +287,7 @@ def folder_images(directory) -> dict[str, np.ndarray]:
     return {path.name: load_image(path).pixels for path in image_files(directory)}
 
 
-def image_files(directory) -> list[Path]:
+def image_files(directory: str | os.PathLike[str]) -> list[Path]:
     """The image files in `directory` (not recursive; suffixes in `IMAGE_SUFFIXES`), sorted by name.
     Raises `ConfigError` when the folder is missing or has none."""
     directory = _checked_folder(directory)
@@ -330,7 +336,7 @@ class PairedFolder:
     extensions differ (``x.jpg`` with ``x.png``). `names` lists the pairs; iterate for
     ``(name, lq, gt)`` float32 arrays, or index with an int."""
 
-    def __init__(self, lq_dir, gt_dir):
+    def __init__(self, lq_dir: str | os.PathLike[str], gt_dir: str | os.PathLike[str]) -> None:
         lq_dir = _checked_folder(lq_dir, "degraded (LQ) folder")
         gt_dir = _checked_folder(gt_dir, "clean (GT) folder")
         lq_files, gt_files = _image_files(lq_dir), _image_files(gt_dir)
@@ -390,16 +396,26 @@ class PairedFolder:
 # Crops, augmentation, batches
 
 
-def random_crop(images, size, rng: Rng = None):
+@overload
+def random_crop(images: np.ndarray, size: int | tuple[int, int], rng: Rng = None) -> np.ndarray: ...
+
+
+@overload
+def random_crop(images: Sequence[np.ndarray], size: int | tuple[int, int], rng: Rng = None) -> list[np.ndarray]: ...
+
+
+def random_crop(
+    images: np.ndarray | Sequence[np.ndarray], size: int | tuple[int, int], rng: Rng = None
+) -> np.ndarray | list[np.ndarray]:
     """The same random `size` (int or (h, w)) crop of one H x W x C array or of a sequence of arrays
     with equal H and W (e.g. lq and gt). An image smaller than the crop is first padded symmetrically
     (mirror, edge pixel repeated) up to the crop size, so any image can feed any patch size.
     Returns an array, or a list in the order given."""
     single = isinstance(images, np.ndarray)
-    arrays = [images] if single else list(images)
+    arrays = [images] if isinstance(images, np.ndarray) else list(images)
     if not arrays:
         raise ImageError("random_crop needs at least one image")
-    if isinstance(size, numbers.Integral):
+    if isinstance(size, (int, numbers.Integral)):
         ch = cw = int(size)
     else:
         ch, cw = (int(side) for side in size)
@@ -477,7 +493,7 @@ def make_pair(
     if permute_channels:
         crop = crop[:, :, rng.permutation(3)]
     crop = np.ascontiguousarray(crop, dtype=np.float32)
-    lq = degrade(crop, task, rng, **level)
+    lq = degrade(crop, task, rng, kernel=None, **level)
     if margin:
         crop = crop[margin : margin + patch, margin : margin + patch]
         lq = lq[margin : margin + patch, margin : margin + patch]
@@ -493,7 +509,7 @@ def make_batch(
     blind: bool = False,
     strength: Mapping[str, float] | None = None,
     area: np.ndarray | None = None,
-):
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch `(lq, gt)` of float32 torch tensors `batch x 3 x patch x patch`, drawn with
     `make_pair`; deterministic given `rng` (seed it with e.g. `(seed, step, rank)`)."""
     import torch
@@ -506,7 +522,7 @@ def make_batch(
     return lq, gt
 
 
-def _as_image_list(clean_images) -> list[np.ndarray]:
+def _as_image_list(clean_images: Mapping[str, np.ndarray] | Iterable[np.ndarray]) -> list[np.ndarray]:
     values = list(clean_images.values()) if isinstance(clean_images, Mapping) else list(clean_images)
     return [np.ascontiguousarray(_check_image(v, "clean image")) for v in values]
 
@@ -520,7 +536,7 @@ class SyntheticPairs(IterableDataset):
 
     def __init__(
         self,
-        clean_images,
+        clean_images: Mapping[str, np.ndarray] | Iterable[np.ndarray],
         task: str,
         patch: int = 64,
         blind: bool = False,
@@ -528,7 +544,7 @@ class SyntheticPairs(IterableDataset):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
-    ):
+    ) -> None:
         get_task(task)  # an unknown task fails here, not at the first sample
         if not 0 <= rank < world_size:
             raise ConfigError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
@@ -550,10 +566,10 @@ class SyntheticPairs(IterableDataset):
         """The next pair as numpy H x W x 3 arrays."""
         return make_pair(self.images, self.task, self.patch, self._rng, self.blind, self.strength, area=self.area)
 
-    def batch(self, n: int):
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         return make_batch(self.images, self.task, n, self.patch, self._rng, self.blind, self.strength, area=self.area)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         import torch
 
         self._rng = self._new_rng()
@@ -562,11 +578,11 @@ class SyntheticPairs(IterableDataset):
             yield torch.from_numpy(lq).permute(2, 0, 1).contiguous(), torch.from_numpy(gt).permute(2, 0, 1).contiguous()
 
 
-class ImagePool(list):
+class ImagePool(list[np.ndarray]):
     """A list of H x W x 3 float32 arrays with a parallel `names` list ("source/name@scale"), so that
     `split_validation` can keep every scaled copy of an image on the same side of the split."""
 
-    def __init__(self, images=(), names=()):
+    def __init__(self, images: Iterable[np.ndarray] = (), names: Iterable[str] = ()) -> None:
         super().__init__(images)
         self.names = list(names)
         if len(self.names) != len(self):
@@ -627,7 +643,17 @@ def training_pool(
     return ImagePool(images, names)
 
 
-def split_validation(pool: Sequence[np.ndarray], n: int, seed: int = 0):
+@overload
+def split_validation(pool: ImagePool, n: int, seed: int = 0) -> tuple[ImagePool, ImagePool]: ...
+
+
+@overload
+def split_validation(
+    pool: Sequence[np.ndarray], n: int, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]: ...
+
+
+def split_validation(pool: Sequence[np.ndarray], n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Split a pool into `(train, validation)`. With an `ImagePool`, n natural (non dead-leaves) source
     images go to validation at full scale and all their scaled copies leave training, so nothing
     validated on was trained on. With a plain list, n random entries move. Deterministic given seed."""

@@ -58,7 +58,7 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _check_kernel(kernel) -> np.ndarray:
+def _check_kernel(kernel: np.ndarray) -> np.ndarray:
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 2 or kernel.size == 0:
         raise ConfigError(f"a blur kernel must be a 2-D array, got shape {kernel.shape}")
@@ -84,7 +84,7 @@ def add_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator) -> np.n
     return clean + noise
 
 
-def motion_blur(clean: np.ndarray, length: float, angle: float, kernel=None) -> np.ndarray:
+def motion_blur(clean: np.ndarray, length: float, angle: float, kernel: np.ndarray | None = None) -> np.ndarray:
     kernel = motion_kernel(length, angle) if kernel is None else _check_kernel(kernel)
     return convolve(clean, kernel)
 

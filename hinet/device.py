@@ -68,14 +68,14 @@ def precision_label(bf16: bool) -> str:
 class Deterministic:
     """Turn on deterministic algorithms for the duration of a run and restore the previous setting."""
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self.previous = (
             torch.are_deterministic_algorithms_enabled(),
             torch.is_deterministic_algorithms_warn_only_enabled(),
         )
         torch.use_deterministic_algorithms(True, warn_only=True)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         torch.use_deterministic_algorithms(self.previous[0], warn_only=self.previous[1])
 
 

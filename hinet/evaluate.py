@@ -37,12 +37,13 @@ import argparse
 import csv
 import functools
 import logging
+import os
 import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -54,6 +55,9 @@ from hinet.local_stats import DEFAULT_FACTOR, EDGES, uses_input_statistics
 from hinet.logs import add_verbosity_flags, configure_logging, verbosity
 from hinet.metrics import Protocol, evaluate_pair
 from hinet.tasks import TASK_NAMES, TASKS, get_task
+
+if TYPE_CHECKING:
+    from hinet.model import HINet
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +75,14 @@ def image_seed(seed: int, name: str) -> np.random.Generator:
 
 
 def degraded_input(clean: np.ndarray, task: str, strength: Mapping[str, float], seed: int, name: str) -> np.ndarray:
-    return data.degrade(clean, task, image_seed(seed, name), **strength)
+    return data.degrade(clean, task, image_seed(seed, name), kernel=None, **strength)
 
 
 # --------------------------------------------------------------------------------------------------
 # Classical baselines: each takes the degraded image and the true degradation strength.
 
 
-def _bm3d(lq: np.ndarray, strength) -> np.ndarray:
+def _bm3d(lq: np.ndarray, strength: Mapping[str, float]) -> np.ndarray:
     import bm3d
 
     sigma = strength["sigma"] / 255.0
@@ -90,7 +94,7 @@ def _bm3d(lq: np.ndarray, strength) -> np.ndarray:
     return np.stack([np.asarray(bm3d.bm3d(lq[:, :, c], sigma_psd=sigma), dtype=np.float32) for c in range(3)], 2)
 
 
-def _nl_means(lq: np.ndarray, strength) -> np.ndarray:
+def _nl_means(lq: np.ndarray, strength: Mapping[str, float]) -> np.ndarray:
     from skimage.restoration import denoise_nl_means
 
     sigma = strength["sigma"] / 255.0
@@ -101,7 +105,7 @@ def _nl_means(lq: np.ndarray, strength) -> np.ndarray:
     ).astype(np.float32)
 
 
-def _richardson_lucy(lq: np.ndarray, strength) -> np.ndarray:
+def _richardson_lucy(lq: np.ndarray, strength: Mapping[str, float]) -> np.ndarray:
     from skimage.restoration import richardson_lucy
 
     kernel = motion_kernel(strength["length"], strength["angle"])
@@ -111,7 +115,7 @@ def _richardson_lucy(lq: np.ndarray, strength) -> np.ndarray:
     return np.stack(channels, axis=2)[pad:-pad, pad:-pad].astype(np.float32)
 
 
-def _median(lq: np.ndarray, strength) -> np.ndarray:
+def _median(lq: np.ndarray, strength: Mapping[str, float]) -> np.ndarray:
     from scipy.ndimage import median_filter
 
     return median_filter(lq, size=(5, 5, 1), mode="reflect")
@@ -129,7 +133,7 @@ BASELINES: dict[str, Callable[[np.ndarray, Mapping[str, float]], np.ndarray]] = 
 # --------------------------------------------------------------------------------------------------
 
 
-def _chosen_baselines(task: str, baselines) -> list[str] | None:
+def _chosen_baselines(task: str, baselines: bool | str | Iterable[str] | None) -> list[str] | None:
     """None for no baseline rows; else the baseline names to run (True = all of the task's)."""
     if baselines is False or baselines is None:
         return None
@@ -164,7 +168,7 @@ def _output_folder(method: str, stats: str) -> str:
 
 
 def _evaluate_items(
-    model,
+    model: HINet | None,
     task: str,
     strength: Mapping[str, float],
     items: Iterable,
@@ -245,7 +249,7 @@ def _restore_options(
 
 
 def evaluate_model(
-    model,
+    model: HINet | None,
     task: str,
     strength: Mapping[str, float] | None = None,
     images: Mapping[str, np.ndarray] | None = None,
@@ -253,7 +257,7 @@ def evaluate_model(
     protocol: Protocol | None = None,
     tile: int | None = None,
     baselines: bool = False,
-    save_dir=None,
+    save_dir: str | os.PathLike[str] | None = None,
     method_name: str = MODEL_METHOD,
     progress: Callable[[str, str], None] | None = None,
     stats: str | Iterable[str] = "whole",
@@ -306,16 +310,16 @@ def evaluate_model(
 
 
 def evaluate_pairs(
-    model,
+    model: HINet | None,
     pairs: data.PairedFolder,
     task: str,
     strength: Mapping[str, float] | None = None,
     protocol: Protocol | None = None,
     tile: int | None = None,
     baselines: bool = False,
-    save_dir=None,
+    save_dir: str | os.PathLike[str] | None = None,
     method_name: str = MODEL_METHOD,
-    progress=None,
+    progress: Callable[[str, str], None] | None = None,
     stats: str | Iterable[str] = "whole",
     train_patch: int | None = None,
     local_factor: float = DEFAULT_FACTOR,
@@ -361,7 +365,7 @@ def _readable_pairs(pairs: data.PairedFolder, skipped: Skipped) -> Iterator[tupl
         yield pair
 
 
-def readable_folder_images(directory) -> tuple[dict[str, np.ndarray], Skipped]:
+def readable_folder_images(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], Skipped]:
     """Every image of `directory` that can be read, by file name, and (file name, reason) for each one
     that cannot. Raises `ConfigError` for a missing or empty folder, `ImageError` when no file is readable."""
     from hinet.image import load_image
@@ -424,7 +428,12 @@ def format_table(summary: list[dict]) -> str:
 
 
 def write_csv(
-    path, rows: list[dict], task: str, strength: Mapping[str, float] | None, seed: int, protocol: Protocol
+    path: str | os.PathLike[str],
+    rows: list[dict],
+    task: str,
+    strength: Mapping[str, float] | None,
+    seed: int,
+    protocol: Protocol,
 ) -> Path:
     """Write `rows` plus one mean row per level, method and stats protocol ("image" = "mean") as CSV
     (`CSV_COLUMNS`), atomically. A row's own `strength` (a run over several levels) wins over `strength`;
@@ -576,7 +585,7 @@ def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
     local = dict(local_factor=args.local_factor, local_edge=args.local_edge, local_min_ratio=args.local_min_ratio)
     stats_lines = [describe_stats(name, train_patch, args.tile, None, **local) for name in stats]
 
-    def progress(name, method):
+    def progress(name: str, method: str) -> None:
         log.info("  %s: %s", name, method)
 
     common = dict(

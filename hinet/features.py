@@ -16,16 +16,22 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hinet.errors import ConfigError, ImageError
 from hinet.image import image_to_tensor, pad_to_multiple
 from hinet.inference import eval_mode, min_input_size, model_device, model_lock
 from hinet.model import HINet, UNetConvBlock
+
+# The forward hooks `capture_features` registers: after a module (its inputs and output), before one (its inputs).
+_OutputHook = Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor | tuple[torch.Tensor, ...]], None]
+_InputHook = Callable[[nn.Module, tuple[torch.Tensor, ...]], None]
 
 
 @dataclass
@@ -49,10 +55,12 @@ class BlockFeatures:
     valid_hw: tuple[int, int] = (0, 0)  # top-left region of the maps that covers the image (rest is padding)
 
 
-class CapturedFeatures(dict):
+class CapturedFeatures(dict[str, BlockFeatures]):
     """`dict[str, BlockFeatures]` plus what was done to the input before the forward pass."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self, *args: Mapping[str, BlockFeatures] | Iterable[tuple[str, BlockFeatures]], **kwargs: BlockFeatures
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.source_hw: tuple[int, int] = (0, 0)  # size of the image handed in
         self.crop_box: tuple[int, int, int, int] | None = None  # (y0, x0, y1, x1) applied first, if any
@@ -86,7 +94,9 @@ def block_position(name: str, depth: int) -> tuple[int, int, str]:
     raise ConfigError(f"not a HINet conv block name: {name!r}")
 
 
-def _prepare_input(image, crop_box, max_side) -> tuple[torch.Tensor, CapturedFeatures]:
+def _prepare_input(
+    image: np.ndarray | torch.Tensor, crop_box: tuple[int, int, int, int] | None, max_side: int | None
+) -> tuple[torch.Tensor, CapturedFeatures]:
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.size == 0:
             raise ImageError(f"expected a non-empty H x W x C image array; got shape {image.shape}")
@@ -103,7 +113,7 @@ def _prepare_input(image, crop_box, max_side) -> tuple[torch.Tensor, CapturedFea
         raise ImageError("the image contains NaN or infinite values")
 
     result = CapturedFeatures()
-    result.source_hw = tuple(image.shape[-2:])
+    result.source_hw = (image.shape[-2], image.shape[-1])
     x = image.float()
     if crop_box is not None:
         y0, x0, y1, x1 = (int(v) for v in crop_box)
@@ -121,7 +131,7 @@ def _prepare_input(image, crop_box, max_side) -> tuple[torch.Tensor, CapturedFea
             result.scale = max_side / longest
             size = [max(1, round(s * result.scale)) for s in x.shape[-2:]]
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    result.input_hw = tuple(x.shape[-2:])
+    result.input_hw = (x.shape[-2], x.shape[-1])
     return x, result
 
 
@@ -132,7 +142,7 @@ def _channel_stats(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def capture_features(
     model: HINet,
-    image_tensor,
+    image_tensor: np.ndarray | torch.Tensor,
     blocks: list[str] | None = None,
     max_side: int | None = None,
     crop_box: tuple[int, int, int, int] | None = None,
@@ -157,25 +167,27 @@ def capture_features(
 
     x, result = _prepare_input(image_tensor, crop_box, max_side)
     padded, _ = pad_to_multiple(x, model.config.size_multiple, min_size=min_input_size(model))
-    result.padded_hw = tuple(padded.shape[-2:])
+    result.padded_hw = (padded.shape[-2], padded.shape[-1])
 
     captured: dict[str, dict[str, torch.Tensor]] = {name: {} for name in names}
     handles = []
     # Models are shared between threads (the app's model store); record only this call's forward pass.
     capturing_thread = threading.get_ident()
 
-    def keep(name: str, key: str, pick_second: bool = False):
-        def hook(module, inputs, output):
+    def keep(name: str, key: str, pick_second: bool = False) -> _OutputHook:
+        def hook(
+            module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor | tuple[torch.Tensor, ...]
+        ) -> None:
             if threading.get_ident() != capturing_thread:
                 return
             captured[name][key] = (output[1] if pick_second else output)[0].detach().float().cpu()
 
         return hook
 
-    def keep_bypassed(name: str, n: int):
+    def keep_bypassed(name: str, n: int) -> _InputHook:
         # relu_1's input is what the block really carried on after normalizing: its channels n: are
         # the ones that bypassed the norm (taken from the model, not copied from conv_1's output).
-        def hook(module, inputs):
+        def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             if threading.get_ident() != capturing_thread:
                 return
             captured[name]["identity"] = inputs[0][0, n:].detach().float().cpu().clone()

@@ -22,6 +22,7 @@ import struct
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ _FLOAT_RANGE_TOLERANCE = 1e-3
 
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
 _EXIF_ORIENTATION_TAG = 0x0112
+
+# A numpy H x W (x C) array or a (..., H, W) tensor: padding and cropping give back what they are given.
+_Pixels = TypeVar("_Pixels", np.ndarray, torch.Tensor)
 
 
 @dataclass
@@ -62,7 +66,9 @@ class LoadedImage:
 # Loading
 
 
-def load_image(source, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def load_image(
+    source: str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> LoadedImage:
     """Read `source` (path, bytes, PIL image or numpy array) into model pixels; raises `ImageError`."""
     if isinstance(source, np.ndarray):
         return _load_array(source, max_pixels, name="array")
@@ -256,7 +262,16 @@ def _checked_float(values: np.ndarray, name: str) -> np.ndarray:
     return np.clip(values, 0.0, 1.0)
 
 
-def _finish(values, scale, has_alpha, gray, bit_depth, mode, name, orientation) -> LoadedImage:
+def _finish(
+    values: np.ndarray,
+    scale: float,
+    has_alpha: bool,
+    gray: bool,
+    bit_depth: int,
+    mode: str,
+    name: str,
+    orientation: int,
+) -> LoadedImage:
     values = np.asarray(values)
     if values.ndim == 2:
         values = values[:, :, None]
@@ -354,7 +369,7 @@ def _decode_with_rawmode(data: bytes, rawmode: str, name: str) -> tuple[np.ndarr
 # Output
 
 
-def to_output_array(pixels, like: LoadedImage | None = None) -> np.ndarray:
+def to_output_array(pixels: np.ndarray, like: LoadedImage | None = None) -> np.ndarray:
     """Float pixels in [0, 1] -> uint8 (uint16 when `like` was 16-bit), gray/RGB/RGBA as `like` was.
 
     Gray inputs come back as H x W (the mean of the channels), gray+alpha as H x W x 2, RGB(A) as
@@ -385,7 +400,7 @@ def to_output_array(pixels, like: LoadedImage | None = None) -> np.ndarray:
 
 
 def save_image(
-    path: str | os.PathLike, pixels: np.ndarray, like: LoadedImage | None = None, compress_level: int = 6
+    path: str | os.PathLike[str], pixels: np.ndarray, like: LoadedImage | None = None, compress_level: int = 6
 ) -> Path:
     """Write a lossless PNG atomically: float pixels go through `to_output_array`; uint8/uint16 arrays are
     written as is. `compress_level` (zlib 0-9) trades file size for time; every level is lossless."""
@@ -453,7 +468,7 @@ def _encode_png16(array: np.ndarray, compress_level: int = 6) -> bytes:
 # Tensors, padding, cropping
 
 
-def image_to_tensor(pixels) -> torch.Tensor:
+def image_to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """H x W x C (or H x W) numpy pixels -> float32 tensor (1, C, H, W)."""
     array = np.asarray(pixels, dtype=np.float32)
     if array.ndim == 2:
@@ -485,7 +500,7 @@ def _reflect_indices(size: int, target: int) -> np.ndarray:
     return np.where(folded < size, folded, period - folded).astype(np.int64)
 
 
-def _spatial_axes(x) -> tuple[int, int]:
+def _spatial_axes(x: np.ndarray | torch.Tensor) -> tuple[int, int]:
     """Height and width axes: numpy arrays are H x W (x C); tensors are (..., H, W)."""
     if isinstance(x, torch.Tensor):
         if x.ndim < 2:
@@ -496,7 +511,7 @@ def _spatial_axes(x) -> tuple[int, int]:
     return 0, 1
 
 
-def pad_to_multiple(x, multiple: int, min_size: int = 0):
+def pad_to_multiple(x: _Pixels, multiple: int, min_size: int = 0) -> tuple[_Pixels, tuple[int, int]]:
     """Reflect-pad bottom/right so H and W are multiples of `multiple` and at least `min_size`.
 
     `x` is a numpy H x W (x C) array or a (..., H, W) tensor. Returns (padded, (h, w)) with the original
@@ -523,7 +538,7 @@ def pad_to_multiple(x, multiple: int, min_size: int = 0):
     return padded, (height, width)
 
 
-def crop_to(x, size: tuple[int, int]):
+def crop_to(x: _Pixels, size: tuple[int, int]) -> _Pixels:
     """Keep the top-left `size` = (h, w) of a numpy H x W (x C) array or a (..., H, W) tensor."""
     height, width = size
     if isinstance(x, torch.Tensor):

@@ -22,9 +22,10 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
 import torch
@@ -33,6 +34,8 @@ from hinet.errors import ConfigError, ImageError
 from hinet.image import crop_to, image_to_tensor, pad_to_multiple, tensor_to_image
 from hinet.local_stats import DEFAULT_FACTOR, LocalRule, local_statistics, validate_train_patch
 from hinet.model import HINet
+
+_Image = TypeVar("_Image", np.ndarray, torch.Tensor)  # restore returns the type it was given
 
 Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), end-exclusive
 
@@ -80,7 +83,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 @contextmanager
-def eval_mode(model: torch.nn.Module):
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
     """Put the model in eval mode for the duration, then restore its previous mode."""
     was_training = model.training
     model.eval()
@@ -196,7 +199,7 @@ def _validate_tensor(x: torch.Tensor, in_chn: int) -> None:
         raise ImageError("the image contains NaN or infinite values")
 
 
-def _to_model_tensor(image, in_chn: int) -> tuple[torch.Tensor, bool]:
+def _to_model_tensor(image: np.ndarray | torch.Tensor, in_chn: int) -> tuple[torch.Tensor, bool]:
     """(N, C, H, W) float32 tensor and whether the input was a numpy array."""
     if isinstance(image, torch.Tensor):
         _validate_tensor(image, in_chn)
@@ -312,7 +315,7 @@ def model_lock(model: torch.nn.Module) -> threading.RLock:
 
 def restore(
     model: HINet,
-    image,
+    image: _Image,
     tile: int | None = None,
     overlap: int | None = None,
     fast: bool = True,
@@ -323,7 +326,7 @@ def restore(
     local_factor: float = DEFAULT_FACTOR,
     local_edge: str = "replicate",
     local_min_ratio: float = 1.0,
-):
+) -> _Image:
     """Restore `image` with `model` and return out_2 with the input's type and size.
 
     `image`: numpy H x W x C float array in [0, 1] (result clamped to [0, 1]) or a (N, C, H, W) tensor
@@ -363,12 +366,20 @@ def restore(
         else:
             out = _restore_tiled(model, x, tile, overlap, blend, path, device, progress)
 
-    if from_numpy:
-        return tensor_to_image(out.cpu())
-    return out.to(input_device, input_dtype)
+    restored = tensor_to_image(out.cpu()) if from_numpy else out.to(input_device, input_dtype)
+    return cast(_Image, restored)  # the input's type: an array for an array, a tensor for a tensor
 
 
-def _restore_tiled(model, x, tile, overlap, blend, path, device, progress) -> torch.Tensor:
+def _restore_tiled(
+    model: HINet,
+    x: torch.Tensor,
+    tile: int,
+    overlap: int,
+    blend: bool,
+    path: ForwardPath,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None,
+) -> torch.Tensor:
     if not isinstance(tile, int) or isinstance(tile, bool) or tile < 1:
         raise ConfigError(f"tile must be a positive integer number of pixels; got {tile!r}")
     if not isinstance(overlap, int) or isinstance(overlap, bool) or overlap < 0:

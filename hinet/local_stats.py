@@ -132,7 +132,7 @@ def box_mean(x: torch.Tensor, kh: int, kw: int, edge: str = "replicate") -> torc
     return (_box_mean(x64 - centre, int(kh), int(kw), edge) + centre).to(x.dtype)
 
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -140,7 +140,7 @@ def _is_int(value) -> bool:
 # Which window a block gets
 
 
-def validate_train_patch(train_patch) -> int:
+def validate_train_patch(train_patch: int) -> int:
     """The training patch side as an int, or ConfigError (shared with `hinet.inference.restore`)."""
     if not _is_int(train_patch) or train_patch < 1:
         raise ConfigError(f"the training patch size must be a positive integer number of pixels; got {train_patch!r}")
@@ -165,7 +165,7 @@ class LocalRule:
     edge: str = "replicate"
     min_ratio: float = 1.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         validate_train_patch(self.train_patch)
         if not _is_real(self.factor) or not self.factor > 0:
             raise ConfigError(f"the local window factor must be a positive number; got {self.factor!r}")
@@ -203,7 +203,7 @@ class LocalRule:
         return text
 
 
-def _is_real(value) -> bool:
+def _is_real(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -329,7 +329,7 @@ class LocalStatsNorm(nn.Module):
 
     original: nn.InstanceNorm2d | nn.GroupNorm
 
-    def __init__(self, norm: nn.Module, rule: LocalRule, model_input: _ModelInput):
+    def __init__(self, norm: nn.Module, rule: LocalRule, model_input: _ModelInput) -> None:
         super().__init__()
         if not has_input_statistics(norm):
             raise ConfigError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TextIO
 
 PACKAGE_LOGGER = "hinet"
 _LEVELS = {1: logging.DEBUG, 0: logging.INFO, -1: logging.WARNING, -2: logging.ERROR}
@@ -26,15 +27,15 @@ _LEVELS = {1: logging.DEBUG, 0: logging.INFO, -1: logging.WARNING, -2: logging.E
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a record arrives (tests and progress bars replace it)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(sys.stderr)
 
     @property
-    def stream(self):
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, _value):
+    def stream(self, _value: TextIO) -> None:
         pass  # always the current sys.stderr
 
 

@@ -19,14 +19,16 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
 
 
 class _PixelLoss(nn.Module):
-    def __init__(self, weight: float = 1.0):
+    def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
         self.weight = float(weight)
 
     def single(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, pred, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...], target: torch.Tensor
+    ) -> torch.Tensor:
         preds = pred if isinstance(pred, (list, tuple)) else [pred]
         total = None
         for p in preds:
@@ -42,11 +44,11 @@ class PSNRLoss(_PixelLoss):
     ``weight * 10 / ln(10) * mean_over_batch(ln(mse + 1e-8))``, i.e. ``-weight`` times the average
     per-sample PSNR for data range 1. Negative by design (lower is better)."""
 
-    def __init__(self, weight: float = 0.5):
+    def __init__(self, weight: float = 0.5) -> None:
         super().__init__(weight)
         self.scale = 10.0 / math.log(10.0)
 
-    def single(self, pred, target):
+    def single(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         mse = ((pred - target) ** 2).mean(dim=(1, 2, 3))
         return self.weight * self.scale * torch.log(mse + 1e-8).mean()
 
@@ -54,18 +56,18 @@ class PSNRLoss(_PixelLoss):
 class L1Loss(_PixelLoss):
     """``weight * mean |pred - target|``."""
 
-    def single(self, pred, target):
+    def single(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.weight * (pred - target).abs().mean()
 
 
 class CharbonnierLoss(_PixelLoss):
     """``weight * mean sqrt((pred - target)^2 + eps^2)``, a smooth L1."""
 
-    def __init__(self, weight: float = 1.0, eps: float = 1e-3):
+    def __init__(self, weight: float = 1.0, eps: float = 1e-3) -> None:
         super().__init__(weight)
         self.eps = float(eps)
 
-    def single(self, pred, target):
+    def single(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.weight * torch.sqrt((pred - target) ** 2 + self.eps**2).mean()
 
 

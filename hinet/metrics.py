@@ -25,10 +25,14 @@ per channel and averaged over channels; the mean is taken over the region where 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hinet.errors import ConfigError, ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 CHANNELS = ("rgb", "y")
 # BT.601 luma on the 0-255 scale for R, G, B in [0, 1] (MATLAB rgb2ycbcr / BasicSR bgr2ycbcr y_only).
@@ -43,7 +47,7 @@ class Protocol:
     round_to_uint8: bool = True
     border: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.channel not in CHANNELS:
             raise ConfigError(f"metric channel must be one of {', '.join(CHANNELS)}, got {self.channel!r}")
         if not isinstance(self.border, int) or isinstance(self.border, bool) or self.border < 0:
@@ -62,13 +66,14 @@ class Protocol:
         return 255.0 if self.round_to_uint8 or self.channel == "y" else 1.0
 
 
-def _as_image(array, what: str) -> np.ndarray:
+def _as_image(array: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
     if hasattr(array, "detach"):  # a torch tensor: accept (C, H, W) or (1, C, H, W)
-        array = array.detach().cpu().float().numpy()
-        if array.ndim == 4 and array.shape[0] == 1:
-            array = array[0]
-        if array.ndim == 3 and array.shape[0] in (1, 3):
-            array = np.moveaxis(array, 0, -1)
+        values: np.ndarray = array.detach().cpu().float().numpy()
+        if values.ndim == 4 and values.shape[0] == 1:
+            values = values[0]
+        if values.ndim == 3 and values.shape[0] in (1, 3):
+            values = np.moveaxis(values, 0, -1)
+        array = values
     if not isinstance(array, np.ndarray):
         raise ImageError(f"{what} must be a numpy array, got {type(array).__name__}")
     if array.ndim == 3 and array.shape[2] == 1:
@@ -80,7 +85,7 @@ def _as_image(array, what: str) -> np.ndarray:
     return array.astype(np.float64)
 
 
-def prepare(image, protocol: Protocol = Protocol(), what: str = "image") -> np.ndarray:
+def prepare(image: np.ndarray, protocol: Protocol = Protocol(), what: str = "image") -> np.ndarray:
     """The array the metrics see under `protocol` (float64; 0-255 scale, or 0-1 for float RGB)."""
     image = _as_image(image, what)
     if protocol.round_to_uint8:
@@ -99,7 +104,9 @@ def prepare(image, protocol: Protocol = Protocol(), what: str = "image") -> np.n
     return image
 
 
-def _prepare_pair(output, target, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:
+def _prepare_pair(
+    output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, protocol: Protocol
+) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(protocol, Protocol):
         raise ConfigError(f"protocol must be a hinet.metrics.Protocol, got {type(protocol).__name__}")
     out = _as_image(output, "output")
@@ -111,7 +118,9 @@ def _prepare_pair(output, target, protocol: Protocol) -> tuple[np.ndarray, np.nd
     return prepare(out, protocol, "output"), prepare(ref, protocol, "target")
 
 
-def psnr(output, target, protocol: Protocol = Protocol()) -> float:
+def psnr(
+    output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, protocol: Protocol = Protocol()
+) -> float:
     """PSNR in dB of `output` against `target` (H x W x 3 float arrays in [0, 1]); inf when identical."""
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -121,7 +130,9 @@ def psnr(output, target, protocol: Protocol = Protocol()) -> float:
     return float(peak_signal_noise_ratio(ref, out, data_range=protocol.data_range))
 
 
-def ssim(output, target, protocol: Protocol = Protocol()) -> float:
+def ssim(
+    output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, protocol: Protocol = Protocol()
+) -> float:
     """SSIM of `output` against `target` (see the module docstring for the exact settings)."""
     from skimage.metrics import structural_similarity
 
@@ -144,7 +155,9 @@ def ssim(output, target, protocol: Protocol = Protocol()) -> float:
     )
 
 
-def evaluate_pair(output, target, protocol: Protocol = Protocol()) -> dict[str, float]:
+def evaluate_pair(
+    output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, protocol: Protocol = Protocol()
+) -> dict[str, float]:
     return {"psnr": psnr(output, target, protocol), "ssim": ssim(output, target, protocol)}
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -57,7 +58,7 @@ class HINetConfig:
     norm_in_decoder: bool = False  # also normalize decoder blocks at the same levels (placement ablation)
     norm_groups: int = 8  # groups for norm="group" (reduced to a divisor of the channel count)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.norm not in NORM_NAMES:
             raise ConfigError(f"norm must be one of {', '.join(NORM_NAMES)}; got {self.norm!r}")
         if self.in_chn < 1 or self.wf < 1:
@@ -167,7 +168,7 @@ class HINetConfig:
             raise ConfigError(f"unknown HINet config keys: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def replace(self, **changes) -> HINetConfig:
+    def replace(self, **changes: Any) -> HINetConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -224,7 +225,7 @@ class UNetConvBlock(nn.Module):
         use_csff: bool = False,
         norm_layer: nn.Module | None = None,
         normalized_channels: int = 0,
-    ):
+    ) -> None:
         super().__init__()
         self.downsample_enabled = downsample
         self.identity = nn.Conv2d(in_channels, out_channels, kernel_size=1)
@@ -250,7 +251,9 @@ class UNetConvBlock(nn.Module):
             return self.norm(t)
         return torch.cat([self.norm(t[:, :n]), t[:, n:]], dim=1)
 
-    def forward(self, x, enc=None, dec=None):
+    def forward(
+        self, x: torch.Tensor, enc: torch.Tensor | None = None, dec: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         t = self.relu_1(self.normalize(self.conv_1(x)))
         t = self.relu_2(self.conv_2(t))
         t = t + self.identity(x)
@@ -264,27 +267,34 @@ class UNetConvBlock(nn.Module):
 class UNetUpBlock(nn.Module):
     """2x transposed-conv upsampling, concatenation with the skip feature, then a conv block."""
 
-    def __init__(self, in_channels: int, out_channels: int, relu_slope: float, norm_layer=None, normalized_channels=0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        relu_slope: float,
+        norm_layer: nn.Module | None = None,
+        normalized_channels: int = 0,
+    ) -> None:
         super().__init__()
         self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2, bias=True)
         self.conv_block = UNetConvBlock(
             in_channels, out_channels, False, relu_slope, norm_layer=norm_layer, normalized_channels=normalized_channels
         )
 
-    def forward(self, x, bridge):
+    def forward(self, x: torch.Tensor, bridge: torch.Tensor) -> torch.Tensor:
         return self.conv_block(torch.cat([self.up(x), bridge], dim=1))
 
 
 class SAM(nn.Module):
     """Supervised attention module: predicts the stage-1 image and gates the features passed on."""
 
-    def __init__(self, n_feat: int, image_channels: int = 3):
+    def __init__(self, n_feat: int, image_channels: int = 3) -> None:
         super().__init__()
         self.conv1 = conv3x3(n_feat, n_feat)
         self.conv2 = conv3x3(n_feat, image_channels)
         self.conv3 = conv3x3(image_channels, n_feat)
 
-    def forward(self, x, image):
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x1 = self.conv1(x)
         out_image = self.conv2(x) + image
         attention = torch.sigmoid(self.conv3(out_image))
@@ -295,16 +305,23 @@ class SAM(nn.Module):
 # The network
 
 
+class _NormArguments(TypedDict, total=False):
+    """The norm keywords `HINet` hands a normalized block (none for a block without a norm)."""
+
+    norm_layer: nn.Module | None
+    normalized_channels: int
+
+
 class HINet(nn.Module):
     """Two-stage HINet. `forward(image)` returns `[out_1, out_2]`; inference uses `out_2`."""
 
-    def __init__(self, config: HINetConfig | None = None, **overrides):
+    def __init__(self, config: HINetConfig | None = None, **overrides: Any) -> None:
         super().__init__()
         config = (config or HINetConfig()).replace(**overrides)
         self.config = config
         self.depth = config.depth
 
-        def norm_for(level: int, normalized: bool):
+        def norm_for(level: int, normalized: bool) -> _NormArguments:
             if not normalized:
                 return {}
             n = config.normalized_channels(level)

@@ -29,6 +29,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def manifest(split: str | None = None) -> list[Photo]:
     return [p for p in photos if split is None or p.split == split]
 
 
-def install_command(packages=None) -> str:
+def install_command(packages: Iterable[str] | None = None) -> str:
     """The apt command that installs the photo packages (all of them, or those given)."""
     packages = sorted({p.package for p in manifest()}) if packages is None else sorted(packages)
     return "apt-get install -y --no-install-recommends " + " ".join(packages)

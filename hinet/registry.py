@@ -6,6 +6,8 @@ so any pair of them is a one-factor comparison. `tiny_*` variants exist for fast
 
 from __future__ import annotations
 
+from typing import Any
+
 from hinet.errors import ConfigError
 from hinet.model import NORM_NAMES, HINet, HINetConfig
 
@@ -52,11 +54,11 @@ def list_variants(prefix: str = "") -> list[str]:
     return [name for name in VARIANTS if name.startswith(prefix)]
 
 
-def get_config(name: str, **overrides) -> HINetConfig:
+def get_config(name: str, **overrides: Any) -> HINetConfig:
     if name not in VARIANTS:
         raise ConfigError(f"unknown variant {name!r}; known variants: {', '.join(VARIANTS)}")
     return HINetConfig(**{**VARIANTS[name], **overrides})
 
 
-def create_model(name: str, **overrides) -> HINet:
+def create_model(name: str, **overrides: Any) -> HINet:
     return HINet(get_config(name, **overrides))

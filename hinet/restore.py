@@ -23,6 +23,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -32,6 +33,7 @@ from hinet.errors import ConfigError, HINetError
 from hinet.image import load_image, save_image
 from hinet.inference import STATS_PROTOCOLS, restore, training_patch
 from hinet.logs import PACKAGE_LOGGER, add_verbosity_flags, configure_logging, verbosity
+from hinet.model import HINet
 from hinet.registry import VARIANTS, create_model
 from hinet.runs import SHIPPED_MODELS_DIR
 from hinet.stats_choice import DEFAULT_STATS, recorded_stats
@@ -57,7 +59,7 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def load_model(task: str, checkpoint: str | None, variant: str | None):
+def load_model(task: str, checkpoint: str | None, variant: str | None) -> tuple[HINet, str, dict[str, Any]]:
     """The model to run, a one-line description of it and its metadata (raises HINetError with a plain
     message)."""
     if variant is not None:
@@ -126,7 +128,13 @@ def _pairs(source: Path, target: Path) -> list[tuple[Path, Path]]:
 
 
 def restore_file(
-    model, source: Path, target: Path, tile: int | None, overlap: int, stats: str = "whole", train_patch: int = 64
+    model: HINet,
+    source: Path,
+    target: Path,
+    tile: int | None,
+    overlap: int,
+    stats: str = "whole",
+    train_patch: int = 64,
 ) -> None:
     loaded = load_image(source)
     for warning in loaded.warnings:

@@ -32,16 +32,20 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from hinet.errors import ResultsError
 from hinet.inference import STATS_PROTOCOLS
 from hinet.runs import LOG_FILE
 
+# One cell of a config column: a knob value (str, number, bool) or missing (None; NaN for floats).
+_Cell = str | float | None
 PROTOCOL_MEANING = "how normalization statistics were computed at test time"
 # Tables written before the protocol column were all evaluated on whole images; views open on it too.
 DEFAULT_PROTOCOL = "whole"
@@ -191,7 +195,7 @@ def validate_ablation_table(table: pd.DataFrame, source: str = "the ablation tab
     return table
 
 
-def _parse_bool(value):
+def _parse_bool(value: object) -> bool | None:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     text = str(value).strip().lower()
@@ -223,7 +227,7 @@ def read_run_log(path: str | Path) -> pd.DataFrame:
     return frame.apply(pd.to_numeric, errors="coerce")
 
 
-def read_run_logs(runs_dir: str | Path, runs) -> pd.DataFrame:
+def read_run_logs(runs_dir: str | Path, runs: Iterable[str]) -> pd.DataFrame:
     """`log.jsonl` of each named run under `runs_dir`, concatenated with a `run` column; absent logs are skipped."""
     frames = []
     for run in runs:
@@ -240,7 +244,13 @@ def read_run_logs(runs_dir: str | Path, runs) -> pd.DataFrame:
 
 
 def select(
-    table: pd.DataFrame, task=None, level=None, ablation=None, variants=None, seeds=None, protocol=None
+    table: pd.DataFrame,
+    task: str | None = None,
+    level: str | None = None,
+    ablation: str | None = None,
+    variants: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
+    protocol: str | None = None,
 ) -> pd.DataFrame:
     """Rows matching every filter that is given (None = no filter; lists select any of their values)."""
     mask = pd.Series(True, index=table.index)
@@ -293,7 +303,7 @@ def variant_configs(table: pd.DataFrame) -> pd.DataFrame:
     return configs.loc[variant_order(table)]
 
 
-def _effective_ratio(row) -> float:
+def _effective_ratio(row: pd.Series) -> float:
     """The normalized fraction a variant really uses (an empty ratio means the norm's own default)."""
     if row["norm"] == "none":
         return 0.0
@@ -530,7 +540,7 @@ def config_differences(table: pd.DataFrame, baseline: str, only_differing: bool 
     return configs.reset_index()
 
 
-def _same(a, b) -> bool:
+def _same(a: _Cell, b: _Cell) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, float) or isinstance(b, float):
@@ -541,7 +551,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _format_knob(value) -> str:
+def _format_knob(value: _Cell) -> str:
     if value is None:
         return "default"
     if isinstance(value, float) and value.is_integer():
@@ -549,7 +559,7 @@ def _format_knob(value) -> str:
     return str(value)
 
 
-def pareto_front(cost, quality) -> np.ndarray:
+def pareto_front(cost: npt.ArrayLike, quality: npt.ArrayLike) -> np.ndarray:
     """Boolean mask of points not dominated by another (lower or equal cost and higher or equal quality)."""
     cost = np.asarray(cost, dtype=np.float64)
     quality = np.asarray(quality, dtype=np.float64)
@@ -583,7 +593,7 @@ def validation_curves(logs: pd.DataFrame, run_variants: dict[str, str], metric: 
 def display_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """The summary rounded and renamed for people; numeric columns stay numeric so a table can sort them."""
 
-    def rounded(column, digits):
+    def rounded(column: str, digits: int) -> pd.Series:
         return summary[column].round(digits)
 
     is_baseline = summary["variant"] == baseline
@@ -659,7 +669,9 @@ def markdown_summary(summary: pd.DataFrame, baseline: str) -> str:
     return to_markdown(header, rows)
 
 
-def format_seed_deltas(per_seed: dict[int, float], seeds=None, digits: int = PSNR_DIGITS) -> str:
+def format_seed_deltas(
+    per_seed: dict[int, float], seeds: Iterable[int] | None = None, digits: int = PSNR_DIGITS
+) -> str:
     """ "+0.41 / +0.12 / -0.05": the per-seed Δ in the order of `seeds` (default: its own), "n/a" for a seed
     without pairs, so cells of one column line up seed by seed."""
     seeds = sorted(per_seed) if seeds is None else list(seeds)
@@ -680,7 +692,7 @@ def _seed_label(seeds: list[int]) -> str:
 def to_markdown(header: list[str], rows: list[list]) -> str:
     """A GitHub-flavoured Markdown table (pipes in cells are escaped)."""
 
-    def cell(value) -> str:
+    def cell(value: object) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
@@ -818,7 +830,7 @@ def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str
     from another grid, even when its own learning-rate search chose another rate)."""
     ref = configs.loc[reference]
 
-    def same(v, k):
+    def same(v: str, k: str) -> bool:
         return _same(_none(configs.loc[v, k]), _none(ref[k]))
 
     return [
@@ -829,7 +841,7 @@ def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str
     ]
 
 
-def _none(value):
+def _none(value: _Cell) -> _Cell:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
@@ -1109,7 +1121,7 @@ def verdict_grid(claims: pd.DataFrame) -> pd.DataFrame:
     return grid.reset_index(drop=True)
 
 
-def format_steps(steps) -> str:
+def format_steps(steps: int) -> str:
     """3000 -> "3k", 300 -> "300" (the budget names of the ladder grids)."""
     steps = int(steps)
     return f"{steps // 1000}k" if steps >= 1000 and steps % 1000 == 0 else str(steps)

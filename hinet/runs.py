@@ -102,7 +102,14 @@ def weights_are_finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.state_dict().values() if p.is_floating_point())
 
 
-def save_run_state(run_dir: Path, model: HINet, optimizer, scheduler, state: dict, metadata: dict) -> None:
+def save_run_state(
+    run_dir: Path,
+    model: HINet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict,
+    metadata: dict,
+) -> None:
     """Write weights + optimizer/scheduler/RNG state as one unit.
 
     All three files are first written completely into `.staging/`; only then are they renamed into the
@@ -133,7 +140,9 @@ def save_run_state(run_dir: Path, model: HINet, optimizer, scheduler, state: dic
             staging.rmdir()
 
 
-def load_run_state(run_dir: Path, model: HINet, optimizer, scheduler) -> dict:
+def load_run_state(
+    run_dir: Path, model: HINet, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler
+) -> dict:
     """Load what `save_run_state` wrote into the model, optimizer, scheduler and torch RNG; returns the
     scalar state (step, train_seconds, best, ...). A damaged or mismatched state is a CheckpointError."""
     saved = _read_state_json(run_dir / STATE_JSON_FILE, _STATE_KEYS + ("optimizer", "scheduler"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,12 +54,14 @@ def validation_pairs(task: str, size: int = VALIDATION_CROP) -> list[tuple[np.nd
     strength = get_task(task).validate({})
     pairs = []
     for index, (_, clean) in enumerate(photos.validation_crops(size)):
-        lq = data.degrade(clean, task, np.random.default_rng([VALIDATION_SEED, index]), **strength)
+        lq = data.degrade(clean, task, np.random.default_rng([VALIDATION_SEED, index]), kernel=None, **strength)
         pairs.append((np.clip(lq, 0.0, 1.0).astype(np.float32), clean))
     return pairs
 
 
-def choose_stats(model: HINet, task: str, pairs, train_patch: int, tie_db: float = TIE_DB) -> StatsChoice:
+def choose_stats(
+    model: HINet, task: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]], train_patch: int, tie_db: float = TIE_DB
+) -> StatsChoice:
     """Score every protocol on `pairs` (mean PSNR under the task's metric protocol, total seconds) and pick
     the best; within `tie_db` of the best, the fastest. A model whose norms use no input statistics gets
     "whole" without running the others."""

@@ -57,9 +57,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -95,6 +96,11 @@ from hinet.runs import (
 )
 from hinet.train import train
 from hinet.training_data import use_photos
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hinet.model import HINet
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +307,7 @@ def _plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike, search: 
         return []
     choices_of: dict[str, dict] = {}  # lr choices per source grid, read once
 
-    def choice_for(source: str | None, task: str, name: str):
+    def choice_for(source: str | None, task: str, name: str) -> tuple[float | None, bool]:
         if source is None:
             if spec is None:
                 return None, False
@@ -409,7 +415,7 @@ def _merged(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def _best_other(spec, path: Path, task: str, results_dir) -> tuple[dict, str]:
+def _best_other(spec: dict, path: Path, task: str, results_dir: str | os.PathLike) -> tuple[dict, str]:
     """The variant entry of grid `spec["from"]` (outside `spec["exclude"]`) with the best mean *validation*
     PSNR over its seeds for `task`, with `lr_from` set to that grid; and "" or why it cannot be chosen yet
     (then the entry is a placeholder named "best-other")."""
@@ -478,7 +484,9 @@ def lr_choices(grid_path: str | os.PathLike, results_dir: str | os.PathLike = "r
     return {(r["task"], r["variant"]): r for r in lr_search_rows(grid_path, results_dir) if r["chosen"]}
 
 
-def write_lr_search_table(grid_paths, results_dir: str | os.PathLike = "results") -> Path | None:
+def write_lr_search_table(
+    grid_paths: Iterable[str | os.PathLike], results_dir: str | os.PathLike = "results"
+) -> Path | None:
     """`<results>/lr_search.csv` from the search runs of every grid that has one (None when none has)."""
     rows = [row for path in grid_paths for row in lr_search_rows(path, results_dir)]
     if not rows:
@@ -512,7 +520,7 @@ def _same_circumstances(source: Path, run: PlannedRun) -> bool:
     return True
 
 
-def _copy_identical_run(run: PlannedRun, results_dir, with_scores: bool = True) -> str | None:
+def _copy_identical_run(run: PlannedRun, results_dir: str | os.PathLike, with_scores: bool = True) -> str | None:
     """Copy a finished run folder of `<results>/runs` whose training is exactly `run`'s (every setting but
     the name) into `run`'s empty folder and return its name; None when there is none. Training is
     deterministic given its settings, so the copy is what retraining would produce: a search candidate
@@ -587,7 +595,7 @@ def ship_weights(run: PlannedRun) -> Path:
 # Costs and evaluation of one run
 
 
-def measure_latency_ms(model, size: int = LATENCY_SIZE, repeats: int = 3) -> float:
+def measure_latency_ms(model: HINet, size: int = LATENCY_SIZE, repeats: int = 3) -> float:
     """Median wall time of one forward at size x size on the inference fast path (after one warm-up)."""
     x = torch.rand(1, model.config.in_chn, size, size, generator=torch.Generator().manual_seed(0))
     times = []
@@ -600,7 +608,7 @@ def measure_latency_ms(model, size: int = LATENCY_SIZE, repeats: int = 3) -> flo
     return 1000.0 * sorted(times)[len(times) // 2]
 
 
-def evaluate_run(run: PlannedRun, images=None) -> None:
+def evaluate_run(run: PlannedRun, images: Mapping[str, np.ndarray] | None = None) -> None:
     """Test-set scores (`eval.csv`) and costs (`sweep.json`) of a trained run, both written atomically."""
     model, metadata = load_checkpoint(run.run_dir / MODEL_FILE)
     images = data.test_images() if images is None else images
@@ -680,7 +688,7 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
     return path
 
 
-def progress(grid_paths, results_dir: str | os.PathLike = "results") -> list[dict]:
+def progress(grid_paths: Iterable[str | os.PathLike], results_dir: str | os.PathLike = "results") -> list[dict]:
     """One row per planned run of each grid, search runs included: grid, run, kind ("search" or "run"),
     steps, seed and status (`PlannedRun.status`); how far a ladder got, and which cells are missing."""
     rows = []
@@ -711,7 +719,12 @@ def _select(runs: list[PlannedRun], only: str | None) -> list[PlannedRun]:
 
 
 def run_sweep(
-    grid_paths, results_dir="results", only: str | None = None, dry_run: bool = False, images=None, echo=log.info
+    grid_paths: Sequence[str | os.PathLike],
+    results_dir: str | os.PathLike = "results",
+    only: str | None = None,
+    dry_run: bool = False,
+    images: Mapping[str, np.ndarray] | None = None,
+    echo: Callable[[str], object] = log.info,
 ) -> list[dict]:
     """Grid after grid: search learning rates (grids with `lr_search`), then train, evaluate (and ship)
     every selected run; then tabulate. Returns one {run, status} per run, plus "error" for a run that
@@ -745,7 +758,14 @@ def run_sweep(
     return report
 
 
-def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, echo) -> None:
+def _search_learning_rates(
+    searches: list[PlannedRun],
+    grid_paths: Sequence[str | os.PathLike],
+    results_dir: str | os.PathLike,
+    dry_run: bool,
+    report: list[dict],
+    echo: Callable[[str], object],
+) -> None:
     for index, run in enumerate(searches, 1):
         status = run.status()
         report.append({"run": run.name, "status": status})
@@ -775,7 +795,14 @@ def _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, e
         echo(f"wrote {write_lr_search_table(grid_paths, results_dir)}")
 
 
-def _train_and_score(runs, results_dir, dry_run, images, report, echo) -> None:
+def _train_and_score(
+    runs: list[PlannedRun],
+    results_dir: str | os.PathLike,
+    dry_run: bool,
+    images: Mapping[str, np.ndarray] | None,
+    report: list[dict],
+    echo: Callable[[str], object],
+) -> None:
     # new cells first: a run trained again only to keep its weights waits until they are done
     runs = sorted(runs, key=lambda run: run.status() == RETRAIN_TO_SHIP)
     for index, run in enumerate(runs, 1):

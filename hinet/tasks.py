@@ -43,7 +43,7 @@ class Strength:
     blind: tuple[float, float]
     integer: bool = False  # rounded to a whole number when validated (JPEG quality)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.low <= self.default <= self.high:
             raise ConfigError(
                 f"strength {self.name}: default {self.default:g} is outside [{self.low:g}, {self.high:g}]"
@@ -76,7 +76,7 @@ class Task:
     # a name for people and the strengths it sets (the others keep their defaults).
     eval_levels: tuple[tuple[str, Mapping[str, float]], ...] = ()
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         names = [s.name for s in self.strengths]
         if not names or len(set(names)) != len(names):
             raise ConfigError(f"task {self.name}: strength names must be present and unique, got {names}")
@@ -163,20 +163,28 @@ class Task:
 # The degradations, as each task calls them
 
 
-def _noise(clean, level, rng, kernel=None):
+def _noise(
+    clean: np.ndarray, level: Mapping[str, float], rng: np.random.Generator, kernel: np.ndarray | None = None
+) -> np.ndarray:
     return add_noise(clean, level["sigma"], rng)
 
 
-def _motion_blur(clean, level, rng, kernel=None):
+def _motion_blur(
+    clean: np.ndarray, level: Mapping[str, float], rng: np.random.Generator, kernel: np.ndarray | None = None
+) -> np.ndarray:
     # A non-negative normalized kernel keeps values in [0, 1]; the clip only removes FFT round-off.
     return np.clip(motion_blur(clean, level["length"], level["angle"], kernel=kernel), 0.0, 1.0)
 
 
-def _jpeg(clean, level, rng, kernel=None):
-    return jpeg_compress(clean, level["quality"])
+def _jpeg(
+    clean: np.ndarray, level: Mapping[str, float], rng: np.random.Generator, kernel: np.ndarray | None = None
+) -> np.ndarray:
+    return jpeg_compress(clean, int(level["quality"]))  # validated: a whole number already
 
 
-def _rain(clean, level, rng, kernel=None):
+def _rain(
+    clean: np.ndarray, level: Mapping[str, float], rng: np.random.Generator, kernel: np.ndarray | None = None
+) -> np.ndarray:
     return add_rain(clean, level["density"], level["length"], level["angle"], rng)
 
 

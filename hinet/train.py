@@ -30,6 +30,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import torch
 
@@ -43,7 +46,11 @@ from hinet.trainer import Trainer
 __all__ = ["train", "main", "TrainConfig", "load_config", "TrainingDiverged", "read_state"]
 
 
-def train(cfg: TrainConfig, on_event=None, should_stop=None) -> dict:
+def train(
+    cfg: TrainConfig,
+    on_event: Callable[[dict[str, Any]], object] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
     """Train (or resume) the run described by `cfg`; returns a summary dict.
 
     `on_event(dict)` receives `{"kind": "step"|"val"|"done", "step", "loss", "lr", "val_psnr",
@@ -80,11 +87,11 @@ def train(cfg: TrainConfig, on_event=None, should_stop=None) -> dict:
 # Command line
 
 
-def _stop_on_signals():
+def _stop_on_signals() -> Callable[[], bool]:
     """A should_stop callable that turns Ctrl-C / SIGTERM into a clean stop with a checkpoint."""
     received: list[int] = []
 
-    def handler(signum, frame):
+    def handler(signum: int, frame: FrameType | None) -> None:
         if received:  # a second signal: stop right away
             raise KeyboardInterrupt
         received.append(signum)

@@ -18,7 +18,9 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,7 +86,9 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 # Validation scores
 
 
-def validation_scores(model: HINet, val_pairs, device: torch.device, protocol: Protocol) -> dict:
+def validation_scores(
+    model: HINet, val_pairs: Sequence[tuple[np.ndarray, np.ndarray]], device: torch.device, protocol: Protocol
+) -> dict:
     """Mean PSNR/SSIM of the model's final output over the validation pairs (project protocol)."""
     scores = []
     with eval_mode(model):
@@ -94,7 +98,7 @@ def validation_scores(model: HINet, val_pairs, device: torch.device, protocol: P
     return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr", "ssim")}
 
 
-def input_scores(val_pairs, protocol: Protocol) -> dict:
+def input_scores(val_pairs: Sequence[tuple[np.ndarray, np.ndarray]], protocol: Protocol) -> dict:
     """Mean PSNR/SSIM of the degraded validation inputs themselves: the score a model has to beat."""
     scores = [evaluate_pair(np.clip(lq, 0, 1), gt, protocol) for lq, gt in val_pairs]
     return {key: float(np.mean([s[key] for s in scores])) for key in ("psnr", "ssim")}
@@ -105,7 +109,7 @@ def input_scores(val_pairs, protocol: Protocol) -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, device: torch.device, dist: Distributed):
+    def __init__(self, cfg: TrainConfig, device: torch.device, dist: Distributed) -> None:
         self.cfg, self.device, self.dist, self.run_dir = cfg, device, dist, cfg.run_dir
         model_config = cfg.model_config()
         self.size_multiple = model_config.size_multiple
@@ -198,7 +202,11 @@ class Trainer:
 
     # -- the loop
 
-    def run(self, on_event=None, should_stop=None) -> dict:
+    def run(
+        self,
+        on_event: Callable[[dict[str, Any]], object] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> dict:
         """Train to cfg.steps (or until `should_stop()`), then checkpoint; returns the summary."""
         cfg, dist = self.cfg, self.dist
         emit = on_event if (on_event is not None and dist.is_main) else (lambda event: None)

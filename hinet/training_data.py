@@ -76,6 +76,7 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
     strength = None if cfg.blind else cfg.resolved_strength()
     val_strength = cfg.resolved_strength()
     if cfg.data.paired_lq is not None:
+        assert cfg.data.paired_gt is not None  # TrainConfig requires both folders or neither
         pairs = data.PairedFolder(cfg.data.paired_lq, cfg.data.paired_gt)
         n_val = cfg.data.val_images
         if n_val >= len(pairs):
@@ -194,7 +195,7 @@ def _clean_split(
     folder: str | None,
     val_images: int,
     with_photos: bool = False,
-):
+) -> tuple[data.ImagePool, data.ImagePool]:
     """(training images, validation images) of the clean sources; validation holds out whole natural
     images (none when `with_photos`: the held-out photos validate then)."""
     pool = data.training_pool(
