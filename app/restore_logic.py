@@ -23,6 +23,7 @@ from hinet.data import degrade
 from hinet.errors import ConfigError, ImageError
 from hinet.image import DEFAULT_MAX_PIXELS, LoadedImage, load_image, save_image, to_output_array
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, tile_boxes, tiled_stats_options
+from hinet.io import cache_dir
 from hinet.metrics import SSIM_WINDOW, Protocol, evaluate_pair, psnr
 from hinet.stats_choice import DEFAULT_STATS
 from hinet.tasks import get_task
@@ -562,11 +563,9 @@ EXAMPLE_CROPS = {  # name -> (skimage.data function, (y0, x0, y1, x1))
 
 
 def example_path(name: str) -> Path:
-    """The PNG file of an example (written on first use under hinet.data.cache_dir())."""
+    """The PNG file of an example (written on first use under hinet.io.cache_dir())."""
     if name not in EXAMPLE_CROPS:
         raise ImageError(f"Unknown example {name!r}; choose one of {', '.join(EXAMPLE_CROPS)}.")
-    from hinet.data import cache_dir
-
     path = cache_dir() / "app_examples" / f"{name}.png"
     if not path.exists():
         import skimage.data

@@ -31,9 +31,13 @@ import sys
 import time
 
 import numpy as np
+import skimage.data
 import torch
 
+from hinet.checkpoint import load_checkpoint
+from hinet.data import degrade
 from hinet.errors import HINetError
+from hinet.image import image_to_tensor, load_image, pad_to_multiple, tensor_to_image
 from hinet.inference import (
     FAST_PATH,
     FAST_PATH_BF16,
@@ -43,12 +47,15 @@ from hinet.inference import (
     ForwardPath,
     describe_stats,
     eval_mode,
+    min_input_size,
     restore,
     run_model,
     training_patch,
 )
 from hinet.local_stats import uses_input_statistics
 from hinet.logs import add_verbosity_flags, configure_logging, verbosity
+from hinet.losses import L1Loss
+from hinet.metrics import Protocol, psnr
 from hinet.model import HINet
 from hinet.registry import create_model
 
@@ -69,11 +76,6 @@ def peak_rss_gib() -> float:
 
 def test_crop(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(clean, noisy) size x size crops of skimage's astronaut, tiled by reflection past 512."""
-    import skimage.data
-
-    from hinet.data import degrade
-    from hinet.image import load_image, pad_to_multiple
-
     clean = load_image(skimage.data.astronaut()).pixels
     if size > min(clean.shape[:2]):
         clean, _ = pad_to_multiple(clean, 1, min_size=size)
@@ -85,9 +87,6 @@ def test_crop(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _quality(outputs: dict[str, torch.Tensor], clean: np.ndarray) -> dict[str, dict[str, float]]:
-    from hinet.image import tensor_to_image
-    from hinet.metrics import Protocol, psnr
-
     reference = outputs[PLAIN_PATH.name]
     reference_image = tensor_to_image(reference)
     base = psnr(reference_image, clean)
@@ -106,8 +105,6 @@ def _quality(outputs: dict[str, torch.Tensor], clean: np.ndarray) -> dict[str, d
 
 
 def bench_forward(model: HINet, label: str, size: int, repeats: int) -> None:
-    from hinet.image import image_to_tensor
-
     clean, noisy = test_crop(size)
     x = image_to_tensor(noisy)
     with eval_mode(model):
@@ -136,14 +133,10 @@ def bench_forward(model: HINet, label: str, size: int, repeats: int) -> None:
 
 
 def _input_psnr(noisy: np.ndarray, clean: np.ndarray) -> float:
-    from hinet.metrics import psnr
-
     return psnr(noisy, clean)
 
 
 def bench_train(variants: list[str], steps: int, patch: int = 64, batch: int = 8) -> None:
-    from hinet.losses import L1Loss
-
     modes = {
         "fp32": dict(bf16=False, channels_last=False),
         "bf16 autocast": dict(bf16=True, channels_last=False),
@@ -194,9 +187,6 @@ def bench_tiled(variant: str, tile: int, overlap: int, full: bool, height: int =
     ru_maxrss only grows, so the one-tile figure is measured first; the full restore adds the
     full-size input/output/weight accumulators, which do not depend on the model.
     """
-    from hinet.image import image_to_tensor
-    from hinet.inference import min_input_size
-
     torch.manual_seed(0)
     model = create_model(variant)
     print(f"\nTiled restore, {variant}, tile {tile}, overlap {overlap}, fast path '{FAST_PATH.name}'")
@@ -227,10 +217,6 @@ LOCAL_STATS_BAR = 1.5  # local may cost at most this many times the one-pass ("w
 
 def bench_local_stats(path: str, size: int, repeats: int) -> float:
     """Time `restore` under each stats protocol on one size x size noisy crop; returns local / whole."""
-    from hinet.checkpoint import load_checkpoint
-    from hinet.image import image_to_tensor, tensor_to_image
-    from hinet.metrics import psnr
-
     model, metadata = load_checkpoint(path)
     patch, assumption = training_patch(metadata)
     clean, noisy = test_crop(size)
@@ -317,8 +303,6 @@ def _run(args: argparse.Namespace) -> int:
                     continue
                 bench_forward(model, f"{variant} (untrained)", size, args.repeats)
         for path in args.checkpoint:
-            from hinet.checkpoint import load_checkpoint
-
             model, metadata = load_checkpoint(path)
             for size in args.sizes:
                 bench_forward(model, f"{path} (trained for {metadata.get('task', '?')})", size, args.repeats)

@@ -43,21 +43,22 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TypedDict
 
 import numpy as np
 
 from hinet import data
+from hinet.checkpoint import load_any_checkpoint
 from hinet.degradations import motion_kernel
 from hinet.errors import ConfigError, HINetError, ImageError
+from hinet.image import load_image, save_image
 from hinet.inference import STATS_PROTOCOLS, describe_stats, restore, training_patch
+from hinet.io import atomic_write
 from hinet.local_stats import DEFAULT_FACTOR, EDGES, uses_input_statistics
 from hinet.logs import add_verbosity_flags, configure_logging, verbosity
 from hinet.metrics import Protocol, evaluate_pair
+from hinet.model import HINet
 from hinet.tasks import TASK_NAMES, TASKS, get_task
-
-if TYPE_CHECKING:
-    from hinet.model import HINet
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,10 @@ def degraded_input(clean: np.ndarray, task: str, strength: Mapping[str, float], 
 
 # --------------------------------------------------------------------------------------------------
 # Classical baselines: each takes the degraded image and the true degradation strength.
+
+
+# The baselines import their packages when they run: bm3d and scipy add about a second to every start of
+# the CLI (measured with `python -c "import bm3d"` against torch + numpy alone), most runs use no baseline.
 
 
 def _bm3d(lq: np.ndarray, strength: Mapping[str, float]) -> np.ndarray:
@@ -181,8 +186,6 @@ def _evaluate_items(
     stats: list[str],
     restore_options: RestoreOptions,
 ) -> list[dict]:
-    from hinet.image import save_image
-
     chosen = _chosen_baselines(task, baselines)
     rows = []
     for name, lq, gt in items:
@@ -368,8 +371,6 @@ def _readable_pairs(pairs: data.PairedFolder, skipped: Skipped) -> Iterator[tupl
 def readable_folder_images(directory: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], Skipped]:
     """Every image of `directory` that can be read, by file name, and (file name, reason) for each one
     that cannot. Raises `ConfigError` for a missing or empty folder, `ImageError` when no file is readable."""
-    from hinet.image import load_image
-
     images: dict[str, np.ndarray] = {}
     skipped: Skipped = []
     for path in data.image_files(directory):
@@ -438,8 +439,6 @@ def write_csv(
     """Write `rows` plus one mean row per level, method and stats protocol ("image" = "mean") as CSV
     (`CSV_COLUMNS`), atomically. A row's own `strength` (a run over several levels) wins over `strength`;
     rows without "stats" (written before protocols existed) get ""."""
-    from hinet.io import atomic_write
-
     strength = data.validate_strength(task, **(strength or {}))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -552,8 +551,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> tuple[list[dict], Skipped]:
     """Evaluate and print the report; returns (rows, the files or pairs skipped as unreadable)."""
-    from hinet.checkpoint import load_any_checkpoint
-
     model, metadata = load_any_checkpoint(args.checkpoint)
     task = args.task or metadata.get("task")
     if not isinstance(task, str) or task not in TASKS:

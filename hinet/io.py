@@ -69,3 +69,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Atomically replace `path` with `text` (see `atomic_write`)."""
     return atomic_write(path, lambda temp: temp.write_text(text, encoding=encoding))
+
+
+def cache_dir() -> Path:
+    """Where generated data is cached (dead leaves, prepared photos, the app's examples): `$HINET_CACHE`,
+    else `~/.cache/hinet`."""
+    return Path(os.environ.get("HINET_CACHE") or Path.home() / ".cache" / "hinet")

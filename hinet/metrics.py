@@ -25,14 +25,12 @@ per channel and averaged over channels; the mean is taken over the region where 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from hinet.errors import ConfigError, ImageError
-
-if TYPE_CHECKING:
-    import torch
 
 CHANNELS = ("rgb", "y")
 # BT.601 luma on the 0-255 scale for R, G, B in [0, 1] (MATLAB rgb2ycbcr / BasicSR bgr2ycbcr y_only).
@@ -122,8 +120,6 @@ def psnr(
     output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, protocol: Protocol = Protocol()
 ) -> float:
     """PSNR in dB of `output` against `target` (H x W x 3 float arrays in [0, 1]); inf when identical."""
-    from skimage.metrics import peak_signal_noise_ratio
-
     out, ref = _prepare_pair(output, target, protocol)
     if np.array_equal(out, ref):
         return float("inf")
@@ -134,8 +130,6 @@ def ssim(
     output: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, protocol: Protocol = Protocol()
 ) -> float:
     """SSIM of `output` against `target` (see the module docstring for the exact settings)."""
-    from skimage.metrics import structural_similarity
-
     out, ref = _prepare_pair(output, target, protocol)
     if min(out.shape[:2]) < SSIM_WINDOW:
         raise ImageError(

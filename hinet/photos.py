@@ -10,7 +10,7 @@ file with package, version, path, sha256 and licence, so a run can say exactly w
 
 Preparing downscales each photo to at most `max_side` (1280) pixels on its long side with Pillow's
 Lanczos filter, which anti-aliases and attenuates the JPEG blocking of the originals (by 2-5x in each
-direction), and caches it as an 8-bit PNG in `hinet.data.cache_dir()/photos/`, named by the manifest's
+direction), and caches it as an 8-bit PNG in `hinet.io.cache_dir()/photos/`, named by the manifest's
 hash: the installed file's hash is checked when a photo is prepared, not on every read of the cache.
 Multi-scale copies are made later by `hinet.data.training_pool`, like for every other source.
 
@@ -34,8 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from hinet.errors import ConfigError
+from hinet.io import atomic_write, cache_dir
 from hinet.logs import add_verbosity_flags, configure_logging, verbosity
 
 log = logging.getLogger(__name__)
@@ -137,18 +139,12 @@ def max_side() -> int:
 
 
 def _cache_path(photo: Photo, side: int) -> Path:
-    from hinet.data import cache_dir
-
     return cache_dir() / "photos" / f"{photo.name}_{photo.sha256[:12]}_max{side}.png"
 
 
 def prepared(photo: Photo, side: int | None = None) -> np.ndarray:
     """The photo downscaled to at most `side` px on its long side, H x W x 3 float32 in [0, 1],
     read-only. Prepared once (hash verified) and cached as PNG."""
-    from PIL import Image
-
-    from hinet.io import atomic_write
-
     side = max_side() if side is None else int(side)
     cached = _cache_path(photo, side)
     if cached.is_file():

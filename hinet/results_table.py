@@ -42,6 +42,7 @@ import pandas as pd
 
 from hinet.errors import ResultsError
 from hinet.inference import STATS_PROTOCOLS
+from hinet.metrics import default_protocol
 from hinet.runs import LOG_FILE
 
 # One cell of a config column: a knob value (str, number, bool) or missing (None; NaN for floats).
@@ -774,8 +775,6 @@ def protocol_text(
 
 
 def _metric_protocol(task: str) -> str:
-    from hinet.metrics import default_protocol
-
     return f"PSNR/SSIM on {default_protocol(task).describe()} (`hinet.metrics`)."
 
 

@@ -14,16 +14,23 @@ seconds are recorded beside the scores so the app and the CLI can say what the c
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+from safetensors import safe_open
 
 from hinet import data, photos
-from hinet.inference import STATS_PROTOCOLS, restore
+from hinet.checkpoint import load_checkpoint, save_checkpoint
+from hinet.errors import HINetError
+from hinet.inference import STATS_PROTOCOLS, restore, training_patch
 from hinet.local_stats import uses_input_statistics
+from hinet.logs import add_verbosity_flags, configure_logging, verbosity
 from hinet.metrics import psnr
 from hinet.model import HINet
 from hinet.tasks import get_task
@@ -107,17 +114,6 @@ def recorded_stats(metadata: dict) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """`python -m hinet.stats_choice results/models/deblur.safetensors ... [--write]`: measure each file's
     default on validation and (with --write) record it in the file, weights unchanged."""
-    import argparse
-    import sys
-
-    import torch
-    from safetensors import safe_open
-
-    from hinet.checkpoint import load_checkpoint, save_checkpoint
-    from hinet.errors import HINetError
-    from hinet.inference import training_patch
-    from hinet.logs import add_verbosity_flags, configure_logging, verbosity
-
     parser = argparse.ArgumentParser(
         prog="python -m hinet.stats_choice", description=(main.__doc__ or "").split(":")[0]
     )

@@ -60,8 +60,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from hinet import data
@@ -75,6 +76,7 @@ from hinet.evaluate import MODEL_METHOD, evaluate_model, write_csv
 from hinet.inference import FAST_PATH, STATS_PROTOCOLS, eval_mode, run_model
 from hinet.io import atomic_write_bytes, atomic_write_text
 from hinet.metrics import default_protocol
+from hinet.model import HINet
 from hinet.results_table import ABLATION_COLUMNS
 from hinet.runs import (
     ABLATION_FILE,
@@ -96,11 +98,6 @@ from hinet.runs import (
 )
 from hinet.train import train
 from hinet.training_data import use_photos
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from hinet.model import HINet
 
 log = logging.getLogger(__name__)
 
