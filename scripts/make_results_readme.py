@@ -30,6 +30,7 @@ from hinet import data, results_table as rt
 from hinet.errors import HINetError
 from hinet.runs import ABLATION_FILE, results_runs_dir, shipped_models_dir
 from hinet.sweep import LADDER_GRIDS, RETRAIN_TO_SHIP, progress
+from hinet.tasks import TASKS
 
 START, END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 MODELS_START, MODELS_END = "<!-- models:start -->", "<!-- models:end -->"
@@ -39,6 +40,9 @@ RERUN_START, RERUN_END = "<!-- rerun:start -->", "<!-- rerun:end -->"
 BEFORE_CSV = "archive/ablation_before_protocols.csv"
 STATS_START, STATS_END = "<!-- stats:start -->", "<!-- stats:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"
+PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
+PILOT_CSV = Path("defaults") / "pilot.csv"  # under the results folder (scripts/pilot_defaults.py writes it)
+PILOT_FILE = Path(__file__).resolve().parent.parent / "configs" / "default_pilot.yaml"
 FINISHED = ("done", "ship", RETRAIN_TO_SHIP)  # run statuses whose scores are in the table
 STATS_CSV = "stats_protocols.csv"  # written by scripts/stats_protocols.py
 
@@ -694,6 +698,107 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def plot_pilot_curves(curves: Mapping[str, list], path: Path) -> None:
+    """Validation PSNR against training time, one line per pilot candidate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for name, points in curves.items():
+        _, walls, psnrs = zip(*points)
+        axes.plot([w / 60 for w in walls], psnrs, marker="o", markersize=3, label=name)
+    axes.set_xlabel("training time (minutes, this machine)")
+    axes.set_ylabel("validation PSNR (dB)")
+    axes.set_title("Defaults pilot: blind denoising, equal training time")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: Path = PILOT_FILE) -> str:
+    """The defaults' width/patch pilot: every candidate's row of pilot.csv, its validation curve, the winner."""
+    import csv
+    import json
+
+    import yaml
+
+    pilot = yaml.safe_load(pilot_file.read_text())
+    budget, tie = float(pilot["budget_minutes"]), float(pilot["tie_db"])
+    task = TASKS[pilot["task"]]
+    blind = ", ".join(f"{name} {low:g}-{high:g}" for name, (low, high) in task.blind_ranges.items())
+    default = ", ".join(f"{name} {value:g}" for name, value in task.defaults.items())
+
+    with open(results / PILOT_CSV, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    runs_dir = results / PILOT_CSV.parent / "pilot"
+    costs_path = runs_dir / "costs.json"
+    costs = json.loads(costs_path.read_text()) if costs_path.is_file() else {}
+    finished = [row for row in rows if row["status"] == "done" and row["best_val_psnr"]]
+    top = max((float(row["best_val_psnr"]) for row in finished), default=None)
+    lines = [
+        PILOT_START,
+        "## Default models: the width and patch pilot",
+        "",
+        "Generated from `results/defaults/pilot.csv`, written by `python scripts/pilot_defaults.py "
+        f"configs/default_pilot.yaml`. Each candidate is `configs/default_base.yaml` (blind {task.name}, {blind} "
+        "drawn per patch; natural photos + skimage + pywt + dead leaves; PSNR loss) with the overrides "
+        f"shown, trained for the **same time** ({budget:g} minutes of its own seconds per step, so a costlier step gets "
+        "fewer steps), its cosine schedule annealed over exactly those steps. Scored on validation only: PSNR "
+        f"({task.protocol.describe()}) of the best checkpoint on the held-out photo crops at {default}; the test set is not used here.",
+        "",
+    ]
+    if costs:
+        reference = ", ".join(costs.get("reference", [])) or "none"
+        lines += [
+            f"Seconds per step were measured for all candidates together ({costs.get('timing_steps')} interleaved "
+            f"optimizer steps each, `results/defaults/pilot/costs.json`), then scaled by {costs['scale']:.3f} "
+            f"to the candidate whose steps were fixed before that measurement ({reference}).",
+            "",
+        ]
+    lines += [
+        "The budget is a step count planned from that cost; the wall time column is what the training took on "
+        "the shared 2-core machine, slowed by whatever else ran beside it.",
+        "",
+        "| candidate | overrides | s/step | steps | wall time (min) | best val PSNR (dB) | input (dB) | best step |"
+        " device | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for row in rows:
+        seconds = float(row["train_seconds"] or 0)
+        best = f"**{row['best_val_psnr']}**" if row in finished and float(row["best_val_psnr"]) == top else ""
+        lines.append(
+            f"| {row['candidate']} | `{row['overrides']}` | {row['seconds_per_step']} | {row['steps']} | "
+            f"{seconds / 60:.1f} | {best or row['best_val_psnr']} | {row['input_val_psnr']} | {row['best_step']} | "
+            f"{row['device']} {row['precision']} | {row['status']} |"
+        )
+    curves = {}
+    for row in rows:
+        verdict = curve_verdict(runs_dir / f"pilot_{row['candidate']}" / "log.jsonl")
+        if verdict and verdict["points"]:
+            curves[row["candidate"]] = verdict["points"]
+    if curves:
+        plot = plots_dir / "defaults_pilot_validation.png"
+        plot_pilot_curves(curves, plot)
+        lines += ["", f"![validation PSNR vs training time]({_relative(plot, readme_dir)})"]
+    lines.append("")
+    if len(finished) < len(rows):
+        lines.append(f"{len(finished)} of {len(rows)} candidates finished: no choice yet.")
+    else:
+        shape = Path("configs") / "default_shape.yaml"
+        lines.append(
+            f"The winner's overrides are in `{shape.as_posix()}` (generated), which every "
+            "`configs/default_<task>.yaml` extends; a candidate listed earlier wins within the pilot's tie "
+            f"({tie:g} dB), since it is the cheaper one."
+        )
+    lines.append(PILOT_END)
+    return "\n".join(lines)
+
+
 def write_section(readme: Path, section: str, start: str = START, end: str = END, after: str | None = None) -> None:
     """Replace the text between `start` and `end`; without them, insert the section after the marker
     `after` (when given and present) or append it."""
@@ -726,6 +831,10 @@ def main(argv=None) -> int:
     if (args.results / "eval").is_dir():
         write_section(out, models_section(args.results), MODELS_START, MODELS_END)
         print(f"wrote the default-models section of {out}")
+    if (args.results / PILOT_CSV).is_file():
+        plots = args.plots or args.results / "plots"
+        write_section(out, pilot_section(args.results, plots, out.parent), PILOT_START, PILOT_END, after=MODELS_END)
+        print(f"wrote the defaults-pilot section of {out}")
     try:
         table = rt.read_ablation_csv(csv)
         section = ablation_section(

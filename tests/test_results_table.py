@@ -1,5 +1,6 @@
 """hinet.results_table and scripts/make_results_readme.py on small synthetic tables with known answers."""
 
+import csv
 import json
 import math
 import subprocess
@@ -686,3 +687,26 @@ def test_a_learning_curve_is_flat_when_its_last_fifth_gains_nothing(tmp_path):
     assert flat["flattened"] is True and "flattened" in flat["verdict"]
     assert readme.curve_verdict(tmp_path / "missing.jsonl") is None
     assert "too few" in log([20, 21])["verdict"]
+
+
+def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_path):
+    readme = _readme_module()
+    results = tmp_path / "results"
+    runs = results / "defaults" / "pilot"
+    (runs / "pilot_a").mkdir(parents=True)
+    log = [{"step": s, "wall": 6.0 * s, "val_psnr": 30.0 + s / 100} for s in (100, 200)]
+    (runs / "pilot_a" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    (runs / "costs.json").write_text(json.dumps({"scale": 1.0, "reference": [], "timing_steps": 8}))
+    columns = ["candidate", "overrides", "seconds_per_step", "steps", "train_seconds", "best_val_psnr"]
+    columns += ["best_step", "input_val_psnr", "device", "precision", "status"]
+    done = ["a", '{"data.patch": 64}', "0.3", "200", "1200", "32.0", "200", "20.6", "cpu", "fp32", "done"]
+    waiting = ["b", '{"data.patch": 128}', "0.6", "", "0", "", "", "", "", "", "not started"]
+    with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([columns, done, waiting])
+    pilot = tmp_path / "pilot.yaml"
+    pilot.write_text("task: denoise\nbudget_minutes: 30\ntie_db: 0.1\n")
+    text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
+    assert '| a | `{"data.patch": 64}` | 0.3 | 200 | 20.0 | **32.0** |' in text
+    assert "| b |" in text and "1 of 2 candidates finished: no choice yet." in text
+    assert "30 minutes" in text and "sigma 0-50" in text
+    assert (tmp_path / "plots" / "defaults_pilot_validation.png").is_file()
