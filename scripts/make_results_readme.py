@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from hinet import data, results_table as rt
 from hinet.errors import HINetError
 from hinet.runs import ABLATION_FILE, results_runs_dir, shipped_models_dir
@@ -42,6 +44,7 @@ STATS_START, STATS_END = "<!-- stats:start -->", "<!-- stats:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"
 PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
 PILOT_CSV = Path("defaults") / "pilot.csv"  # under the results folder (scripts/pilot_defaults.py writes it)
+VALIDATION_BASELINES_CSV = Path("defaults") / "validation_baselines.csv"  # scripts/validation_baselines.py
 PILOT_FILE = Path(__file__).resolve().parent.parent / "configs" / "default_pilot.yaml"
 FINISHED = ("done", "ship", RETRAIN_TO_SHIP)  # run statuses whose scores are in the table
 STATS_CSV = "stats_protocols.csv"  # written by scripts/stats_protocols.py
@@ -152,7 +155,30 @@ def curve_verdict(log_path: Path) -> dict | None:
     return result
 
 
-def plot_learning_curve(points, title: str, path: Path) -> None:
+def validation_references(results: Path, task: str, level: str, val_size: int) -> dict[str, float]:
+    """Validation PSNR of the input and the classical baselines on the very pairs a run of `task` validates
+    on (`scripts/validation_baselines.py`), by method; {} when they were not measured."""
+    import csv
+
+    path = results / VALIDATION_BASELINES_CSV
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {
+            row["method"]: float(row["val_psnr"])
+            for row in csv.DictReader(handle)
+            if (row["task"], row["level"], row["val_size"]) == (task, level, str(val_size))
+        }
+
+
+def _draw_references(axes, references: Mapping[str, float]) -> None:
+    for index, (method, value) in enumerate(sorted(references.items(), key=lambda item: -item[1])):
+        if method == "input":
+            continue  # far below every curve: it would squash them
+        axes.axhline(value, linestyle="--", linewidth=1, color=f"C{(index + 5) % 10}", label=f"{method} (same pairs)")
+
+
+def plot_learning_curve(points, title: str, path: Path, references: Mapping[str, float] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -167,6 +193,9 @@ def plot_learning_curve(points, title: str, path: Path) -> None:
     by_wall.set_xlabel("training time (hours)")
     for axis in (by_step, by_wall):
         axis.grid(alpha=0.3)
+        _draw_references(axis, references or {})
+    if references:
+        by_step.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -684,7 +713,15 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
             lines.append("- Learning curve: no training log shipped.")
         elif curve["points"]:
             plot = results / "plots" / f"model_{name}_learning_curve.png"
-            plot_learning_curve(curve["points"], f"{name}: validation PSNR (run {source_run})", plot)
+            config_file = project_root / source_run / "config.yaml"
+            run_config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+            references = validation_references(
+                results,
+                task,
+                data.format_level(data.validate_strength(task)),
+                (run_config.get("data") or {}).get("val_size", 0),
+            )
+            plot_learning_curve(curve["points"], f"{name}: validation PSNR (run {source_run})", plot, references)
             lines += [
                 f"- Learning curve ({curve['steps']} steps, {curve['wall'] / 3600:.1f} h, best {curve['best']:.2f} dB "
                 f"on validation): {curve['verdict']}.",
@@ -698,7 +735,7 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def plot_pilot_curves(curves: Mapping[str, list], path: Path) -> None:
+def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mapping[str, float], task: str) -> None:
     """Validation PSNR against training time, one line per pilot candidate."""
     import matplotlib
 
@@ -709,9 +746,10 @@ def plot_pilot_curves(curves: Mapping[str, list], path: Path) -> None:
     for name, points in curves.items():
         _, walls, psnrs = zip(*points)
         axes.plot([w / 60 for w in walls], psnrs, marker="o", markersize=3, label=name)
+    _draw_references(axes, references)
     axes.set_xlabel("training time (minutes, this machine)")
     axes.set_ylabel("validation PSNR (dB)")
-    axes.set_title("Defaults pilot: blind denoising, equal training time")
+    axes.set_title(f"Defaults pilot: blind {task}, equal training time")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -724,8 +762,6 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
     """The defaults' width/patch pilot: every candidate's row of pilot.csv, its validation curve, the winner."""
     import csv
     import json
-
-    import yaml
 
     pilot = yaml.safe_load(pilot_file.read_text())
     budget, tie = float(pilot["budget_minutes"]), float(pilot["tie_db"])
@@ -781,9 +817,20 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
         verdict = curve_verdict(runs_dir / f"pilot_{row['candidate']}" / "log.jsonl")
         if verdict and verdict["points"]:
             curves[row["candidate"]] = verdict["points"]
+    level = data.format_level(task.defaults)
+    val_size = int(yaml.safe_load((pilot_file.parent / pilot["base"]).read_text())["data"]["val_size"])
+    references = validation_references(results, task.name, level, val_size)
+    if references:
+        lines += [
+            "",
+            "On the same validation pairs (`python scripts/validation_baselines.py configs/default_base.yaml "
+            f"--set task={task.name}`): "
+            + ", ".join(f"{method} {value:.2f} dB" for method, value in sorted(references.items(), key=lambda i: -i[1]))
+            + ".",
+        ]
     if curves:
         plot = plots_dir / "defaults_pilot_validation.png"
-        plot_pilot_curves(curves, plot)
+        plot_pilot_curves(curves, plot, references, task.name)
         lines += ["", f"![validation PSNR vs training time]({_relative(plot, readme_dir)})"]
     lines.append("")
     if len(finished) < len(rows):

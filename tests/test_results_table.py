@@ -704,8 +704,13 @@ def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_
     with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([columns, done, waiting])
     pilot = tmp_path / "pilot.yaml"
-    pilot.write_text("task: denoise\nbudget_minutes: 30\ntie_db: 0.1\n")
+    pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 30\ntie_db: 0.1\n")
+    (tmp_path / "base.yaml").write_text("data: {val_size: 192}\n")
+    references = "task,level,val_size,method,val_psnr\n"
+    references += "denoise,sigma=25,192,bm3d,34.46\ndenoise,sigma=25,128,bm3d,99\ndenoise,sigma=25,192,input,20.66\n"
+    (results / "defaults" / "validation_baselines.csv").write_text(references)
     text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
+    assert "bm3d 34.46 dB, input 20.66 dB." in text  # the pairs of this validation crop size only
     assert '| a | `{"data.patch": 64}` | 0.3 | 200 | 20.0 | **32.0** |' in text
     assert "| b |" in text and "1 of 2 candidates finished: no choice yet." in text
     assert "30 minutes" in text and "sigma 0-50" in text
