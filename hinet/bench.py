@@ -141,6 +141,7 @@ def bench_train(variants: list[str], steps: int, patch: int = 64, batch: int = 8
         "fp32": dict(bf16=False, channels_last=False),
         "bf16 autocast": dict(bf16=True, channels_last=False),
         "fp32 channels_last": dict(bf16=False, channels_last=True),
+        "bf16 channels_last": dict(bf16=True, channels_last=True),
     }
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(batch, 3, patch, patch, generator=generator)
