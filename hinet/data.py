@@ -404,7 +404,9 @@ def random_crop(
     arrays = [images] if isinstance(images, np.ndarray) else list(images)
     if not arrays:
         raise ImageError("random_crop needs at least one image")
-    if isinstance(size, (int, numbers.Integral)):
+    if isinstance(size, (int, float, numbers.Real)):  # one side for both (a whole float such as 64.0 is fine)
+        if size != int(size):
+            raise ConfigError(f"crop size must be a whole number of pixels, got {size}")
         ch = cw = int(size)
     else:
         ch, cw = (int(side) for side in size)

@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import skimage.metrics  # lazy: its functions (and scipy.stats, ~0.8 s of import) load on first use
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from hinet.errors import ConfigError, ImageError
 
@@ -123,7 +123,7 @@ def psnr(
     out, ref = _prepare_pair(output, target, protocol)
     if np.array_equal(out, ref):
         return float("inf")
-    return float(peak_signal_noise_ratio(ref, out, data_range=protocol.data_range))
+    return float(skimage.metrics.peak_signal_noise_ratio(ref, out, data_range=protocol.data_range))
 
 
 def ssim(
@@ -137,7 +137,7 @@ def ssim(
             f"(after the border crop), got {out.shape[1]}x{out.shape[0]}"
         )
     return float(
-        structural_similarity(
+        skimage.metrics.structural_similarity(
             ref,
             out,
             data_range=protocol.data_range,

@@ -8,7 +8,10 @@ there is no data state to keep: a resumed run sees exactly the batches an unbrok
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,6 +135,12 @@ def prepare_training_data(cfg: TrainConfig, multiple: int) -> TrainingData:
         },
     }
     return result
+
+
+def validation_id(validation: Mapping[str, object]) -> str:
+    """A short fingerprint of a run's validation pairs from its `sources["validation"]` record (source, crop
+    size, image labels), so that scores measured on the same pairs can be matched to the run."""
+    return hashlib.sha256(json.dumps(validation, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def sources_summary(sources: dict) -> dict:

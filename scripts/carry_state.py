@@ -1,27 +1,37 @@
 """Carry half-finished trainings from one session's machine to the next through git.
 
-    python scripts/carry_state.py --keep      (before a session stops: commit the result)
+    python scripts/carry_state.py --keep      (before a session stops, trainings stopped: commit the result)
     python scripts/carry_state.py --release   (first thing in a session, after the runs resumed: commit)
     python scripts/carry_state.py             (lists what each would do)
 
 A session's checkout may be a fresh clone: git-ignored weights and optimizer state (`*.safetensors` under
 results/runs and results/defaults) are then gone, and a half-finished run could only start over. `--keep`
-force-adds the resumable state of every UNFINISHED run (its weights, optimizer moments and best checkpoint,
-about 22 MB for a wf16 model) so that the stop's commit carries it; `--release` stops tracking those files
-again (they stay on disk), so that ordinary `git add -A` commits never store a new copy of them. Finished
-runs never ship their fp32 state: the app opens their fp16 weights (results/models, `weights_fp16`).
+force-adds the fp32 state (weights, optimizer moments, best checkpoint: about 22 MB for a wf16 model) of
+every run that still needs it, together with its train_state.json, config and log so that they come from
+one checkpoint: an unfinished run; a finished ablation run not scored yet (no eval.csv); a finished task
+default (results/defaults/<task>) that no shipped model names as its source. Runs that failed never carry.
+It refuses while a training process runs: stop it first (`python -m hinet.train` saves a checkpoint on
+SIGTERM; a sweep or the pilot resumes from its last periodic checkpoint). `--release`
+stops tracking those files again (they stay on disk), so that ordinary `git add -A` commits never store a
+new copy of them. Finished and delivered runs never ship fp32 state: the app opens their fp16 weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from hinet.checkpoint import read_metadata
 from hinet.runs import (
     BEST_FILE,
     CONFIG_FILE,
+    DATA_FILE,
+    EVAL_FILE,
+    FAILED_FILE,
+    LOG_FILE,
     MODEL_FILE,
     PROJECT_ROOT,
     RESULTS_DIR,
@@ -29,20 +39,43 @@ from hinet.runs import (
     STATE_TENSORS_FILE,
     read_run_config,
     read_state,
+    results_runs_dir,
+    shipped_models_dir,
 )
 
-STATE_FILES = (MODEL_FILE, STATE_TENSORS_FILE, BEST_FILE)  # what resuming needs beside train_state.json
+STATE_FILES = (MODEL_FILE, STATE_TENSORS_FILE, BEST_FILE)  # git-ignored; what resuming needs
+COMPANION_FILES = (STATE_JSON_FILE, CONFIG_FILE, LOG_FILE, DATA_FILE)  # tracked; staged with them
+CARRIED_PARENTS = ("runs", "defaults")  # the folders of results/ that hold run folders
+TRAINING_PROCESSES = r"hinet\.train|hinet\.sweep|pilot_defaults\.py|hinet-train|hinet-sweep"
 
 
-def unfinished_runs(results_dir: Path = RESULTS_DIR) -> list[Path]:
-    """Run folders under `results_dir` whose saved step is short of their configured steps."""
+def _shipped_sources(results_dir: Path) -> set[Path]:
+    sources = set()
+    for path in sorted(shipped_models_dir(results_dir).glob("*.safetensors")):
+        source = read_metadata(path).get("source_run")
+        if source:
+            sources.add((PROJECT_ROOT / source).resolve())
+    return sources
+
+
+def runs_to_carry(results_dir: Path = RESULTS_DIR) -> list[Path]:
+    """Run folders under `results_dir` whose fp32 state is still needed (see the module docstring)."""
+    shipped = _shipped_sources(results_dir)
+    defaults_dir = (results_dir / "defaults").resolve()
     runs = []
     for state_file in sorted(results_dir.rglob(STATE_JSON_FILE)):
         run_dir = state_file.parent
-        if not (run_dir / CONFIG_FILE).is_file():
+        if not (run_dir / CONFIG_FILE).is_file() or (run_dir / FAILED_FILE).exists():
             continue
         state, config = read_state(run_dir), read_run_config(run_dir)
-        if state is not None and config is not None and int(state["step"]) < int(config.get("steps", 0)):
+        if state is None or config is None:
+            continue
+        unfinished = int(state["step"]) < int(config.get("steps", 0))
+        unscored = (
+            run_dir.parent.resolve() == results_runs_dir(results_dir).resolve() and not (run_dir / EVAL_FILE).is_file()
+        )
+        unshipped = run_dir.parent.resolve() == defaults_dir and run_dir.resolve() not in shipped
+        if unfinished or unscored or unshipped:
             runs.append(run_dir)
     return runs
 
@@ -51,38 +84,62 @@ def state_files(run_dirs: list[Path]) -> list[Path]:
     return [run_dir / name for run_dir in run_dirs for name in STATE_FILES if (run_dir / name).is_file()]
 
 
+def companion_files(run_dirs: list[Path]) -> list[Path]:
+    return [run_dir / name for run_dir in run_dirs for name in COMPANION_FILES if (run_dir / name).is_file()]
+
+
 def tracked_state_files(results_dir: Path = RESULTS_DIR) -> list[Path]:
     """fp32 state files git tracks now (a previous `--keep`)."""
-    listed = _git("ls-files", "--", *(f"{results_dir.relative_to(PROJECT_ROOT)}/**/{name}" for name in STATE_FILES))
+    base = results_dir.resolve().relative_to(PROJECT_ROOT)
+    patterns = [f"{base}/{parent}/**/{name}" for parent in CARRIED_PARENTS for name in STATE_FILES]
+    listed = _git("ls-files", "--", *patterns)
     return [PROJECT_ROOT / line for line in listed.splitlines() if line]
+
+
+def running_trainings() -> list[str]:
+    found = subprocess.run(["pgrep", "-af", TRAINING_PROCESSES], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if line and not line.startswith(f"{os.getpid()} ")]
 
 
 def _git(*args: str) -> str:
     return subprocess.run(["git", *args], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True).stdout
 
 
+def _relative(paths: list[Path]) -> list[str]:
+    return [str(path.resolve().relative_to(PROJECT_ROOT)) for path in paths]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group()
-    action.add_argument("--keep", action="store_true", help="force-add the state of every unfinished run")
+    action.add_argument("--keep", action="store_true", help="force-add the state of every run that needs it")
     action.add_argument("--release", action="store_true", help="untrack every fp32 state file (kept on disk)")
+    parser.add_argument("--force", action="store_true", help="--keep even while a training process runs")
     args = parser.parse_args(argv)
-    keep = state_files(unfinished_runs())
-    release = tracked_state_files()
+    runs = runs_to_carry()
+    keep = state_files(runs)
     size_mb = sum(path.stat().st_size for path in keep) / 2**20
-    relative = [str(path.relative_to(PROJECT_ROOT)) for path in keep]
     if args.keep:
-        if relative:
-            _git("add", "--force", "--", *relative)
-        print(f"staged {len(relative)} state files ({size_mb:.1f} MB) of {len(unfinished_runs())} unfinished runs")
+        running = running_trainings()
+        if running and not args.force:
+            print(
+                "error: a training is running, so its files may come from different checkpoints; stop it "
+                "(kill -TERM <pid>; hinet.train saves a checkpoint first) and run this again:\n  "
+                + "\n  ".join(running),
+                file=sys.stderr,
+            )
+            return 2
+        if keep:
+            _git("add", "--force", "--", *_relative(keep + companion_files(runs)))
+        print(f"staged {len(keep)} state files ({size_mb:.1f} MB) of {len(runs)} runs")
     elif args.release:
-        names = [str(path.relative_to(PROJECT_ROOT)) for path in release]
+        names = _relative(tracked_state_files())
         if names:
             _git("rm", "--cached", "--quiet", "--", *names)
         print(f"untracked {len(names)} state files (still on disk)")
     else:
-        print(f"--keep would stage {len(relative)} files ({size_mb:.1f} MB):", *relative, sep="\n  ")
-        print(f"--release would untrack {len(release)} files:", *release, sep="\n  ")
+        print(f"--keep would stage {len(keep)} files ({size_mb:.1f} MB):", *_relative(keep), sep="\n  ")
+        print("--release would untrack:", *_relative(tracked_state_files()), sep="\n  ")
     return 0
 
 

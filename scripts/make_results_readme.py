@@ -19,6 +19,8 @@ appended. PSNR-vs-step plots go to results/plots/.
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import math
 import re
 import sys
@@ -30,9 +32,10 @@ import yaml
 
 from hinet import data, results_table as rt
 from hinet.errors import HINetError
-from hinet.runs import ABLATION_FILE, results_runs_dir, shipped_models_dir
+from hinet.runs import ABLATION_FILE, DATA_FILE, results_runs_dir, shipped_models_dir
 from hinet.sweep import LADDER_GRIDS, RETRAIN_TO_SHIP, progress
 from hinet.tasks import TASKS
+from hinet.training_data import validation_id
 
 START, END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 MODELS_START, MODELS_END = "<!-- models:start -->", "<!-- models:end -->"
@@ -126,7 +129,6 @@ def curve_verdict(log_path: Path) -> dict | None:
     """From a run's log.jsonl: validation points, steps, wall time, and whether the curve has flattened
     (the best validation PSNR of the last 20% of steps is at most FLAT_TOLERANCE_DB above the best before);
     None without a log."""
-    import json
 
     if not log_path.is_file():
         return None
@@ -155,19 +157,18 @@ def curve_verdict(log_path: Path) -> dict | None:
     return result
 
 
-def validation_references(results: Path, task: str, level: str, val_size: int) -> dict[str, float]:
+def validation_references(results: Path, task: str, level: str, run_dir: Path) -> dict[str, float]:
     """Validation PSNR of the input and the classical baselines on the very pairs a run of `task` validates
     on (`scripts/validation_baselines.py`), by method; {} when they were not measured."""
-    import csv
-
-    path = results / VALIDATION_BASELINES_CSV
-    if not path.is_file():
+    path, sources = results / VALIDATION_BASELINES_CSV, run_dir / DATA_FILE
+    if not path.is_file() or not sources.is_file():
         return {}
+    pairs = validation_id(json.loads(sources.read_text())["validation"])
     with open(path, newline="") as handle:
         return {
             row["method"]: float(row["val_psnr"])
             for row in csv.DictReader(handle)
-            if (row["task"], row["level"], row["val_size"]) == (task, level, str(val_size))
+            if (row["task"], row["level"], row["validation"]) == (task, level, pairs)
         }
 
 
@@ -715,12 +716,8 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
             plot = results / "plots" / f"model_{name}_learning_curve.png"
             config_file = project_root / source_run / "config.yaml"
             run_config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
-            references = validation_references(
-                results,
-                task,
-                data.format_level(data.validate_strength(task)),
-                (run_config.get("data") or {}).get("val_size", 0),
-            )
+            level = data.format_level(data.validate_strength(task, **(run_config.get("strength") or {})))
+            references = validation_references(results, task, level, project_root / source_run)
             plot_learning_curve(curve["points"], f"{name}: validation PSNR (run {source_run})", plot, references)
             lines += [
                 f"- Learning curve ({curve['steps']} steps, {curve['wall'] / 3600:.1f} h, best {curve['best']:.2f} dB "
@@ -760,8 +757,6 @@ def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mappin
 
 def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: Path = PILOT_FILE) -> str:
     """The defaults' width/patch pilot: every candidate's row of pilot.csv, its validation curve, the winner."""
-    import csv
-    import json
 
     pilot = yaml.safe_load(pilot_file.read_text())
     budget, tie = float(pilot["budget_minutes"]), float(pilot["tie_db"])
@@ -775,7 +770,10 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
     costs_path = runs_dir / "costs.json"
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else {}
     finished = [row for row in rows if row["status"] == "done" and row["best_val_psnr"]]
-    top = max((float(row["best_val_psnr"]) for row in finished), default=None)
+    top = max((float(row["best_val_psnr"]) for row in finished), default=0.0)
+    # the pilot's rule (scripts/pilot_defaults.choose): the first candidate within the tie of the best, once all ran
+    winner = next((row for row in finished if float(row["best_val_psnr"]) >= top - tie), None)
+    winner = winner if len(finished) == len(rows) else None
     lines = [
         PILOT_START,
         "## Default models: the width and patch pilot",
@@ -806,7 +804,7 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
     ]
     for row in rows:
         seconds = float(row["train_seconds"] or 0)
-        best = f"**{row['best_val_psnr']}**" if row in finished and float(row["best_val_psnr"]) == top else ""
+        best = f"**{row['best_val_psnr']}** (winner)" if row is winner else ""
         lines.append(
             f"| {row['candidate']} | `{row['overrides']}` | {row['seconds_per_step']} | {row['steps']} | "
             f"{seconds / 60:.1f} | {best or row['best_val_psnr']} | {row['input_val_psnr']} | {row['best_step']} | "
@@ -818,8 +816,8 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
         if verdict and verdict["points"]:
             curves[row["candidate"]] = verdict["points"]
     level = data.format_level(task.defaults)
-    val_size = int(yaml.safe_load((pilot_file.parent / pilot["base"]).read_text())["data"]["val_size"])
-    references = validation_references(results, task.name, level, val_size)
+    first_run = runs_dir / f"pilot_{rows[0]['candidate']}" if rows else runs_dir
+    references = validation_references(results, task.name, level, first_run)  # every candidate: the same pairs
     if references:
         lines += [
             "",

@@ -163,9 +163,11 @@ def _steps_for(pilot: Pilot, cost: float) -> int:
 def candidate_costs(pilot: Pilot) -> dict[str, float]:
     """Seconds per step of every candidate, from `COSTS_FILE` (measured once, then read back)."""
     path = pilot.costs_path
+    candidates = {c.name: c.overrides for c in pilot.candidates}
     if path.is_file():
         saved = json.loads(path.read_text())
-        if set(saved["seconds_per_step"]) == {c.name for c in pilot.candidates}:
+        # reused only for the very candidates it measured (same names and overrides), else measured again
+        if saved.get("candidates") == candidates:
             return {name: float(cost) for name, cost in saved["seconds_per_step"].items()}
     measured = measure_costs({c.name: pilot.config(c, 1) for c in pilot.candidates})
     fixed = {c.name: steps for c in pilot.candidates if (steps := _fixed_steps(pilot, c)) is not None}
@@ -175,6 +177,7 @@ def candidate_costs(pilot: Pilot) -> dict[str, float]:
     costs = {name: cost * scale for name, cost in measured.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
+        "candidates": candidates,
         "measured_seconds_per_step": measured,
         "reference": sorted(fixed),
         "scale": scale,

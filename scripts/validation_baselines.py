@@ -8,8 +8,8 @@ photo crops, degraded at the config's validation strength with the trainer's fix
 input and each classical baseline of the task (`hinet.tasks`: BM3D and NL-means with the true sigma for
 denoising, Richardson-Lucy with the true kernel for deblurring, a 5x5 median for deraining), scores them with
 the task's protocol as the trainer's validation does, and writes one row per method to
-`results/defaults/validation_baselines.csv`, keyed by task, level and validation crop size (what fixes the
-pairs; rows with other keys are kept). The results page draws these
+`results/defaults/validation_baselines.csv`, keyed by task, level and the pairs' fingerprint
+(`hinet.training_data.validation_id`: source, crop size and images; rows with other keys are kept). The results page draws these
 levels into the defaults' learning curves: a curve flattening under the BM3D line will not meet the bar.
 """
 
@@ -29,17 +29,18 @@ from hinet.evaluate import BASELINES
 from hinet.metrics import default_protocol, evaluate_pair
 from hinet.runs import RESULTS_DIR
 from hinet.tasks import get_task
-from hinet.training_data import prepare_training_data
+from hinet.training_data import prepare_training_data, validation_id
 
 VALIDATION_BASELINES_CSV = RESULTS_DIR / "defaults" / "validation_baselines.csv"
-COLUMNS = ("task", "level", "val_size", "method", "val_psnr", "val_ssim", "pairs", "config")
-KEY = ("task", "level", "val_size")
+COLUMNS = ("task", "level", "validation", "val_size", "method", "val_psnr", "val_ssim", "pairs", "config")
+KEY = ("task", "level", "validation")  # `validation`: hinet.training_data.validation_id of the pairs
 INPUT_METHOD = "input"
 
 
 def score_config(config_path: Path, overrides: list[str]) -> list[dict]:
     cfg = load_config(config_path, overrides)
-    validation = prepare_training_data(cfg, cfg.model_config().size_multiple).val_pairs
+    prepared = prepare_training_data(cfg, cfg.model_config().size_multiple)
+    validation = prepared.val_pairs
     strength = cfg.resolved_strength()
     protocol = default_protocol(cfg.task)
     methods = {INPUT_METHOD: lambda lq: np.clip(lq, 0, 1)}
@@ -52,6 +53,7 @@ def score_config(config_path: Path, overrides: list[str]) -> list[dict]:
                 "config": " ".join([config_path.as_posix(), *(f"--set {o}" for o in overrides)]),
                 "task": cfg.task,
                 "level": format_level(strength),
+                "validation": validation_id(prepared.sources["validation"]),
                 "val_size": cfg.data.val_size,
                 "method": method,
                 "val_psnr": round(float(np.mean([s["psnr"] for s in scores])), 4),

@@ -4,8 +4,11 @@ import importlib.util
 import json
 import sys
 
+import torch
 import yaml
 
+from hinet.checkpoint import save_checkpoint
+from hinet.registry import create_model
 from hinet.runs import PROJECT_ROOT
 
 spec = importlib.util.spec_from_file_location("carry_state", PROJECT_ROOT / "scripts" / "carry_state.py")
@@ -13,26 +16,36 @@ carry_state = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = carry_state
 spec.loader.exec_module(carry_state)
 
+ALL = ("model.safetensors", "train_state.safetensors", "best.safetensors")
 
-def _run(parent, name, step, steps, files=("model.safetensors", "train_state.safetensors", "best.safetensors")):
+
+def _run(parent, name, step, steps, files=ALL, extra=()):
     run_dir = parent / name
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"steps": steps}))
     (run_dir / "train_state.json").write_text(json.dumps({"step": step, "train_seconds": 1.0}))
-    for file in files:
+    for file in (*files, *extra):
         (run_dir / file).write_bytes(b"x")
     return run_dir
 
 
-def test_only_unfinished_runs_carry_their_weights_optimizer_and_best(tmp_path):
-    half = _run(tmp_path / "defaults", "denoise", step=1250, steps=40000)
-    _run(tmp_path / "runs", "norm3k__denoise__hin__s0", step=3000, steps=3000)  # finished: fp16 ships instead
-    no_best_yet = _run(tmp_path / "runs", "young", step=10, steps=3000, files=("model.safetensors",))
-    (tmp_path / "runs" / "never_started").mkdir()
-    assert carry_state.unfinished_runs(tmp_path) == [half, no_best_yet]
-    assert carry_state.state_files(carry_state.unfinished_runs(tmp_path)) == [
-        half / "model.safetensors",
-        half / "train_state.safetensors",
-        half / "best.safetensors",
-        no_best_yet / "model.safetensors",
-    ]
+def test_runs_that_still_need_their_fp32_state_are_carried_and_delivered_ones_are_not(tmp_path):
+    results = tmp_path / "results"
+    half = _run(results / "defaults", "denoise", step=1250, steps=40000)
+    unshipped = _run(results / "defaults", "jpeg", step=40000, steps=40000)  # finished, not shipped yet
+    shipped = _run(results / "defaults", "derain", step=40000, steps=40000)
+    torch.manual_seed(0)
+    source = str(shipped.relative_to(PROJECT_ROOT)) if shipped.is_relative_to(PROJECT_ROOT) else str(shipped)
+    save_checkpoint(
+        results / "models" / "derain.safetensors", create_model("tiny_none"), metadata={"source_run": source}
+    )
+    _run(results / "defaults" / "pilot", "pilot_a", step=100, steps=100)  # a finished pilot candidate
+    scored = _run(results / "runs", "norm3k__denoise__hin__s0", step=3000, steps=3000, extra=("eval.csv",))
+    unscored = _run(results / "runs", "norm3k__denoise__hin__s1", step=3000, steps=3000)
+    failed = _run(results / "runs", "lr-x__lr0.01__s0", step=40, steps=300, extra=("failed.txt",))
+    young = _run(results / "runs", "young", step=10, steps=3000, files=("model.safetensors",))
+    carried = carry_state.runs_to_carry(results)
+    assert carried == [half, unshipped, unscored, young]
+    assert scored not in carried and failed not in carried and shipped not in carried
+    assert carry_state.state_files([half, young]) == [*(half / f for f in ALL), young / "model.safetensors"]
+    assert carry_state.companion_files([half]) == [half / "train_state.json", half / "config.yaml"]

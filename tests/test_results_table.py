@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from hinet import results_table as rt
+from hinet.training_data import validation_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -706,12 +707,34 @@ def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_
     pilot = tmp_path / "pilot.yaml"
     pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 30\ntie_db: 0.1\n")
     (tmp_path / "base.yaml").write_text("data: {val_size: 192}\n")
-    references = "task,level,val_size,method,val_psnr\n"
-    references += "denoise,sigma=25,192,bm3d,34.46\ndenoise,sigma=25,128,bm3d,99\ndenoise,sigma=25,192,input,20.66\n"
+    validation = {"source": "photos", "crop": 192, "images": ["photos/a#0"]}
+    (runs / "pilot_a" / "data_sources.json").write_text(json.dumps({"validation": validation}))
+    pairs = validation_id(validation)
+    references = "task,level,validation,method,val_psnr\n"
+    references += (
+        f"denoise,sigma=25,{pairs},bm3d,34.46\ndenoise,sigma=25,other,bm3d,99\ndenoise,sigma=25,{pairs},input,20.66\n"
+    )
     (results / "defaults" / "validation_baselines.csv").write_text(references)
     text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
-    assert "bm3d 34.46 dB, input 20.66 dB." in text  # the pairs of this validation crop size only
-    assert '| a | `{"data.patch": 64}` | 0.3 | 200 | 20.0 | **32.0** |' in text
+    assert "bm3d 34.46 dB, input 20.66 dB." in text  # measured on these very pairs, not on others
+    assert '| a | `{"data.patch": 64}` | 0.3 | 200 | 20.0 | 32.0 |' in text  # no winner before all finished
     assert "| b |" in text and "1 of 2 candidates finished: no choice yet." in text
     assert "30 minutes" in text and "sigma 0-50" in text
     assert (tmp_path / "plots" / "defaults_pilot_validation.png").is_file()
+
+
+def test_the_pilot_winner_follows_the_tie_rule_once_every_candidate_finished(tmp_path):
+    readme = _readme_module()
+    results = tmp_path / "results"
+    (results / "defaults" / "pilot").mkdir(parents=True)
+    columns = ["candidate", "overrides", "seconds_per_step", "steps", "train_seconds", "best_val_psnr"]
+    columns += ["best_step", "input_val_psnr", "device", "precision", "status"]
+    cheap = ["cheap", "{}", "0.3", "200", "60", "32.00", "200", "20.6", "cpu", "fp32", "done"]
+    wide = ["wide", "{}", "0.6", "100", "60", "32.05", "100", "20.6", "cpu", "fp32", "done"]
+    with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([columns, cheap, wide])
+    pilot = tmp_path / "pilot.yaml"
+    pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 1\ntie_db: 0.1\n")
+    text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
+    assert "| cheap | `{}` | 0.3 | 200 | 1.0 | **32.00** (winner) |" in text  # within 0.1 dB of the best
+    assert "| wide | `{}` | 0.6 | 100 | 1.0 | 32.05 |" in text
