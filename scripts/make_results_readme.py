@@ -45,10 +45,10 @@ RERUN_START, RERUN_END = "<!-- rerun:start -->", "<!-- rerun:end -->"
 BEFORE_CSV = "archive/ablation_before_protocols.csv"
 STATS_START, STATS_END = "<!-- stats:start -->", "<!-- stats:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"
-PILOT_START, PILOT_END = "<!-- pilot:start -->", "<!-- pilot:end -->"
-PILOT_CSV = Path("defaults") / "pilot.csv"  # under the results folder (scripts/pilot_defaults.py writes it)
+DEFAULTS_DIR = Path("defaults")  # under the results folder: the task defaults' runs and pilots
 VALIDATION_BASELINES_CSV = Path("defaults") / "validation_baselines.csv"  # scripts/validation_baselines.py
-PILOT_FILE = Path(__file__).resolve().parent.parent / "configs" / "default_pilot.yaml"
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+PILOT_FILES = (CONFIGS_DIR / "default_pilot.yaml", CONFIGS_DIR / "default_lr_pilot.yaml")  # run in this order
 FINISHED = ("done", "ship", RETRAIN_TO_SHIP)  # run statuses whose scores are in the table
 STATS_CSV = "stats_protocols.csv"  # written by scripts/stats_protocols.py
 
@@ -732,7 +732,7 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mapping[str, float], task: str) -> None:
+def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mapping[str, float], title: str) -> None:
     """Validation PSNR against training time, one line per pilot candidate."""
     import matplotlib
 
@@ -746,7 +746,7 @@ def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mappin
     _draw_references(axes, references)
     axes.set_xlabel("training time (minutes, this machine)")
     axes.set_ylabel("validation PSNR (dB)")
-    axes.set_title(f"Defaults pilot: blind {task}, equal training time")
+    axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
@@ -755,18 +755,26 @@ def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mappin
     plt.close(figure)
 
 
-def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: Path = PILOT_FILE) -> str:
-    """The defaults' width/patch pilot: every candidate's row of pilot.csv, its validation curve, the winner."""
+def pilot_markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
+
+def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: Path) -> str:
+    """A defaults pilot (scripts/pilot_defaults.py): every candidate's row of its table, its validation
+    curves, the winner."""
     pilot = yaml.safe_load(pilot_file.read_text())
+    name, title = str(pilot.get("name", "pilot")), str(pilot.get("title", "pilot"))
+    writes = str(pilot.get("writes", "default_shape.yaml"))
+    start, end = pilot_markers(name)
+    table_path = results / DEFAULTS_DIR / f"{name}.csv"
     budget, tie = float(pilot["budget_minutes"]), float(pilot["tie_db"])
     task = TASKS[pilot["task"]]
     blind = ", ".join(f"{name} {low:g}-{high:g}" for name, (low, high) in task.blind_ranges.items())
     default = ", ".join(f"{name} {value:g}" for name, value in task.defaults.items())
 
-    with open(results / PILOT_CSV, newline="") as handle:
+    with open(table_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    runs_dir = results / PILOT_CSV.parent / "pilot"
+    runs_dir = results / DEFAULTS_DIR / name
     costs_path = runs_dir / "costs.json"
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else {}
     finished = [row for row in rows if row["status"] == "done" and row["best_val_psnr"]]
@@ -775,11 +783,11 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
     winner = next((row for row in finished if float(row["best_val_psnr"]) >= top - tie), None)
     winner = winner if len(finished) == len(rows) else None
     lines = [
-        PILOT_START,
-        "## Default models: the width and patch pilot",
+        start,
+        f"## Default models: {title}",
         "",
-        "Generated from `results/defaults/pilot.csv`, written by `python scripts/pilot_defaults.py "
-        f"configs/default_pilot.yaml`. Each candidate is `configs/default_base.yaml` (blind {task.name}, {blind} "
+        f"Generated from `results/defaults/{name}.csv`, written by `python scripts/pilot_defaults.py "
+        f"configs/{pilot_file.name}`. Each candidate is `configs/{pilot['base']}` (blind {task.name}, {blind} "
         "drawn per patch; natural photos + skimage + pywt + dead leaves; PSNR loss) with the overrides "
         f"shown, trained for the **same time** ({budget:g} minutes of its own seconds per step, so a costlier step gets "
         "fewer steps), its cosine schedule annealed over exactly those steps. Scored on validation only: PSNR "
@@ -827,20 +835,18 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
             + ".",
         ]
     if curves:
-        plot = plots_dir / "defaults_pilot_validation.png"
-        plot_pilot_curves(curves, plot, references, task.name)
+        plot = plots_dir / f"defaults_{name}_validation.png"
+        plot_pilot_curves(curves, plot, references, f"Defaults {title}: blind {task.name}, equal training time")
         lines += ["", f"![validation PSNR vs training time]({_relative(plot, readme_dir)})"]
     lines.append("")
     if len(finished) < len(rows):
         lines.append(f"{len(finished)} of {len(rows)} candidates finished: no choice yet.")
     else:
-        shape = Path("configs") / "default_shape.yaml"
         lines.append(
-            f"The winner's overrides are in `{shape.as_posix()}` (generated), which every "
-            "`configs/default_<task>.yaml` extends; a candidate listed earlier wins within the pilot's tie "
-            f"({tie:g} dB), since it is the cheaper one."
+            f"The winner's overrides are in `configs/{writes}` (generated), which the task defaults build on "
+            f"(`configs/default_<task>.yaml`); a candidate listed earlier wins within the pilot's tie ({tie:g} dB)."
         )
-    lines.append(PILOT_END)
+    lines.append(end)
     return "\n".join(lines)
 
 
@@ -871,17 +877,21 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="default: RESULTS/README.md")
     parser.add_argument("--plots", type=Path, help="default: RESULTS/plots")
     args = parser.parse_args(argv)
-    csv = args.csv or args.results / ABLATION_FILE
+    ablation_csv = args.csv or args.results / ABLATION_FILE
     out = args.out or args.results / "README.md"
     if (args.results / "eval").is_dir():
         write_section(out, models_section(args.results), MODELS_START, MODELS_END)
         print(f"wrote the default-models section of {out}")
-    if (args.results / PILOT_CSV).is_file():
-        plots = args.plots or args.results / "plots"
-        write_section(out, pilot_section(args.results, plots, out.parent), PILOT_START, PILOT_END, after=MODELS_END)
-        print(f"wrote the defaults-pilot section of {out}")
+    after = MODELS_END
+    for pilot_file in PILOT_FILES:
+        name = str(yaml.safe_load(pilot_file.read_text()).get("name", "pilot"))
+        if (args.results / DEFAULTS_DIR / f"{name}.csv").is_file():
+            section = pilot_section(args.results, args.plots or args.results / "plots", out.parent, pilot_file)
+            write_section(out, section, *pilot_markers(name), after=after)
+            print(f"wrote the {name} section of {out}")
+        after = pilot_markers(name)[1]
     try:
-        table = rt.read_ablation_csv(csv)
+        table = rt.read_ablation_csv(ablation_csv)
         section = ablation_section(
             table, args.runs or results_runs_dir(args.results), args.plots or args.results / "plots", out.parent
         )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The task defaults (issue: default models that beat the classical methods), in order: the pilot that
-# chooses width and patch on validation (configs/default_pilot.yaml -> configs/default_shape.yaml), then
-# denoise, deblur, jpeg and derain, each for the steps of its configs/default_<task>.yaml. Resumable: after
+# chooses width and patch on validation (configs/default_pilot.yaml -> configs/default_shape.yaml), the one
+# that chooses the learning rate (configs/default_lr_pilot.yaml -> configs/default_lr.yaml), then denoise,
+# deblur, jpeg and derain, each for the steps of its configs/default_<task>.yaml. Resumable: after
 # any stop, run it again and it continues where it was (a finished run only reports).
 #   nohup scripts/train_defaults.sh > defaults.log 2>&1 &        (one heavy job at a time on 2 cores)
 # Ship a run's best checkpoint as it improves: scripts/ship_model.py results/defaults/<task>.
@@ -9,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-.venv/bin/python}"
 "$python" scripts/pilot_defaults.py configs/default_pilot.yaml
+"$python" scripts/pilot_defaults.py configs/default_lr_pilot.yaml
 for task in ${TASKS:-denoise deblur jpeg derain}; do
   "$python" -m hinet.train --config "configs/default_$task.yaml" --no-progress
 done

@@ -81,7 +81,7 @@ def test_a_candidate_fixed_before_the_joint_measurement_is_the_cost_reference(ti
 def test_the_pilot_runs_resumes_with_its_fixed_steps_and_writes_the_choice(tiny_pilot, monkeypatch, tmp_path):
     monkeypatch.setattr(pilot_defaults, "measure_costs", lambda configs: dict.fromkeys(configs, 0.06))  # 50 steps
     assert pilot_defaults.main([str(tiny_pilot)]) == 0
-    with open(tmp_path / "defaults" / pilot_defaults.PILOT_CSV) as handle:
+    with open(tmp_path / "defaults" / "pilot.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["candidate"], r["steps"], r["status"]) for r in rows] == [
         ("small", "50", "done"),
@@ -123,18 +123,31 @@ def test_the_shipped_pilot_and_task_defaults_parse():
     for candidate in pilot.candidates:
         cfg = pilot.config(candidate, 100)
         assert cfg.blind and cfg.data.photos == "required" and cfg.run_dir.parts[-2] == "pilot"
+    assert (pilot.name, pilot.writes, pilot.table_path) == (
+        "pilot",
+        "default_shape.yaml",
+        Path("results/defaults/pilot.csv"),
+    )
+
+
+def _pilot_writes_its_winner(pilot_file: Path, overrides: dict) -> None:
+    pilot = pilot_defaults.read_pilot(pilot_file)
+    row = {"candidate": "picked", "overrides": json.dumps(overrides), "best_val_psnr": "30.0"}
+    pilot_defaults.write_shape(pilot, row, [row])
 
 
 @pytest.mark.parametrize("task", ["denoise", "deblur", "jpeg", "derain"])
-def test_each_task_default_loads_over_a_shape_the_pilot_writes(task, tmp_path):
-    pilot = pilot_defaults.read_pilot(ROOT / "configs" / "default_pilot.yaml")
-    for name in ("default_base.yaml", f"default_{task}.yaml", "default_pilot.yaml"):
+def test_each_task_default_loads_over_what_the_two_pilots_write(task, tmp_path):
+    for name in ("default_base.yaml", f"default_{task}.yaml", "default_pilot.yaml", "default_lr_pilot.yaml"):
         (tmp_path / name).write_text((ROOT / "configs" / name).read_text())
-    copy = pilot_defaults.read_pilot(tmp_path / "default_pilot.yaml")
-    last = pilot.candidates[-1]
-    row = {"candidate": last.name, "overrides": json.dumps(last.overrides), "best_val_psnr": "30.0"}
-    pilot_defaults.write_shape(copy, row, [row])
+    shape = pilot_defaults.read_pilot(ROOT / "configs" / "default_pilot.yaml").candidates[-1]
+    _pilot_writes_its_winner(tmp_path / "default_pilot.yaml", shape.overrides)  # -> default_shape.yaml
+    lr_pilot = pilot_defaults.read_pilot(tmp_path / "default_lr_pilot.yaml")  # its base is the shape file
+    assert lr_pilot.name == "lr_pilot" and lr_pilot.runs_dir == Path("results/defaults/lr_pilot")
+    assert lr_pilot.config(lr_pilot.candidates[1], 100).model_config().wf == 32  # the shape pilot's winner
+    _pilot_writes_its_winner(tmp_path / "default_lr_pilot.yaml", lr_pilot.candidates[1].overrides)
     cfg = load_config(tmp_path / f"default_{task}.yaml").validate()
     assert (cfg.task, cfg.run_name, cfg.blind, cfg.data.photos) == (task, task, True, "required")
     assert cfg.run_dir == Path("results/defaults") / task
+    assert cfg.optimizer.lr == 3.0e-4 and cfg.model_config().wf == 32 and cfg.channels_last
     assert cfg.data.patch % cfg.model_config().size_multiple == 0

@@ -170,10 +170,10 @@ TRAIN_CONFIGS = sorted(
     for p in (REPO / "configs").glob("*.yaml")
     if not p.name.startswith("ablation_")
     and not p.name.endswith("_base.yaml")
-    and p.name != "default_pilot.yaml"  # a pilot, not a TrainConfig: tests/test_pilot_defaults.py
-    # the task defaults extend the pilot's generated shape; before it exists, tests/test_pilot_defaults.py
-    # loads them over a shape of its own
-    and not (p.name.startswith("default_") and not (REPO / "configs" / "default_shape.yaml").exists())
+    and not p.name.endswith("_pilot.yaml")  # pilots, not TrainConfigs: tests/test_pilot_defaults.py
+    # the task defaults extend what the pilots generate; before it exists, tests/test_pilot_defaults.py
+    # loads them over files of its own
+    and not (p.name.startswith("default_") and not (REPO / "configs" / "default_lr.yaml").exists())
 )
 
 
