@@ -17,7 +17,8 @@ CPU. Then `results/defaults/<name>.csv` lists every candidate, and the winner (b
 candidate listed earlier wins within `tie_db`) is written to the pilot's `writes` file beside it (the first
 pilot: configs/default_shape.yaml; the second: configs/default_lr.yaml, which the task defaults extend).
 A pilot file names its `name` (runs folder and table; default "pilot"), `title`, `writes`, `base`, `task`,
-`budget_minutes`, `tie_db` and `candidates`.
+`budget_minutes`, `tie_db` and `candidates`; `equal_cost: true` gives every candidate the mean measured cost
+(for candidates that differ in nothing that costs time, such as the learning rate).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class Pilot:
     name: str = DEFAULT_NAME
     writes: str = SHAPE_FILE
     title: str = "pilot"
+    equal_cost: bool = False  # the candidates differ in nothing that costs time (e.g. the learning rate)
 
     def config(self, candidate: Candidate, steps: int) -> TrainConfig:
         values = dict(self.base, task=self.task, run_name=f"pilot_{candidate.name}", steps=int(steps))
@@ -130,6 +132,7 @@ def read_pilot(path: Path) -> Pilot:
         str(values.get("name", DEFAULT_NAME)),
         str(values.get("writes", SHAPE_FILE)),
         str(values.get("title", "pilot")),
+        bool(values.get("equal_cost", False)),
     )
 
 
@@ -192,9 +195,12 @@ def candidate_costs(pilot: Pilot) -> dict[str, float]:
     ratios = [pilot.budget_minutes * 60 / steps / measured[name] for name, steps in fixed.items()]
     scale = sum(ratios) / len(ratios) if ratios else 1.0
     costs = {name: cost * scale for name, cost in measured.items()}
+    if pilot.equal_cost:  # one cost for all: what separates their measurements is timing noise
+        costs = dict.fromkeys(costs, sum(costs.values()) / len(costs))
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "candidates": candidates,
+        "equal_cost": pilot.equal_cost,
         "measured_seconds_per_step": measured,
         "reference": sorted(fixed),
         "scale": scale,

@@ -151,3 +151,11 @@ def test_each_task_default_loads_over_what_the_two_pilots_write(task, tmp_path):
     assert cfg.run_dir == Path("results/defaults") / task
     assert cfg.optimizer.lr == 3.0e-4 and cfg.model_config().wf == 32 and cfg.channels_last
     assert cfg.data.patch % cfg.model_config().size_multiple == 0
+
+
+def test_equal_cost_candidates_share_the_mean_cost_so_timing_noise_cannot_change_their_steps(tiny_pilot, monkeypatch):
+    tiny_pilot.write_text(tiny_pilot.read_text() + "equal_cost: true\n")
+    measure, _ = _costs_by_width({8: 0.02, 12: 0.04})
+    monkeypatch.setattr(pilot_defaults, "measure_costs", measure)
+    pilot = pilot_defaults.read_pilot(tiny_pilot)
+    assert pilot.equal_cost and pilot_defaults.planned_steps(pilot) == {"small": 100, "wide": 100}  # 3 s / 0.03 s
