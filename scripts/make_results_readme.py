@@ -215,7 +215,14 @@ def plot_validation_curves(curves, title: str, path: Path) -> None:
         (line,) = axes.plot(points["step"], points["mean"], marker="o", markersize=3, label=variant)
         if (points["n"] > 1).any():
             axes.fill_between(points["step"], points["min"], points["max"], color=line.get_color(), alpha=0.15)
-    axes.set_xlabel("training step")
+    _finish_validation_plot(figure, axes, "training step", title, path)
+
+
+def _finish_validation_plot(figure, axes, xlabel: str, title: str, path: Path) -> None:
+    """Labels, grid and legend of a validation-PSNR figure, saved to `path` and closed."""
+    import matplotlib.pyplot as plt
+
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("validation PSNR (dB)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
@@ -744,15 +751,7 @@ def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mappin
         _, walls, psnrs = zip(*points)
         axes.plot([w / 60 for w in walls], psnrs, marker="o", markersize=3, label=name)
     _draw_references(axes, references)
-    axes.set_xlabel("training time (minutes, this machine)")
-    axes.set_ylabel("validation PSNR (dB)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    _finish_validation_plot(figure, axes, "training time (minutes, this machine)", title, path)
 
 
 def pilot_markers(name: str) -> tuple[str, str]:

@@ -690,6 +690,10 @@ def test_a_learning_curve_is_flat_when_its_last_fifth_gains_nothing(tmp_path):
     assert "too few" in log([20, 21])["verdict"]
 
 
+PILOT_COLUMNS = ["candidate", "overrides", "seconds_per_step", "steps", "train_seconds", "best_val_psnr"]
+PILOT_COLUMNS += ["best_step", "input_val_psnr", "device", "precision", "status"]
+
+
 def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_path):
     readme = _readme_module()
     results = tmp_path / "results"
@@ -698,12 +702,10 @@ def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_
     log = [{"step": s, "wall": 6.0 * s, "val_psnr": 30.0 + s / 100} for s in (100, 200)]
     (runs / "pilot_a" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
     (runs / "costs.json").write_text(json.dumps({"scale": 1.0, "reference": [], "timing_steps": 8}))
-    columns = ["candidate", "overrides", "seconds_per_step", "steps", "train_seconds", "best_val_psnr"]
-    columns += ["best_step", "input_val_psnr", "device", "precision", "status"]
     done = ["a", '{"data.patch": 64}', "0.3", "200", "1200", "32.0", "200", "20.6", "cpu", "fp32", "done"]
     waiting = ["b", '{"data.patch": 128}', "0.6", "", "0", "", "", "", "", "", "not started"]
     with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([columns, done, waiting])
+        csv.writer(handle).writerows([PILOT_COLUMNS, done, waiting])
     pilot = tmp_path / "pilot.yaml"
     pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 30\ntie_db: 0.1\n")
     (tmp_path / "base.yaml").write_text("data: {val_size: 192}\n")
@@ -727,12 +729,10 @@ def test_the_pilot_winner_follows_the_tie_rule_once_every_candidate_finished(tmp
     readme = _readme_module()
     results = tmp_path / "results"
     (results / "defaults" / "pilot").mkdir(parents=True)
-    columns = ["candidate", "overrides", "seconds_per_step", "steps", "train_seconds", "best_val_psnr"]
-    columns += ["best_step", "input_val_psnr", "device", "precision", "status"]
     cheap = ["cheap", "{}", "0.3", "200", "60", "32.00", "200", "20.6", "cpu", "fp32", "done"]
     wide = ["wide", "{}", "0.6", "100", "60", "32.05", "100", "20.6", "cpu", "fp32", "done"]
     with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([columns, cheap, wide])
+        csv.writer(handle).writerows([PILOT_COLUMNS, cheap, wide])
     pilot = tmp_path / "pilot.yaml"
     pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 1\ntie_db: 0.1\n")
     text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
