@@ -790,7 +790,8 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
         "drawn per patch; natural photos + skimage + pywt + dead leaves; PSNR loss) with the overrides "
         f"shown, trained for the **same time** ({budget:g} minutes of its own seconds per step, so a costlier step gets "
         "fewer steps), its cosine schedule annealed over exactly those steps. Scored on validation only: PSNR "
-        f"({task.protocol.describe()}) of the best checkpoint on the held-out photo crops at {default}; the test set is not used here.",
+        f"({task.protocol.describe()}) of the best checkpoint on the held-out photo crops at {default}; the test set is not used here. The ranking holds at this budget: "
+        "over a run many times longer a costlier candidate may catch up, which a pilot does not measure.",
         "",
     ]
     if costs:
