@@ -18,6 +18,7 @@ import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import SupportsFloat
 
 import numpy as np
 
@@ -111,7 +112,8 @@ class Task:
         for spec in self.strengths:
             raw = strength.get(spec.name, spec.default)
             try:
-                if not isinstance(raw, (numbers.Real, str)):
+                # numbers, numeric strings, and 0-d arrays or tensors (anything with __float__ and no shape)
+                if not (isinstance(raw, (numbers.Real, str, SupportsFloat)) and getattr(raw, "ndim", 0) == 0):
                     raise TypeError
                 value = float(raw)
             except (TypeError, ValueError):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from hinet import data
 from hinet.errors import ConfigError
@@ -134,3 +135,12 @@ def test_inconsistent_tasks_are_refused():
         Task(**{**fields, "context": "length"})
     with pytest.raises(ConfigError, match="unique"):
         Task(**{**fields, "strengths": (strength, strength)})
+
+
+def test_a_strength_may_be_any_single_number_and_nothing_else():
+    task = get_task("denoise")
+    for value in (25, 25.0, "25", np.float32(25), np.array(25.0), torch.tensor(25.0)):
+        assert task.validate({"sigma": value}) == {"sigma": 25.0}
+    for value in ([25], np.array([25.0]), None, "x", {"sigma": 25}):
+        with pytest.raises(ConfigError, match="must be a number"):
+            task.validate({"sigma": value})
