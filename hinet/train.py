@@ -87,7 +87,10 @@ def train(
 # Command line
 
 
-def _stop_on_signals() -> Callable[[], bool]:
+STOPPED_EXIT = 130  # exit status of a training stopped by Ctrl-C / SIGTERM after saving its checkpoint
+
+
+def stop_on_signals() -> Callable[[], bool]:
     """A should_stop callable that turns Ctrl-C / SIGTERM into a clean stop with a checkpoint."""
     received: list[int] = []
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.progress = False
         if args.resume and not has_state(cfg.run_dir):
             raise ConfigError(f"--resume: {cfg.run_dir} holds no training state to resume")
-        result = train(cfg, should_stop=_stop_on_signals())
+        result = train(cfg, should_stop=stop_on_signals())
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -138,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1))
-    return 0
+    # a stop on request is not a finished run: a non-zero status halts scripts that chain trainings
+    return STOPPED_EXIT if result["stopped"] else 0
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from hinet.device import init_distributed, resolve_device, use_bf16
 from hinet.errors import HINetError
 from hinet.io import atomic_write_text
 from hinet.runs import BEST_FILE, CONFIG_FILE, read_run_config, read_state
-from hinet.train import train
+from hinet.train import STOPPED_EXIT, stop_on_signals, train
 from hinet.trainer import Trainer
 
 SHAPE_FILE = "default_shape.yaml"  # a pilot's default `writes`: the file (beside it) its winner goes to
@@ -298,9 +298,14 @@ def main(argv=None) -> int:
             print(
                 "steps for " + f"{pilot.budget_minutes:g} min each: " + ", ".join(f"{k} {v}" for k, v in steps.items())
             )
+            should_stop = stop_on_signals()  # Ctrl-C / SIGTERM: the candidate saves a checkpoint, then we stop
             for candidate, row in zip(pilot.candidates, rows):
-                if row["status"] != "done":
-                    train(pilot.config(candidate, steps[candidate.name]))
+                if (
+                    row["status"] != "done"
+                    and train(pilot.config(candidate, steps[candidate.name]), should_stop=should_stop)["stopped"]
+                ):
+                    print(f"stopped during {candidate.name}; run the same command again to resume it")
+                    return STOPPED_EXIT
         rows = [candidate_row(pilot, c) for c in pilot.candidates]
         table = pilot.table_path
         table.parent.mkdir(parents=True, exist_ok=True)

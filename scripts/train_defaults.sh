@@ -3,7 +3,8 @@
 # chooses width and patch on validation (configs/default_pilot.yaml -> configs/default_shape.yaml), the one
 # that chooses the learning rate (configs/default_lr_pilot.yaml -> configs/default_lr.yaml), then denoise,
 # deblur, jpeg and derain, each for the steps of its configs/default_<task>.yaml. Resumable: after
-# any stop, run it again and it continues where it was (a finished run only reports).
+# any stop, run it again and it continues where it was (a finished run only reports). SIGTERM to the
+# training in progress saves its checkpoint and ends the whole script (exit status 130).
 #   nohup scripts/train_defaults.sh > defaults.log 2>&1 &        (one heavy job at a time on 2 cores)
 # Ship a run's best checkpoint as it improves: scripts/ship_model.py results/defaults/<task>.
 set -euo pipefail

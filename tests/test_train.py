@@ -682,3 +682,14 @@ def test_bf16_falls_back_to_fp32_only_on_a_cpu_that_would_emulate_it(monkeypatch
     assert hinet.device.use_bf16(True, cpu) is native
     assert ("training in fp32" in caplog.text) is (not native)
     assert hinet.device.use_bf16(False, cpu) is False
+
+
+def test_cli_stopped_on_request_saves_and_exits_130_so_chained_trainings_halt(tmp_path, image_folder, monkeypatch):
+    import hinet.train as train_module
+
+    polls = iter([False] * 3 + [True] * 100)  # as if SIGTERM came during the fourth step
+    monkeypatch.setattr(train_module, "stop_on_signals", lambda: lambda: next(polls))
+    overrides = tiny_overrides(tmp_path, image_folder)
+    assert main([a for o in overrides for a in ("--set", o)]) == train_module.STOPPED_EXIT
+    state = json.loads((tmp_path / "runs" / "run" / "train_state.json").read_text())
+    assert state["step"] < 12  # stopped before its 12 steps, with its state saved to resume from
