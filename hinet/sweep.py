@@ -96,11 +96,13 @@ from hinet.runs import (
     results_runs_dir,
     run_folders,
 )
-from hinet.train import train
+from hinet.train import STOPPED_EXIT, stop_on_signals, train
 from hinet.training_data import use_photos
 
 log = logging.getLogger(__name__)
 
+STOPPED = "stopped"  # the report status of the run a stop request interrupted (it resumes next sweep)
+LR_SEARCH_PREFIX = "lr-"  # the name of every learning-rate search run starts with it; they are never scored
 LR_SEARCH_FILE = "lr_search.csv"  # in the results folder: every candidate learning rate and the choice
 LR_SEARCH_COLUMNS = (
     "ablation",
@@ -334,7 +336,7 @@ def _plan(grid_path: str | os.PathLike, results_dir: str | os.PathLike, search: 
                 # a grid without lr_search has no search runs (returned above); _lr_search_spec fills seed in
                 assert spec is not None and spec.seed is not None
                 for rate in spec.lrs:
-                    name = f"lr-{ablation}__{task}__{variant['name']}__lr{rate:g}__s{spec.seed}"
+                    name = f"{LR_SEARCH_PREFIX}{ablation}__{task}__{variant['name']}__lr{rate:g}__s{spec.seed}"
                     jobs.append(_Job(0, name, spec.seed, rate, spec.steps, variant, task, strength, False, ""))
                 continue
             source = _lr_source(variant, grid)
@@ -727,11 +729,14 @@ def run_sweep(
     dry_run: bool = False,
     images: Mapping[str, np.ndarray] | None = None,
     echo: Callable[[str], object] = log.info,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[dict]:
     """Grid after grid: search learning rates (grids with `lr_search`), then train, evaluate (and ship)
     every selected run; then tabulate. Returns one {run, status} per run, plus "error" for a run that
     failed (it is left out of the table; the other runs go on). `only` selects search and main runs alike
-    by name. A grid's plan is made when its turn comes, so it sees the choices of the grids before it."""
+    by name. A grid's plan is made when its turn comes, so it sees the choices of the grids before it.
+    When `should_stop()` turns true the training in progress saves a checkpoint, its report entry says
+    STOPPED, and no further run starts (the table is still rebuilt from what is finished)."""
     names = [run.name for path in grid_paths for run in plan(path, results_dir)]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -743,21 +748,31 @@ def run_sweep(
             echo(f"== {path}")
         searches = _select(plan_lr_search(path, results_dir), only)
         selected += len(searches)
-        _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, echo)
+        _search_learning_rates(searches, grid_paths, results_dir, dry_run, report, echo, should_stop)
+        if _stopped(report):
+            break
         runs = _select(plan(path, results_dir), only)
         selected += len(runs)
-        _train_and_score(runs, results_dir, dry_run, images, report, echo)
-    if only and not selected:
+        _train_and_score(runs, results_dir, dry_run, images, report, echo, should_stop)
+        if _stopped(report):
+            break
+    if only and not selected and not _stopped(report):
         raise ConfigError(f"--only {only!r} matches no run of {', '.join(map(str, grid_paths))}")
     if not dry_run:
         echo(f"wrote {rebuild_table(results_dir)}")
     failed = [r["run"] for r in report if "error" in r]
     if failed:
         echo(f"{len(failed)} run(s) failed and are not in the table: {', '.join(failed)}")
+    if _stopped(report):
+        echo(f"stopped on request during {report[-1]['run']}; run the sweep again to resume it")
     waiting = [r["run"] for r in report if r["status"].startswith("waiting")]
     if waiting:
         echo(f"{len(waiting)} run(s) wait for earlier runs to finish (run the sweep again)")
     return report
+
+
+def _stopped(report: list[dict]) -> bool:
+    return bool(report) and report[-1]["status"] == STOPPED
 
 
 def _search_learning_rates(
@@ -767,6 +782,7 @@ def _search_learning_rates(
     dry_run: bool,
     report: list[dict],
     echo: Callable[[str], object],
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     for index, run in enumerate(searches, 1):
         status = run.status()
@@ -782,7 +798,11 @@ def _search_learning_rates(
             echo(f"    the same training as {copied}: copied")
         else:
             try:
-                result = train(run.config)
+                result = train(run.config, should_stop=should_stop)
+                if result["stopped"]:
+                    report[-1]["status"] = STOPPED
+                    echo(f"    stopped at step {result['step']} (checkpoint saved)")
+                    return
                 best = result["best_val_psnr"]
                 echo(
                     f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, best val PSNR "
@@ -804,6 +824,7 @@ def _train_and_score(
     images: Mapping[str, np.ndarray] | None,
     report: list[dict],
     echo: Callable[[str], object],
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     # new cells first: a run trained again only to keep its weights waits until they are done
     runs = sorted(runs, key=lambda run: run.status() == RETRAIN_TO_SHIP)
@@ -822,7 +843,11 @@ def _train_and_score(
                 shutil.rmtree(run.run_dir)
                 status = "new"
             if status in ("new", "resume"):
-                result = train(run.config)
+                result = train(run.config, should_stop=should_stop)
+                if result["stopped"]:  # not finished: scored when a later sweep finishes it
+                    report[-1]["status"] = STOPPED
+                    echo(f"    stopped at step {result['step']} (checkpoint saved)")
+                    return
                 val = "none" if result["val_psnr"] is None else f"{result['val_psnr']:.2f} dB"
                 echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, val PSNR {val}")
             if status != "ship":
@@ -864,10 +889,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {rebuild_table(args.results)}")
         return 0
     try:
-        report = run_sweep(args.grids, args.results, only=args.only, dry_run=args.dry_run, echo=print)
+        report = run_sweep(
+            args.grids,
+            args.results,
+            only=args.only,
+            dry_run=args.dry_run,
+            echo=print,
+            should_stop=stop_on_signals(),
+        )
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM: the run resumes from its last periodic checkpoint
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return STOPPED_EXIT
+    if _stopped(report):
+        return STOPPED_EXIT
     return 1 if any("error" in r for r in report) else 0
 
 

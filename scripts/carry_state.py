@@ -8,10 +8,11 @@ A session's checkout may be a fresh clone: git-ignored weights and optimizer sta
 results/runs and results/defaults) are then gone, and a half-finished run could only start over. `--keep`
 force-adds the fp32 state (weights, optimizer moments, best checkpoint: about 22 MB for a wf16 model) of
 every run that still needs it, together with its train_state.json, config and log so that they come from
-one checkpoint: an unfinished run; a finished ablation run not scored yet (no eval.csv); a finished task
+one checkpoint: an unfinished run; a finished ablation run not scored yet (no eval.csv; learning-rate search
+runs are never scored, so a finished one does not carry); a finished task
 default (results/defaults/<task>) that no shipped model names as its source. Runs that failed never carry.
-It refuses while a training process runs: stop it first (`python -m hinet.train` saves a checkpoint on
-SIGTERM; a sweep or the pilot resumes from its last periodic checkpoint). `--release`
+It refuses while a training process runs: stop it first (`python -m hinet.train`, `python -m hinet.sweep`
+and the pilot save a checkpoint on SIGTERM). `--release`
 stops tracking those files again (they stay on disk), so that ordinary `git add -A` commits never store a
 new copy of them. Finished and delivered runs never ship fp32 state: the app opens their fp16 weights.
 """
@@ -42,6 +43,7 @@ from hinet.runs import (
     results_runs_dir,
     shipped_models_dir,
 )
+from hinet.sweep import LR_SEARCH_PREFIX
 
 STATE_FILES = (MODEL_FILE, STATE_TENSORS_FILE, BEST_FILE)  # git-ignored; what resuming needs
 COMPANION_FILES = (STATE_JSON_FILE, CONFIG_FILE, LOG_FILE, DATA_FILE)  # tracked; staged with them
@@ -72,7 +74,9 @@ def runs_to_carry(results_dir: Path = RESULTS_DIR) -> list[Path]:
             continue
         unfinished = int(state["step"]) < int(config.get("steps", 0))
         unscored = (
-            run_dir.parent.resolve() == results_runs_dir(results_dir).resolve() and not (run_dir / EVAL_FILE).is_file()
+            run_dir.parent.resolve() == results_runs_dir(results_dir).resolve()
+            and not run_dir.name.startswith(LR_SEARCH_PREFIX)
+            and not (run_dir / EVAL_FILE).is_file()
         )
         unshipped = run_dir.parent.resolve() == defaults_dir and run_dir.resolve() not in shipped
         if unfinished or unscored or unshipped:

@@ -9,6 +9,9 @@
 # Ship a run's best checkpoint as it improves: scripts/ship_model.py results/defaults/<task>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the scripts import hinet from this copy of the code, not from wherever the venv installed it (a frozen
+# copy run from /tmp must not pick up edits made meanwhile to the checkout the venv points at)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 python="${PYTHON:-.venv/bin/python}"
 "$python" scripts/pilot_defaults.py configs/default_pilot.yaml
 "$python" scripts/pilot_defaults.py configs/default_lr_pilot.yaml

@@ -694,20 +694,27 @@ PILOT_COLUMNS = ["candidate", "overrides", "seconds_per_step", "steps", "train_s
 PILOT_COLUMNS += ["best_step", "input_val_psnr", "device", "precision", "status"]
 
 
+def _pilot_world(tmp_path, rows, budget_minutes):
+    """A results folder whose pilot.csv holds `rows`, and the pilot file that names the budget."""
+    results = tmp_path / "results"
+    (results / "defaults" / "pilot").mkdir(parents=True)
+    with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([PILOT_COLUMNS, *rows])
+    pilot = tmp_path / "pilot.yaml"
+    pilot.write_text(f"base: base.yaml\ntask: denoise\nbudget_minutes: {budget_minutes}\ntie_db: 0.1\n")
+    return results, pilot
+
+
 def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_path):
     readme = _readme_module()
-    results = tmp_path / "results"
+    done = ["a", '{"data.patch": 64}', "0.3", "200", "1200", "32.0", "200", "20.6", "cpu", "fp32", "done"]
+    waiting = ["b", '{"data.patch": 128}', "0.6", "", "0", "", "", "", "", "", "not started"]
+    results, pilot = _pilot_world(tmp_path, [done, waiting], budget_minutes=30)
     runs = results / "defaults" / "pilot"
     (runs / "pilot_a").mkdir(parents=True)
     log = [{"step": s, "wall": 6.0 * s, "val_psnr": 30.0 + s / 100} for s in (100, 200)]
     (runs / "pilot_a" / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
     (runs / "costs.json").write_text(json.dumps({"scale": 1.0, "reference": [], "timing_steps": 8}))
-    done = ["a", '{"data.patch": 64}', "0.3", "200", "1200", "32.0", "200", "20.6", "cpu", "fp32", "done"]
-    waiting = ["b", '{"data.patch": 128}', "0.6", "", "0", "", "", "", "", "", "not started"]
-    with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([PILOT_COLUMNS, done, waiting])
-    pilot = tmp_path / "pilot.yaml"
-    pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 30\ntie_db: 0.1\n")
     (tmp_path / "base.yaml").write_text("data: {val_size: 192}\n")
     validation = {"source": "photos", "crop": 192, "images": ["photos/a#0"]}
     (runs / "pilot_a" / "data_sources.json").write_text(json.dumps({"validation": validation}))
@@ -727,14 +734,9 @@ def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_
 
 def test_the_pilot_winner_follows_the_tie_rule_once_every_candidate_finished(tmp_path):
     readme = _readme_module()
-    results = tmp_path / "results"
-    (results / "defaults" / "pilot").mkdir(parents=True)
     cheap = ["cheap", "{}", "0.3", "200", "60", "32.00", "200", "20.6", "cpu", "fp32", "done"]
     wide = ["wide", "{}", "0.6", "100", "60", "32.05", "100", "20.6", "cpu", "fp32", "done"]
-    with open(results / "defaults" / "pilot.csv", "w", newline="") as handle:
-        csv.writer(handle).writerows([PILOT_COLUMNS, cheap, wide])
-    pilot = tmp_path / "pilot.yaml"
-    pilot.write_text("base: base.yaml\ntask: denoise\nbudget_minutes: 1\ntie_db: 0.1\n")
+    results, pilot = _pilot_world(tmp_path, [cheap, wide], budget_minutes=1)
     text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
     assert "| cheap | `{}` | 0.3 | 200 | 1.0 | **32.00** (winner) |" in text  # within 0.1 dB of the best
     assert "| wide | `{}` | 0.6 | 100 | 1.0 | 32.05 |" in text

@@ -372,3 +372,29 @@ def test_a_search_candidate_stopped_by_a_config_problem_is_not_marked_failed(gri
     with pytest.raises(ConfigError, match="photo packages"):
         run_sweep([grid_file], tmp_path / "results", echo=lambda line: None)
     assert not (plan_lr_search(grid_file, tmp_path / "results")[0].run_dir / FAILED_FILE).exists()
+
+
+def test_a_stop_request_saves_the_run_in_progress_starts_no_other_and_the_next_sweep_resumes(grid_file, tmp_path):
+    results = tmp_path / "results"
+    first, second = plan(grid_file, results)
+    polls = [0]
+
+    def stop_after_three_polls() -> bool:
+        polls[0] += 1
+        return polls[0] > 3
+
+    lines: list[str] = []
+    report = run_sweep([grid_file], results, echo=lines.append, should_stop=stop_after_three_polls)
+    assert [r["status"] for r in report] == ["stopped"]
+    assert first.status() == "resume" and second.status() == "new"
+    assert not (first.run_dir / "eval.csv").exists()
+    assert lines[-1] == f"stopped on request during {first.name}; run the sweep again to resume it"
+    report = run_sweep([grid_file], results, echo=lines.append)
+    assert [r["status"] for r in report] == ["resume", "new"]
+    assert first.status() == second.status() == "done"
+
+
+def test_cli_exits_130_after_a_stop_request_so_chained_scripts_halt(grid_file, tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep_module, "stop_on_signals", lambda: lambda: True)
+    assert main([str(grid_file), "--results", str(tmp_path / "r")]) == 130
+    assert not list((tmp_path / "r").rglob("eval.csv"))  # nothing was scored
