@@ -404,8 +404,8 @@ def ladder_view(table: pd.DataFrame, task, level, n_resamples: int = rt.DEFAULT_
             "ladder": pd.DataFrame(),
         }
     ladder = rt.budget_ladder(rows, n_resamples=n_resamples)
-    sentences = rt.ladder_sentences(ladder)
-    text = "\n".join(f"- {s}" for s in sentences) or "Not enough rungs with HIN yet."
+    sentences = [f"- {s}" for s in rt.ladder_sentences(ladder)] or ["Not enough rungs with HIN yet."]
+    text = "\n".join(rt.setup_lines(rows) + sentences)
     shown = ladder.assign(
         per_seed=ladder["per_seed"].map(rt.format_seed_deltas), steps=ladder["steps"].map(rt.format_steps)
     ).round(

@@ -74,6 +74,8 @@ ABLATION_COLUMNS = (
     "macs",
     "latency_ms",
     "device",
+    "train_device",
+    "precision",
     "protocol",
     "image",
     "psnr",
@@ -81,7 +83,8 @@ ABLATION_COLUMNS = (
 )
 REQUIRED_COLUMNS = ABLATION_COLUMNS  # the former name, still imported by tests/test_sweep.py
 # Columns added after tables were first written, and the value an older table implies for them.
-ADDED_COLUMNS = {"lr": math.nan, "protocol": DEFAULT_PROTOCOL}
+UNRECORDED = "unrecorded"  # a training device or precision a run did not record
+ADDED_COLUMNS = {"lr": math.nan, "protocol": DEFAULT_PROTOCOL, "train_device": UNRECORDED, "precision": UNRECORDED}
 # The model/training knobs that define a variant; the "diff only" view compares these with the baseline.
 KNOB_COLUMNS = (
     "norm",
@@ -175,6 +178,8 @@ def validate_ablation_table(table: pd.DataFrame, source: str = "the ablation tab
         table[column] = table[column].map(_parse_bool)
     for column in ("run", "ablation", "variant", "task", "level", "image", "norm", "device"):
         table[column] = table[column].astype(str)
+    for column in ("train_device", "precision"):
+        table[column] = table[column].where(table[column].notna() & (table[column] != ""), UNRECORDED).astype(str)
     table["seed"] = table["seed"].astype(int)
     # an empty cell is a row written before its run recorded a protocol: whole-image statistics
     table["protocol"] = table["protocol"].where(table["protocol"].notna(), DEFAULT_PROTOCOL).astype(str).str.strip()
@@ -744,6 +749,7 @@ def protocol_text(
     rates = sorted({float(r) for r in table["lr"].dropna()}) if "lr" in table.columns else []
     at_rate = f" at learning rate {', '.join(f'{r:g}' for r in rates)}" if rates else ""
     devices = sorted(set(table["device"]))
+    setups = "; ".join(f"{setup} ({count} runs)" for setup, count in training_setups(table).items())
     metric = " ".join(f"{task}: {_metric_protocol(task)}" for task in dict.fromkeys(table["task"]))
     present = protocols(table)
     if len(present) == 1:
@@ -761,7 +767,7 @@ def protocol_text(
             f"- **Normalization statistics at test time:** {statistics}",
             f"- **Metrics:** {metric} PSNR shown with {PSNR_DIGITS} decimals, SSIM with {SSIM_DIGITS}.",
             f"- **Seeds:** {', '.join(map(str, seeds))}; each variant trained once per seed for "
-            f"{', '.join(map(str, steps))} steps{at_rate} on {', '.join(devices)}.",
+            f"{', '.join(map(str, steps))} steps{at_rate}. Trained on: {setups}; scored on {', '.join(devices)}.",
             f"- **Mean ± std** are over seeds of the image-averaged score (sample std, ddof 1). **Δ** is the mean "
             f"difference to the baseline paired by (seed, image); its interval is a {confidence:.0%} percentile "
             f"hierarchical bootstrap of that mean (seeds resampled with replacement, then images with replacement "
@@ -772,6 +778,46 @@ def protocol_text(
             "forward pass on the device named above; train time is the wall-clock time of the run.",
         ]
     )
+
+
+def _setup(train_device: str, precision: str) -> str:
+    machine = "machine unrecorded" if train_device == UNRECORDED else train_device.removeprefix("cpu: ")
+    return f"{machine}, {'precision unrecorded' if precision == UNRECORDED else precision}"
+
+
+def training_setups(table: pd.DataFrame) -> dict[str, int]:
+    """How many runs trained on each (machine, precision), most runs first."""
+    runs = table.drop_duplicates("run")
+    counts = runs.groupby(["train_device", "precision"]).size().sort_values(ascending=False, kind="stable")
+    return {_setup(device, precision): int(n) for (device, precision), n in counts.items()}
+
+
+def mixed_setup_notes(table: pd.DataFrame) -> list[str]:
+    """One sentence per (ablation, task, level) whose runs trained on more than one (machine, precision):
+    which variants trained how, so that a reader knows a Δ between them also carries that difference."""
+    notes = []
+    runs = table.drop_duplicates("run")
+    for (ablation, task, level), group in runs.groupby(["ablation", "task", "level"], sort=True):
+        by_setup = group.groupby(["train_device", "precision"], sort=True)
+        if by_setup.ngroups < 2:
+            continue
+        parts = []
+        for (device, precision), members in by_setup:
+            variants = ", ".join(dict.fromkeys(members.sort_values("seed")["variant"]))
+            parts.append(f"{variants} ({len(members)} runs) on {_setup(device, precision)}")
+        notes.append(
+            f"{ablation}, {task} {level}: {'; '.join(parts)}. A Δ between runs of two of these setups carries "
+            f"the machine and precision difference too."
+        )
+    return notes
+
+
+def setup_lines(table: pd.DataFrame) -> list[str]:
+    """Markdown list items the ladder shows above its sentences: where and how its runs trained, and every
+    cell whose runs mix machines or precisions (`mixed_setup_notes`)."""
+    setups = "; ".join(f"{setup} ({n} runs)" for setup, n in training_setups(table).items())
+    lines = [f"- **Trained on:** {setups} (each run's `sweep.json`)."]
+    return lines + [f"- **Mixed setups:** {note}" for note in mixed_setup_notes(table)]
 
 
 def _metric_protocol(task: str) -> str:
@@ -785,7 +831,7 @@ def _metric_protocol(task: str) -> str:
 @dataclass(frozen=True)
 class ClaimCheck:
     claim: str  # the paper's statement
-    verdict: str  # "reproduces", "does not reproduce", "inconclusive" or "not tested"
+    verdict: str  # "reproduces", "does not reproduce", "inconclusive", INCONCLUSIVE_ONE_SEED or "not tested"
     evidence: str  # the numbers behind the verdict
     protocol: str = DEFAULT_PROTOCOL  # the test-time protocol whose rows the verdict comes from
 
@@ -795,15 +841,29 @@ def _comparison(table: pd.DataFrame, variant: str, reference: str, n_resamples: 
     return paired_delta(table, variant, reference, "psnr", n_resamples, DEFAULT_CONFIDENCE, seed)
 
 
-def _outcome(delta: PairedDelta) -> str:
-    """Whether a variant is significantly above, below, or tied with its reference."""
-    if math.isnan(delta.mean):
-        return "missing"
-    if not math.isnan(delta.high) and delta.high < 0:
+MIN_SEEDS_TO_CONCLUDE = 2  # with one training seed an interval holds image spread only, not seed-to-seed spread
+ONE_SEED = "one seed"  # the outcome of a comparison that cannot be significant: fewer than 2 paired seeds
+INCONCLUSIVE_ONE_SEED = "inconclusive (1 seed)"
+
+
+def significance(low: float, high: float, n_seeds: int) -> str:
+    """ "above" / "below" when the 95% interval of a paired Δ excludes 0 on that side, ONE_SEED when fewer
+    than `MIN_SEEDS_TO_CONCLUDE` training seeds are paired (a model trained once says nothing of how much
+    another seed would move it), "tie" otherwise. Every significance word on the results pages comes from it."""
+    if n_seeds < MIN_SEEDS_TO_CONCLUDE:
+        return ONE_SEED
+    if not math.isnan(high) and high < 0:
         return "below"
-    if not math.isnan(delta.low) and delta.low > 0:
+    if not math.isnan(low) and low > 0:
         return "above"
     return "tie"
+
+
+def _outcome(delta: PairedDelta) -> str:
+    """Whether a variant is significantly above, below, or tied with its reference (see `significance`)."""
+    if math.isnan(delta.mean):
+        return "missing"
+    return significance(delta.low, delta.high, delta.n_seeds)
 
 
 def _describe(variant: str, reference: str, delta: PairedDelta, configs: pd.DataFrame) -> str:
@@ -867,7 +927,8 @@ def check_paper_claims(
     norm_in_decoder; the learning rate, which the sweep tunes per variant (`TUNED_KNOBS`), may differ and
     the evidence then names both rates. A claim "reproduces" when every comparison it needs is significant in its direction
     (the 95% hierarchical bootstrap interval of the paired Δ excludes 0), "does not reproduce" when one is
-    significant the other way, and is "inconclusive" otherwise.
+    significant the other way, and is "inconclusive" otherwise ("inconclusive (1 seed)" when a comparison
+    it needs has a single training seed: see `significance`).
     """
     if protocol is not None:
         table = select(table, protocol=protocol)
@@ -930,10 +991,12 @@ def _check_claims(table: pd.DataFrame, n_resamples: int, seed: int) -> list[Clai
         delta = _comparison(table, by_norm["batch"], bn_vs_next, n_resamples, seed)
         listing = ", ".join(f"{v} {m:.{PSNR_DIGITS}f}" for v, m in means.sort_values().items())
         evidence = f"mean PSNR (dB): {listing}; {_describe(by_norm['batch'], bn_vs_next, delta, configs)}"
+        outcome = _outcome(delta)
+        undecided = INCONCLUSIVE_ONE_SEED if outcome == ONE_SEED else "inconclusive"
         if worst != by_norm["batch"]:
-            verdict = "does not reproduce" if _outcome(delta) == "above" else "inconclusive"
+            verdict = "does not reproduce" if outcome == "above" else undecided
         else:
-            verdict = "reproduces" if _outcome(delta) == "below" else "inconclusive"
+            verdict = "reproduces" if outcome == "below" else undecided
         checks.append(ClaimCheck(_CLAIMS[1], verdict, evidence))
     else:
         checks.append(ClaimCheck(_CLAIMS[1], "not tested", "needs a batch-norm variant and another norm variant"))
@@ -1001,6 +1064,8 @@ def _verdict(
         verdict = "reproduces"
     elif all(o == want for o in outcomes):
         verdict = "reproduces for the variants tested"
+    elif ONE_SEED in outcomes:
+        verdict = INCONCLUSIVE_ONE_SEED
     else:
         verdict = "inconclusive"
     return ClaimCheck(claim, verdict, evidence)
@@ -1126,10 +1191,19 @@ def format_steps(steps: int) -> str:
     return f"{steps // 1000}k" if steps >= 1000 and steps % 1000 == 0 else str(steps)
 
 
+_SIGNIFICANCE_WORDS = {
+    "above": "significant",
+    "below": "significant",
+    "tie": "within the interval",
+    ONE_SEED: "1 seed: cannot be significant",
+}
+
+
 def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
-    """Plain words per protocol, generated from `budget_ladder` rows: at each budget, which variant leads
-    and whether the baseline is significantly behind it (the interval of the leader's Δ excludes 0). The
-    ranking is by the paired Δ to the baseline (same seeds and images), never by means over unequal seeds."""
+    """Plain words per protocol, generated from `budget_ladder` rows: at each budget, which variant has the
+    best paired Δ to the baseline, and whether it "leads" (the interval of that Δ excludes 0 over 2+ paired
+    seeds: `significance`) or only "has the best mean". The ranking is by the paired Δ (same seeds and
+    images), never by means over unequal seeds."""
     sentences = []
     for protocol in [p for p in STATS_PROTOCOLS if p in set(ladder["protocol"])]:
         parts = []
@@ -1145,18 +1219,19 @@ def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
                 if runner.empty:
                     continue
                 second = runner.loc[runner["delta"].fillna(-math.inf).idxmax()]
-                significant = not math.isnan(second["high"]) and second["high"] < 0
+                outcome = significance(second["low"], second["high"], len(second["per_seed"]))
+                ahead = f"{baseline} leads" if outcome == "below" else f"{baseline} has the best mean"
                 parts.append(
-                    f"at {format_steps(steps)} steps {baseline} leads ({second['variant']} "
-                    f"{_signed(second['delta'], PSNR_DIGITS)} dB, "
-                    f"{'significant' if significant else 'within the interval'}; {seeds} seeds)"
+                    f"at {format_steps(steps)} steps {ahead} ({second['variant']} "
+                    f"{_signed(second['delta'], PSNR_DIGITS)} dB, {_SIGNIFICANCE_WORDS[outcome]}; {seeds} seeds)"
                 )
             else:
-                significant = not math.isnan(leader["low"]) and leader["low"] > 0
+                outcome = significance(leader["low"], leader["high"], len(leader["per_seed"]))
+                ahead = f"{leader['variant']} leads" if outcome == "above" else f"{leader['variant']} has the best mean"
                 parts.append(
-                    f"at {format_steps(steps)} steps {leader['variant']} leads "
-                    f"({_signed(leader['delta'], PSNR_DIGITS)} dB vs {baseline}, "
-                    f"{'significant' if significant else 'within the interval'}; {seeds} seeds)"
+                    f"at {format_steps(steps)} steps {ahead} "
+                    f"({_signed(leader['delta'], PSNR_DIGITS)} dB vs {baseline}, {_SIGNIFICANCE_WORDS[outcome]}; "
+                    f"{seeds} seeds)"
                 )
         if parts:
             sentences.append(f"Under `{protocol}` scoring: " + "; ".join(parts) + ".")

@@ -5,8 +5,10 @@
     choice.metadata()        # what scripts/ship_model.py writes into the shipped file
 
 Instance-type norms (IN, HIN, LN) compute statistics from their input, so a model trained on small crops
-scores differently on a whole image than in tiles of its training patch or with local (TLC) windows; batch
-norm and norm-free models run the same computation under every protocol. Which one is best depends on the
+scores differently on a whole image than in tiles of its training patch or with local (TLC) windows. Batch
+norm (running statistics) and norm-free models compute the same thing under `whole` and `local`; `tiled`
+only adds tile borders and blending (a small difference, not a statistics effect), so they use one
+whole-image pass without measuring. Which one is best depends on the
 model (task, budget, training patch), so it is measured per model on the held-out validation photos, never
 on the test set. Tiles and windows cost time: within `TIE_DB` the faster protocol wins, and the measured
 seconds are recorded beside the scores so the app and the CLI can say what the choice costs.
@@ -42,7 +44,10 @@ DEFAULT_STATS = "default"  # a choice meaning "each model's recorded default" (C
 METADATA_KEY = "inference_stats"  # the chosen protocol, in a checkpoint's metadata
 SCORES_KEY = "inference_stats_scores"  # {protocol: {"psnr", "seconds"}} measured on validation
 REASON_KEY = "inference_stats_reason"
-NO_INPUT_STATISTICS = "no norm of this model computes statistics from its input: every protocol is the same computation"
+NO_INPUT_STATISTICS = (
+    "no norm of this model computes statistics from its input: local is the same computation as whole, and "
+    "tiled differs only by tile borders and blending, so one whole-image pass is used"
+)
 
 
 @dataclass(frozen=True)

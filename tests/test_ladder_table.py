@@ -95,6 +95,33 @@ def test_sentences_say_who_leads_at_each_budget():
     ), sentence
 
 
+def test_a_single_seed_never_makes_a_verdict_or_a_lead_however_large_its_gap():
+    """With one training seed the interval holds image spread only, so the same clear gaps that reproduce
+    over 3 seeds are inconclusive over 1, and the sentence does not say "leads"."""
+    table = ladder_table(seeds=(0,), protocols=("whole",))
+    claims = rt.ladder_claims(table, n_resamples=300).set_index(["claim", "steps"])["verdict"]
+    assert claims[(rt._CLAIMS[0], 3000)] == rt.INCONCLUSIVE_ONE_SEED == "inconclusive (1 seed)"
+    assert claims[(rt._CLAIMS[1], 3000)] == rt.INCONCLUSIVE_ONE_SEED
+    (sentence,) = rt.ladder_sentences(rt.budget_ladder(table, n_resamples=300))
+    assert "leads" not in sentence and sentence.count("1 seed: cannot be significant") == 2, sentence
+    assert "at 3k steps hin has the best mean (instance -0." in sentence
+    assert rt.significance(0.5, 1.0, 1) == rt.ONE_SEED and rt.significance(0.5, 1.0, 2) == "above"
+    assert rt.significance(-1.0, -0.5, 3) == "below" and rt.significance(-0.1, 0.5, 3) == "tie"
+
+
+def test_runs_trained_on_two_machines_or_precisions_are_named_where_they_meet():
+    table = ladder_table(protocols=("whole",))
+    bf16 = table["variant"].isin(["hin", "none"]) & (table["ablation"] == "norm3k")
+    table["train_device"] = np.where(bf16, "cpu: Xeon", "cpu: EPYC")
+    table["precision"] = np.where(bf16, "bf16 autocast", "fp32")
+    assert rt.training_setups(table) == {"EPYC, fp32": 24, "Xeon, bf16 autocast": 6}
+    (note,) = rt.mixed_setup_notes(table)  # norm300 and the out-of-ladder copy trained one way only
+    assert note.startswith("norm3k, denoise 25: batch, layer, instance (9 runs) on EPYC, fp32; ")
+    assert "hin, none (6 runs) on Xeon, bf16 autocast." in note
+    older = rt.validate_ablation_table(table.drop(columns=["train_device", "precision"]))
+    assert set(older["precision"]) == {rt.UNRECORDED} and rt.mixed_setup_notes(older) == []
+
+
 def test_ranking_vs_budget_figure_has_a_line_per_variant_and_a_panel_per_protocol():
     from app.ablation_views import ladder_figure, ladder_rows
 
@@ -121,7 +148,8 @@ def test_ladder_view_and_budget_picker():
         ("3k steps (norm3k)", "norm3k"),
     ]
     view = ladder_view(table, "denoise", "25", n_resamples=200)
-    assert view["text"].startswith("- Under `whole` scoring: at 300 steps batch leads")
+    assert view["text"].startswith("- **Trained on:** machine unrecorded, precision unrecorded (30 runs)")
+    assert "\n- Under `whole` scoring: at 300 steps batch leads" in view["text"]
     assert list(view["verdicts"].columns) == ["claim", "protocol", "300", "3k"]
     assert set(view["ladder"]["steps"]) == {"300", "3k"} and len(view["figure"].data) == 10
     empty = ladder_view(table, "deblur", "25")

@@ -325,7 +325,8 @@ def test_ablation_columns_place_lr_after_steps_and_protocol_before_image():
     assert columns[columns.index("steps") + 1] == "lr"
     assert columns[columns.index("image") - 1] == "protocol"
     assert rt.REQUIRED_COLUMNS == rt.ABLATION_COLUMNS
-    assert set(rt.ADDED_COLUMNS) == {"lr", "protocol"} and rt.DEFAULT_PROTOCOL in rt.STATS_PROTOCOLS
+    assert set(rt.ADDED_COLUMNS) == {"lr", "protocol", "train_device", "precision"}
+    assert rt.DEFAULT_PROTOCOL in rt.STATS_PROTOCOLS
 
 
 def test_old_csv_without_protocol_and_lr_reads_as_whole(tmp_path):

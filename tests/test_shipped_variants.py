@@ -123,3 +123,21 @@ def test_a_fresh_clone_run_opens_in_the_restore_and_feature_tabs_and_restores(fr
     shutil.rmtree(run)  # the run is gone: a clear error, not a stack trace
     with pytest.raises(Exception, match="not available any more|unknown model"):
         ModelStore(results_dir=results, runs_dir=tmp_path / "user_runs").find_entry(entry_id)
+
+
+def test_results_folder_stays_within_its_100_mib_budget():
+    """What a clone of the repository holds under results/ (fp32 state that a stop carries to the next
+    session through git is transient and left out: scripts/carry_state.py releases it)."""
+    import subprocess
+
+    from hinet.runs import BEST_FILE, MODEL_FILE, PROJECT_ROOT, STATE_TENSORS_FILE
+
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--", "results"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: the tracked files of results/ are unknown")
+    carried = (MODEL_FILE, STATE_TENSORS_FILE, BEST_FILE)
+    paths = [PROJECT_ROOT / name for name in listed.stdout.split("\0") if name]
+    sizes = [path.stat().st_size for path in paths if path.is_file() and path.name not in carried]
+    assert len(sizes) > 10 and sum(sizes) <= 100 * 2**20, f"{sum(sizes) / 2**20:.1f} MiB under results/"
