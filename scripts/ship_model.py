@@ -1,14 +1,16 @@
 """Ship a trained run as the app's default model for its task.
 
-    python scripts/ship_model.py runs/defaults/denoise
-    python -m hinet.evaluate results/models/denoise.safetensors --level 25 --baselines --out-csv results/eval/denoise.csv
-    python scripts/ship_model.py runs/defaults/denoise --eval-csv results/eval/denoise.csv
+    python scripts/ship_model.py results/defaults/denoise
+    python -m hinet.evaluate results/models/denoise.safetensors --task-levels --protocol all --baselines \
+        --out-csv results/eval/denoise.csv
+    python scripts/ship_model.py results/defaults/denoise --eval-csv results/eval/denoise.csv
 
 Copies the run's best checkpoint (selected on the validation split, never on the test set) to
 `results/models/<task>.safetensors` in fp16; `--name denoise_hin` ships it beside the default instead (the
 restore command uses `<task>.safetensors`; the app opens on it and lists every other file as a variant).
 With `--eval-csv` (an evaluation of that shipped file) it also records the test-set PSNR/SSIM of the
-`hinet` rows, so the app can show them. It also records the model's default test-time statistics (whole,
+`hinet` rows under the model's default test-time statistics (whole-image rows when the evaluation has
+none under it), so the app can show them. It also records the model's default test-time statistics (whole,
 tiled or local), chosen on the held-out validation photos (`hinet.stats_choice`; needs the photo packages,
 `--no-choose-stats` skips it and the model defaults to whole-image statistics). fp16 rounding is deterministic, so the file evaluated and the file
 re-written hold the same weights.
@@ -28,14 +30,18 @@ from hinet.errors import HINetError
 from hinet.evaluate import MODEL_METHOD
 from hinet.inference import training_patch
 from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir
-from hinet.stats_choice import choose_stats, validation_pairs
+from hinet.stats_choice import choose_stats, recorded_stats, validation_pairs
 
 
-def read_mean_row(eval_csv: Path) -> dict:
+def read_mean_row(eval_csv: Path, stats: str = "whole") -> dict:
+    """The first mean row of the model under test-time statistics `stats` (what the app runs by default);
+    whole-image rows (or rows written before protocols existed) when the evaluation has none under `stats`."""
     with open(eval_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["method"] == MODEL_METHOD and row["image"] == "mean" and row.get("stats", "") in ("", "whole"):
-                return row
+        means = [row for row in csv.DictReader(handle) if row["method"] == MODEL_METHOD and row["image"] == "mean"]
+    for wanted in (stats, "whole"):
+        for row in means:
+            if (row.get("stats") or "whole") == wanted:
+                return dict(row, stats=wanted)
     raise HINetError(f"{eval_csv} has no mean row for method {MODEL_METHOD!r}")
 
 
@@ -63,19 +69,20 @@ def main(argv=None) -> int:
         task = metadata["task"]
         metadata = {k: v for k, v in metadata.items() if k != "config"}
         metadata.update(source_run=str(args.run_dir))
+        if not args.no_choose_stats:
+            choice = choose_stats(model.eval(), task, validation_pairs(task), training_patch(metadata)[0])
+            metadata.update(choice.metadata())
+            print(f"test-time statistics: {choice.chosen} ({choice.reason})")
         if args.eval_csv is not None:
-            mean = read_mean_row(args.eval_csv)
+            mean = read_mean_row(args.eval_csv, recorded_stats(metadata)[0])
             metadata.update(
                 test_psnr=round(float(mean["psnr"]), 3),
                 test_ssim=round(float(mean["ssim"]), 4),
                 test_strength=mean["strength"],
                 test_protocol=mean["protocol"],
+                test_stats=mean["stats"],
                 test_images="sporco data folder (kodim23, monarch, sail, tulips, barbara)",
             )
-        if not args.no_choose_stats:
-            choice = choose_stats(model.eval(), task, validation_pairs(task), training_patch(metadata)[0])
-            metadata.update(choice.metadata())
-            print(f"test-time statistics: {choice.chosen} ({choice.reason})")
         name = args.name or task
         if not (name == task or name.startswith(f"{task}_")):
             raise HINetError(f"--name {name!r} must be {task!r} or start with '{task}_' (the run's task)")

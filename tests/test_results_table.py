@@ -741,3 +741,34 @@ def test_the_pilot_winner_follows_the_tie_rule_once_every_candidate_finished(tmp
     text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
     assert "| cheap | `{}` | 0.3 | 200 | 1.0 | **32.00** (winner) |" in text  # within 0.1 dB of the best
     assert "| wide | `{}` | 0.6 | 100 | 1.0 | 32.05 |" in text
+
+
+def test_a_shipped_model_is_shown_and_judged_under_its_default_test_time_statistics():
+    import io
+
+    import pandas as pd
+
+    readme = _readme_module()
+    header = "image,method,stats,psnr,ssim,seconds,task,strength,seed,protocol\n"
+    lines = "".join(
+        f"mean,{method},{stats},{psnr},0.8,1,denoise,sigma=25,0,RGB\n"
+        for method, stats, psnr in (
+            ("input", "", 20.0),
+            ("bm3d", "", 30.0),
+            ("hinet", "whole", 29.0),
+            ("hinet", "tiled", 30.5),
+            ("hinet", "local", 29.5),
+        )
+    )
+    rows = pd.read_csv(io.StringIO(header + lines))
+    tiled = {"inference_stats": "tiled"}
+    shown, sentence = readme.rows_under_default_stats(rows, tiled)
+    psnr = dict(zip(shown["method"], shown["psnr"], strict=True))
+    assert psnr == {"input": 20.0, "bm3d": 30.0, "hinet (whole)": 29.0, "hinet": 30.5, "hinet (local)": 29.5}
+    assert "under its default, `tiled`" in sentence and "under local, whole" in sentence
+    bar = readme.Bar({"sigma": 25}, "bm3d")
+    assert readme.judge_bar(bar, "denoise", shown).startswith("reached")  # 30.5 (tiled) >= 30.0
+    older = _eval_rows("mean,bm3d,30.0,0.8,40,denoise,sigma=25,0,RGB\nmean,hinet,29.0,0.8,5,denoise,sigma=25,0,RGB\n")
+    shown, sentence = readme.rows_under_default_stats(older, tiled)  # written before protocols: whole only
+    assert list(shown["method"]) == ["bm3d", "hinet"] and "has none under its default `tiled`" in sentence
+    assert readme.judge_bar(bar, "denoise", shown).startswith("**not reached")

@@ -95,6 +95,22 @@ def test_ship_model_records_the_choice(tmp_path, monkeypatch, capsys):
     assert set(shipped["inference_stats_scores"]) == {"whole", "tiled", "local"}
     assert "test-time statistics:" in capsys.readouterr().out
 
+    # re-shipped with its evaluation: the recorded test score is the one under its default statistics
+    eval_csv = tmp_path / "eval.csv"
+    header = "image,method,stats,psnr,ssim,seconds,task,strength,seed,protocol\n"
+    scores = {"whole": 20.0, "tiled": 21.0, "local": 22.0}
+    body = "mean,input,,10.0,0.1,0,denoise,sigma=25,0,RGB\n" + "".join(
+        f"mean,hinet,{stats},{psnr},0.5,1,denoise,sigma=25,0,RGB\n" for stats, psnr in scores.items()
+    )
+    eval_csv.write_text(header + body)
+    assert ship_model.main([str(run), "--results", str(tmp_path / "results"), "--eval-csv", str(eval_csv)]) == 0
+    shipped = read_metadata(tmp_path / "results" / "models" / "denoise.safetensors")
+    chosen = shipped["inference_stats"]  # chosen again: a tie between protocols goes to the faster one
+    assert shipped["test_psnr"] == scores[chosen] and shipped["test_stats"] == chosen
+    whole_only = tmp_path / "old.csv"
+    whole_only.write_text(header.replace("stats,", "") + "mean,hinet,19.0,0.5,1,denoise,sigma=25,0,RGB\n")
+    assert ship_model.read_mean_row(whole_only, "tiled")["psnr"] == "19.0"
+
 
 def test_the_cli_uses_the_models_recorded_default(tmp_path, monkeypatch, capsys):
     torch.manual_seed(0)
