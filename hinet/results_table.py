@@ -775,7 +775,14 @@ def protocol_text(
             f"**Δ per seed** is each seed's image-mean difference. With one seed the interval only reflects the "
             f"image spread.",
             "- **Costs:** parameters; MACs of one 256x256 forward pass (FlopCounterMode / 2); latency of one "
-            "forward pass on the device named above; train time is the wall-clock time of the run.",
+            "forward pass on the machine that scored the run; train time is the wall-clock time of the run on "
+            "the machine that trained it, shared with other work."
+            + (
+                " These runs were trained or scored on more than one machine, so their latency and train-time "
+                "columns compare machines as much as variants."
+                if len(devices) > 1 or len(training_setups(table)) > 1
+                else ""
+            ),
         ]
     )
 

@@ -253,11 +253,16 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
         "",
     ]
     for (task, level), group in table.groupby(["task", "level"], sort=False):
-        lines += [f"### {task}, level {level}", "", "How these numbers were measured:", "", rt.protocol_text(group), ""]
+        lines += [f"### {task}, level {level}", ""]
         for ablation, rows in group.groupby("ablation", sort=False):
             baseline = rt.default_baseline(rows)
+            budgets = " / ".join(rt.format_steps(steps) for steps in sorted({int(s) for s in rows["steps"].dropna()}))
             lines += [
-                f"#### Ablation: {ablation} (baseline {baseline})",
+                f"#### Ablation: {ablation}, {budgets} steps (baseline {baseline})",
+                "",
+                "How these numbers were measured:",
+                "",
+                rt.protocol_text(rows),
                 "",
                 "How much the scores move between protocols: " + protocol_shift_paragraph(rows),
                 "",
@@ -282,7 +287,7 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
             "",
             "Each verdict is computed, per protocol, from the paired differences above (95% hierarchical "
             'bootstrap intervals); "reproduces" needs every comparison to be significant in the paper\'s '
-            "direction.",
+            "direction, and a comparison with a single training seed is never significant.",
             "",
         ]
         # Per ablation: two grids may reuse variant names for different runs (e.g. norm at 300 and 3k steps).
