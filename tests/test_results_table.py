@@ -772,3 +772,24 @@ def test_a_shipped_model_is_shown_and_judged_under_its_default_test_time_statist
     shown, sentence = readme.rows_under_default_stats(older, tiled)  # written before protocols: whole only
     assert list(shown["method"]) == ["bm3d", "hinet"] and "has none under its default `tiled`" in sentence
     assert readme.judge_bar(bar, "denoise", shown).startswith("**not reached")
+
+
+def test_learning_rate_choices_at_the_edge_of_their_search_range_are_marked(tmp_path):
+    readme = _readme_module()
+    header = "ablation,task,variant,lr,steps,seed,run,status,best_val_psnr,best_step,chosen\n"
+    rows = [
+        ("hin", 0.001, 30.0, False),
+        ("hin", 0.003, 31.0, True),
+        ("batch", 0.0003, 29.0, False),
+        ("batch", 0.001, 29.5, True),
+        ("batch", 0.003, 28.0, False),
+    ]
+    body = "".join(f"g,denoise,{v},{lr},300,0,r,finished,{psnr},300,{chosen}\n" for v, lr, psnr, chosen in rows)
+    (tmp_path / "lr_search.csv").write_text(header + body)
+    lines = readme.lr_choice_lines(tmp_path)
+    assert lines[0] == (
+        "- Learning rates of `g`, denoise (searched 0.0003, 0.001, 0.003 for 300 steps, best validation PSNR): "
+        "hin 0.003 (top of the range); batch 0.001."
+    )
+    assert "edge of its range" in lines[1] and lines[-1] == ""
+    assert readme.lr_choice_lines(tmp_path / "missing") == []
