@@ -26,7 +26,7 @@ import safetensors.torch
 import torch
 import yaml
 
-from hinet.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
+from hinet.checkpoint import load_checkpoint, load_state_dict_checked, read_metadata, save_checkpoint
 from hinet.config import TrainConfig
 from hinet.errors import CheckpointError, ConfigError, HINetError
 from hinet.io import atomic_write_bytes
@@ -63,6 +63,17 @@ def shipped_models_dir(results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
 
 
 SHIPPED_MODELS_DIR = shipped_models_dir()
+
+
+def shipped_source_runs(results_dir: str | os.PathLike = RESULTS_DIR) -> set[Path]:
+    """The run folders (resolved) that the shipped models of a results folder name as their `source_run`
+    (a path relative to the project root, as scripts/ship_model.py records it, or absolute)."""
+    sources = set()
+    for path in sorted(shipped_models_dir(results_dir).glob("*.safetensors")):
+        source = read_metadata(path).get("source_run")
+        if source:
+            sources.add((PROJECT_ROOT / source).resolve())
+    return sources
 
 
 def run_folders(parent: str | os.PathLike, holding: str = LOG_FILE, pattern: str = "*") -> list[Path]:

@@ -25,7 +25,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hinet.checkpoint import read_metadata
 from hinet.runs import (
     BEST_FILE,
     CONFIG_FILE,
@@ -41,7 +40,7 @@ from hinet.runs import (
     read_run_config,
     read_state,
     results_runs_dir,
-    shipped_models_dir,
+    shipped_source_runs,
 )
 from hinet.sweep import LR_SEARCH_PREFIX
 
@@ -51,18 +50,9 @@ CARRIED_PARENTS = ("runs", "defaults")  # the folders of results/ that hold run 
 TRAINING_PROCESSES = r"hinet\.train|hinet\.sweep|pilot_defaults\.py|hinet-train|hinet-sweep"
 
 
-def _shipped_sources(results_dir: Path) -> set[Path]:
-    sources = set()
-    for path in sorted(shipped_models_dir(results_dir).glob("*.safetensors")):
-        source = read_metadata(path).get("source_run")
-        if source:
-            sources.add((PROJECT_ROOT / source).resolve())
-    return sources
-
-
 def runs_to_carry(results_dir: Path = RESULTS_DIR) -> list[Path]:
     """Run folders under `results_dir` whose fp32 state is still needed (see the module docstring)."""
-    shipped = _shipped_sources(results_dir)
+    shipped = shipped_source_runs(results_dir)
     defaults_dir = (results_dir / "defaults").resolve()
     runs = []
     for state_file in sorted(results_dir.rglob(STATE_JSON_FILE)):

@@ -33,7 +33,7 @@ import yaml
 from hinet import data, results_table as rt
 from hinet.errors import HINetError
 from hinet.inference import training_patch
-from hinet.runs import ABLATION_FILE, DATA_FILE, results_runs_dir, shipped_models_dir
+from hinet.runs import ABLATION_FILE, DATA_FILE, LOG_FILE, results_runs_dir, shipped_models_dir, shipped_source_runs
 from hinet.sweep import LADDER_GRIDS, LR_SEARCH_FILE, RETRAIN_TO_SHIP, progress
 from hinet.tasks import TASKS
 from hinet.training_data import validation_id
@@ -850,6 +850,74 @@ def _training_sources(run_dir: Path) -> str:
     return ", ".join(f"{source} {float(share):.0%}" for source, share in listed) + " of the sampled area"
 
 
+LONG_RUNS_START, LONG_RUNS_END = "<!-- long_runs:start -->", "<!-- long_runs:end -->"
+
+
+def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path) -> str:
+    """The long task defaults as they train (`configs/default_<task>.yaml`, runs in results/defaults/<task>):
+    steps done of planned, best validation PSNR beside the classical methods on the same pairs, whether the
+    curve still climbs, where and in which precision each stretch trained, and whether it shipped."""
+    shipped = shipped_source_runs(results)
+    lines = [
+        LONG_RUNS_START,
+        "## Long task defaults, as they train",
+        "",
+        "Generated from `results/defaults/<task>/` (`train_state.json`, `log.jsonl`, `data_sources.json`) of the "
+        "runs `scripts/train_defaults.sh` trains (`python -m hinet.train --config configs/default_<task>.yaml`, "
+        "resumable). Validation only: PSNR on the held-out photo crops at the task's default level, the "
+        "classical methods measured on the very same pairs (`scripts/validation_baselines.py`); the test set "
+        "is scored only once a run ships.",
+        "",
+    ]
+    table = []
+    for name, task in TASKS.items():
+        run_dir = results / DEFAULTS_DIR / name
+        state_path, config_path = run_dir / "train_state.json", run_dir / "config.yaml"
+        if not state_path.is_file() or not config_path.is_file():
+            continue
+        state = json.loads(state_path.read_text())
+        config = yaml.safe_load(config_path.read_text()) or {}
+        best = state.get("best") or {}
+        level = data.format_level(task.defaults)
+        references = validation_references(results, name, level, run_dir)
+        classical = {m: v for m, v in references.items() if m != "input"}
+        top = max(classical.items(), key=lambda item: item[1]) if classical else None
+        gap = (
+            f"{best['psnr'] - top[1]:+.2f} dB vs {top[0]}"
+            if top and best.get("psnr") is not None
+            else "no classical reference measured"
+        )
+        curve = curve_verdict(run_dir / LOG_FILE)
+        if curve and curve["points"]:
+            plot = plots_dir / f"defaults_{name}_learning_curve.png"
+            plot_learning_curve(curve["points"], f"{name} default (in training): validation PSNR", plot, references)
+            lines += [f"![{name} learning curve]({_relative(plot, readme_dir)})", ""]
+        stretches = "; ".join(
+            f"from step {segment['from_step']}: {str(segment['device']).removeprefix('cpu: ')}, {segment['precision']}"
+            for segment in state.get("segments", [])
+        )
+        steps, planned = int(state["step"]), int(config.get("steps", 0))
+        table.append(
+            [
+                name,
+                f"{steps} / {planned}",
+                f"{state['train_seconds'] / 3600:.1f}",
+                "n/a" if best.get("psnr") is None else f"{best['psnr']:.2f} (step {best['step']})",
+                gap,
+                curve["verdict"] if curve else "no log",
+                stretches or "not recorded",
+                "yes" if run_dir.resolve() in shipped else "not yet",
+            ]
+        )
+    if not table:
+        lines += ["No long run has started yet.", "", LONG_RUNS_END]
+        return "\n".join(lines)
+    header = ["task", "steps done / planned", "training hours", "best val PSNR (dB)", "vs the best classical"]
+    header += ["learning curve", "trained on", "shipped"]
+    lines += [rt.to_markdown(header, table), "", LONG_RUNS_END]
+    return "\n".join(lines)
+
+
 def pilot_markers(name: str) -> tuple[str, str]:
     return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
 
@@ -996,6 +1064,9 @@ def main(argv=None) -> int:
             write_section(out, section, *pilot_markers(name), after=after)
             print(f"wrote the {name} section of {out}")
         after = pilot_markers(name)[1]
+    plots = args.plots or args.results / "plots"
+    write_section(out, long_runs_section(args.results, plots, out.parent), LONG_RUNS_START, LONG_RUNS_END, after=after)
+    print(f"wrote the long-runs section of {out}")
     try:
         table = rt.read_ablation_csv(ablation_csv)
         section = ablation_section(

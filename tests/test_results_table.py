@@ -793,3 +793,30 @@ def test_learning_rate_choices_at_the_edge_of_their_search_range_are_marked(tmp_
     )
     assert "edge of its range" in lines[1] and lines[-1] == ""
     assert readme.lr_choice_lines(tmp_path / "missing") == []
+
+
+def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_same_pairs(tmp_path):
+    readme = _readme_module()
+    results = tmp_path / "results"
+    run = results / "defaults" / "denoise"
+    run.mkdir(parents=True)
+    segments = [
+        {"from_step": 0, "device": "cpu: Xeon", "precision": "bf16 autocast"},
+        {"from_step": 1000, "device": "cpu: EPYC", "precision": "fp32"},
+    ]
+    state = {"step": 1500, "train_seconds": 7200.0, "best": {"psnr": 32.5, "step": 1500}, "segments": segments}
+    (run / "train_state.json").write_text(json.dumps(state))
+    (run / "config.yaml").write_text("steps: 40000\n")
+    log = [{"step": s, "wall": 4.8 * s, "val_psnr": 30.0 + s / 1000} for s in (500, 1000, 1500)]
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    validation = {"source": "photos", "crop": 192, "images": ["photos/a#0"]}
+    (run / "data_sources.json").write_text(json.dumps({"validation": validation}))
+    pairs = validation_id(validation)
+    rows = f"task,level,validation,method,val_psnr\ndenoise,sigma=25,{pairs},bm3d,34.0\ndenoise,sigma=25,{pairs},input,20.0\n"
+    (results / "defaults" / "validation_baselines.csv").write_text(rows)
+    text = readme.long_runs_section(results, tmp_path / "plots", results)
+    row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
+    assert row.startswith("| denoise | 1500 / 40000 | 2.0 | 32.50 (step 1500) | -1.50 dB vs bm3d | still climbing")
+    assert "from step 0: Xeon, bf16 autocast; from step 1000: EPYC, fp32 | not yet |" in row
+    assert (tmp_path / "plots" / "defaults_denoise_learning_curve.png").is_file()
+    assert "No long run has started yet." in readme.long_runs_section(tmp_path / "empty", tmp_path / "p", results)
