@@ -41,6 +41,38 @@ def test_shipped_weights_load_and_describe_themselves(path):
     assert all(np.isfinite(p.detach().numpy()).all() for p in model.parameters())
 
 
+# What a shipped model's metadata must say (issue: default models that beat the classical methods): its
+# data sources, steps, device, precision, training patch (for local statistics), blindness and default
+# test-time statistics. hinet.trainer writes the first five into every checkpoint; ship_model the last.
+COMPLETE_METADATA = {"data_sources", "steps", "device", "precision", "train_patch", "blind", "inference_stats"}
+# Files shipped before the trainer recorded all of it, and what each lacks. They leave as the long task
+# defaults replace them; a file listed here that gains complete metadata fails below, so the list only shrinks.
+LEGACY_METADATA = {
+    "deblur": {"data_sources", "precision", "train_patch"},
+    "deblur_bn": {"data_sources", "train_patch"},
+    "denoise": {"data_sources", "train_patch"},
+    "denoise_hin": {"data_sources", "precision", "train_patch"},
+    "derain": {"data_sources", "precision", "train_patch"},
+    "jpeg": {"data_sources", "train_patch"},
+    "jpeg_hin": {"data_sources", "precision", "train_patch"},
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_metadata_is_complete_or_a_listed_legacy_gap(path):
+    metadata = read_metadata(path)
+    missing = COMPLETE_METADATA - {key for key, value in metadata.items() if value not in (None, "")}
+    assert missing == LEGACY_METADATA.get(path.stem, set()), f"{path.name} lacks {sorted(missing)}"
+    if "data_sources" in metadata:
+        training = metadata["data_sources"]["training"]
+        assert training and metadata["data_sources"]["validation"]["images"], "sources without images"
+        assert set(training) <= {"skimage", "pywt", "photos", "dead_leaves"}, sorted(training)  # never sporco
+
+
+def test_the_legacy_list_names_only_shipped_files():
+    assert set(LEGACY_METADATA) <= {path.stem for path in SHIPPED}
+
+
 # (task, strength, least gain in dB over the degraded input on the crop below, scored by the task's protocol).
 # Measured for the models shipped on 2026-12-03: denoise +11.95, JPEG q10 +0.82, derain +12.18.
 CLEAR_GAINS = [
