@@ -1071,8 +1071,8 @@ def _verdict(
         verdict = "reproduces"
     elif all(o == want for o in outcomes):
         verdict = "reproduces for the variants tested"
-    elif ONE_SEED in outcomes:
-        verdict = INCONCLUSIVE_ONE_SEED
+    elif ONE_SEED in outcomes and all(o in (want, ONE_SEED) for o in outcomes):
+        verdict = INCONCLUSIVE_ONE_SEED  # only the single-seed comparisons stand between it and a verdict
     else:
         verdict = "inconclusive"
     return ClaimCheck(claim, verdict, evidence)
@@ -1216,21 +1216,18 @@ def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
         parts = []
         for steps, rung in ladder[ladder["protocol"] == protocol].groupby("steps", sort=True):
             leader = rung.loc[rung["delta"].fillna(-math.inf).idxmax()]
-            seeds = (
-                f"{int(rung['n_seeds'].min())}-{int(rung['n_seeds'].max())}"
-                if rung["n_seeds"].min() != rung["n_seeds"].max()
-                else f"{int(rung['n_seeds'].min())}"
-            )
             if leader["variant"] == baseline:
                 runner = rung[rung["variant"] != baseline]
                 if runner.empty:
                     continue
                 second = runner.loc[runner["delta"].fillna(-math.inf).idxmax()]
                 outcome = significance(second["low"], second["high"], len(second["per_seed"]))
-                ahead = f"{baseline} leads" if outcome == "below" else f"{baseline} has the best mean"
+                every_below = all(significance(r.low, r.high, len(r.per_seed)) == "below" for r in runner.itertuples())
+                ahead = f"{baseline} leads" if every_below else f"{baseline} has the best mean"
                 parts.append(
                     f"at {format_steps(steps)} steps {ahead} ({second['variant']} "
-                    f"{_signed(second['delta'], PSNR_DIGITS)} dB, {_SIGNIFICANCE_WORDS[outcome]}; {seeds} seeds)"
+                    f"{_signed(second['delta'], PSNR_DIGITS)} dB, {_SIGNIFICANCE_WORDS[outcome]}; "
+                    f"{len(second['per_seed'])} paired seeds)"
                 )
             else:
                 outcome = significance(leader["low"], leader["high"], len(leader["per_seed"]))
@@ -1238,7 +1235,7 @@ def ladder_sentences(ladder: pd.DataFrame, baseline: str = "hin") -> list[str]:
                 parts.append(
                     f"at {format_steps(steps)} steps {ahead} "
                     f"({_signed(leader['delta'], PSNR_DIGITS)} dB vs {baseline}, {_SIGNIFICANCE_WORDS[outcome]}; "
-                    f"{seeds} seeds)"
+                    f"{len(leader['per_seed'])} paired seeds)"
                 )
         if parts:
             sentences.append(f"Under `{protocol}` scoring: " + "; ".join(parts) + ".")

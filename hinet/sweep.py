@@ -785,6 +785,9 @@ def _search_learning_rates(
     should_stop: Callable[[], bool] | None = None,
 ) -> None:
     for index, run in enumerate(searches, 1):
+        if should_stop is not None and should_stop():  # before any copy, removal or training
+            report.append({"run": run.name, "status": STOPPED})
+            return
         status = run.status()
         report.append({"run": run.name, "status": status})
         echo(f"[lr {index}/{len(searches)}] {run.name}: {status}")
@@ -801,7 +804,7 @@ def _search_learning_rates(
                 result = train(run.config, should_stop=should_stop)
                 if result["stopped"]:
                     report[-1]["status"] = STOPPED
-                    echo(f"    stopped at step {result['step']} (checkpoint saved)")
+                    echo(f"    stopped at step {result['step']}" + (" (checkpoint saved)" if result["step"] else ""))
                     return
                 best = result["best_val_psnr"]
                 echo(
@@ -829,6 +832,9 @@ def _train_and_score(
     # new cells first: a run trained again only to keep its weights waits until they are done
     runs = sorted(runs, key=lambda run: run.status() == RETRAIN_TO_SHIP)
     for index, run in enumerate(runs, 1):
+        if should_stop is not None and should_stop():  # before any copy, removal, training or scoring
+            report.append({"run": run.name, "status": STOPPED})
+            return
         status = run.status()
         copied = _copy_identical_run(run, results_dir) if status == "new" and not dry_run else None
         if copied:
@@ -846,7 +852,7 @@ def _train_and_score(
                 result = train(run.config, should_stop=should_stop)
                 if result["stopped"]:  # not finished: scored when a later sweep finishes it
                     report[-1]["status"] = STOPPED
-                    echo(f"    stopped at step {result['step']} (checkpoint saved)")
+                    echo(f"    stopped at step {result['step']}" + (" (checkpoint saved)" if result["step"] else ""))
                     return
                 val = "none" if result["val_psnr"] is None else f"{result['val_psnr']:.2f} dB"
                 echo(f"    trained to step {result['step']} in {result['train_seconds']:.0f} s, val PSNR {val}")
@@ -889,13 +895,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {rebuild_table(args.results)}")
         return 0
     try:
+        stop_requested = stop_on_signals()
         report = run_sweep(
             args.grids,
             args.results,
             only=args.only,
             dry_run=args.dry_run,
             echo=print,
-            should_stop=stop_on_signals(),
+            should_stop=stop_requested,
         )
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -903,7 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM: the run resumes from its last periodic checkpoint
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return STOPPED_EXIT
-    if _stopped(report):
+    if _stopped(report) or stop_requested():
         return STOPPED_EXIT
     return 1 if any("error" in r for r in report) else 0
 

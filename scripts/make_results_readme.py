@@ -263,6 +263,7 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
                 "How these numbers were measured:",
                 "",
                 rt.protocol_text(rows),
+                *[f"- **Mixed setups:** {note}" for note in rt.mixed_setup_notes(rows)],
                 "",
                 "How much the scores move between protocols: " + protocol_shift_paragraph(rows),
                 "",
@@ -1065,8 +1066,10 @@ def main(argv=None) -> int:
             print(f"wrote the {name} section of {out}")
         after = pilot_markers(name)[1]
     plots = args.plots or args.results / "plots"
-    write_section(out, long_runs_section(args.results, plots, out.parent), LONG_RUNS_START, LONG_RUNS_END, after=after)
-    print(f"wrote the long-runs section of {out}")
+    if any((args.results / DEFAULTS_DIR / task / "train_state.json").is_file() for task in TASKS):
+        section = long_runs_section(args.results, plots, out.parent)
+        write_section(out, section, LONG_RUNS_START, LONG_RUNS_END, after=after)
+        print(f"wrote the long-runs section of {out}")
     try:
         table = rt.read_ablation_csv(ablation_csv)
         section = ablation_section(

@@ -26,20 +26,24 @@ from pathlib import Path
 import torch
 
 from hinet.checkpoint import load_checkpoint, save_checkpoint
+from hinet.data import format_level
 from hinet.errors import HINetError
 from hinet.evaluate import MODEL_METHOD
 from hinet.inference import training_patch
 from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir
 from hinet.stats_choice import choose_stats, recorded_stats, validation_pairs
+from hinet.tasks import TASKS
 
 
-def read_mean_row(eval_csv: Path, stats: str = "whole") -> dict:
-    """The first mean row of the model under test-time statistics `stats` (what the app runs by default);
-    whole-image rows (or rows written before protocols existed) when the evaluation has none under `stats`."""
+def read_mean_row(eval_csv: Path, stats: str = "whole", level: str | None = None) -> dict:
+    """The model's mean row under test-time statistics `stats` (what the app runs by default), at `level`
+    (the task's default level, e.g. "sigma=25") when the evaluation has it, else its first level;
+    whole-image rows (or rows written before protocols existed) when it has none under `stats`."""
     with open(eval_csv, newline="") as handle:
         means = [row for row in csv.DictReader(handle) if row["method"] == MODEL_METHOD and row["image"] == "mean"]
+    at_level = [row for row in means if row.get("strength") == level]
     for wanted in (stats, "whole"):
-        for row in means:
+        for row in at_level + means:
             if (row.get("stats") or "whole") == wanted:
                 return dict(row, stats=wanted)
     raise HINetError(f"{eval_csv} has no mean row for method {MODEL_METHOD!r}")
@@ -74,7 +78,8 @@ def main(argv=None) -> int:
             metadata.update(choice.metadata())
             print(f"test-time statistics: {choice.chosen} ({choice.reason})")
         if args.eval_csv is not None:
-            mean = read_mean_row(args.eval_csv, recorded_stats(metadata)[0])
+            level = format_level(TASKS[task].defaults)
+            mean = read_mean_row(args.eval_csv, recorded_stats(metadata)[0], level)
             metadata.update(
                 test_psnr=round(float(mean["psnr"]), 3),
                 test_ssim=round(float(mean["ssim"]), 4),

@@ -90,7 +90,7 @@ def test_sentences_say_who_leads_at_each_budget():
     (sentence,) = rt.ladder_sentences(ladder)
     assert re.fullmatch(
         r"Under `whole` scoring: at 300 steps batch leads \(\+1\.[45]\d dB vs hin, significant; "
-        r"3 seeds\); at 3k steps hin leads \(instance -0\.[34]\d dB, significant; 3 seeds\)\.",
+        r"3 paired seeds\); at 3k steps hin leads \(instance -0\.[34]\d dB, significant; 3 paired seeds\)\.",
         sentence,
     ), sentence
 

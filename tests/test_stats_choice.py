@@ -110,6 +110,10 @@ def test_ship_model_records_the_choice(tmp_path, monkeypatch, capsys):
     whole_only = tmp_path / "old.csv"
     whole_only.write_text(header.replace("stats,", "") + "mean,hinet,19.0,0.5,1,denoise,sigma=25,0,RGB\n")
     assert ship_model.read_mean_row(whole_only, "tiled")["psnr"] == "19.0"
+    levels = tmp_path / "levels.csv"
+    levels.write_text(header + "mean,hinet,whole,31.0,0.5,1,denoise,sigma=15,0,RGB\n" + body)
+    assert ship_model.read_mean_row(levels, "whole", "sigma=25")["psnr"] == "20.0"  # the default level
+    assert ship_model.read_mean_row(levels, "whole", "sigma=50")["psnr"] == "31.0"  # absent: the first
 
 
 def test_the_cli_uses_the_models_recorded_default(tmp_path, monkeypatch, capsys):

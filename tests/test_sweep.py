@@ -398,3 +398,15 @@ def test_cli_exits_130_after_a_stop_request_so_chained_scripts_halt(grid_file, t
     monkeypatch.setattr(sweep_module, "stop_on_signals", lambda: lambda: True)
     assert main([str(grid_file), "--results", str(tmp_path / "r")]) == 130
     assert not list((tmp_path / "r").rglob("eval.csv"))  # nothing was scored
+
+
+def test_a_stop_request_between_runs_scores_nothing_more_and_removes_nothing(grid_file, tmp_path):
+    results = tmp_path / "results"
+    first, second = plan(grid_file, results)
+    train(first.config)
+    train(second.config)
+    answers = iter([False, True])  # polled once before each run: the stop arrives while the first is scored
+    report = run_sweep([grid_file], results, echo=lambda line: None, should_stop=lambda: next(answers, True))
+    assert [r["status"] for r in report] == ["evaluate", "stopped"]
+    assert (first.run_dir / "eval.csv").is_file() and not (second.run_dir / "eval.csv").exists()
+    assert second.status() == "evaluate"  # its trained weights are still there
