@@ -6,7 +6,8 @@
 
 A session's checkout may be a fresh clone: git-ignored weights and optimizer state (`*.safetensors` under
 results/runs and results/defaults) are then gone, and a half-finished run could only start over. `--keep`
-force-adds the fp32 state (weights, optimizer moments, best checkpoint: about 22 MB for a wf16 model) of
+force-adds the fp32 state (weights, optimizer moments, best checkpoint: about 22 MB for a wf16 model; a file
+over 8 MiB as numbered `.partNN` pieces, which `--release` joins again) of
 every run that still needs it, together with its train_state.json, config and log so that they come from
 one checkpoint: an unfinished run; a finished ablation run not scored yet (no eval.csv; learning-rate search
 runs are never scored, so a finished one does not carry); a finished task
@@ -85,7 +86,12 @@ def companion_files(run_dirs: list[Path]) -> list[Path]:
 def tracked_state_files(results_dir: Path = RESULTS_DIR) -> list[Path]:
     """fp32 state files git tracks now (a previous `--keep`)."""
     base = results_dir.resolve().relative_to(PROJECT_ROOT)
-    patterns = [f"{base}/{parent}/**/{name}" for parent in CARRIED_PARENTS for name in STATE_FILES]
+    patterns = [
+        f"{base}/{parent}/**/{name}{suffix}"
+        for parent in CARRIED_PARENTS
+        for name in STATE_FILES
+        for suffix in ("", f"{PART_SUFFIX}*")
+    ]
     listed = _git("ls-files", "--", *patterns)
     return [PROJECT_ROOT / line for line in listed.splitlines() if line]
 
@@ -93,6 +99,43 @@ def tracked_state_files(results_dir: Path = RESULTS_DIR) -> list[Path]:
 def running_trainings() -> list[str]:
     found = subprocess.run(["pgrep", "-af", TRAINING_PROCESSES], capture_output=True, text=True).stdout
     return [line for line in found.splitlines() if line and not line.startswith(f"{os.getpid()} ")]
+
+
+PART_BYTES = 8 * 2**20  # git is kept free of files over 10 MiB: a larger state file travels in parts
+PART_SUFFIX = ".part"  # <file>.part00, <file>.part01, ...: force-added instead of <file>
+
+
+def split_large(paths: list[Path]) -> list[Path]:
+    """`paths` as they are committed: each file over PART_BYTES written as numbered parts beside it (the
+    parts replace it in the list; the file itself stays on disk, git-ignored)."""
+    committed = []
+    for path in paths:
+        for stale in path.parent.glob(f"{path.name}{PART_SUFFIX}*"):
+            stale.unlink()
+        if path.stat().st_size <= PART_BYTES:
+            committed.append(path)
+            continue
+        data = path.read_bytes()
+        for index, start in enumerate(range(0, len(data), PART_BYTES)):
+            part = path.with_name(f"{path.name}{PART_SUFFIX}{index:02d}")
+            part.write_bytes(data[start : start + PART_BYTES])
+            committed.append(part)
+    return committed
+
+
+def join_parts(parts: list[Path]) -> list[Path]:
+    """Rebuild each file whose parts are listed (a fresh clone has only the parts), then delete the parts;
+    returns the files rebuilt."""
+    by_file: dict[Path, list[Path]] = {}
+    for part in parts:
+        by_file.setdefault(part.with_name(part.name.rsplit(PART_SUFFIX, 1)[0]), []).append(part)
+    for target, pieces in by_file.items():
+        data = b"".join(piece.read_bytes() for piece in sorted(pieces))
+        target.with_name(target.name + ".tmp").write_bytes(data)
+        target.with_name(target.name + ".tmp").replace(target)
+        for piece in pieces:
+            piece.unlink()
+    return sorted(by_file)
 
 
 def _git(*args: str) -> str:
@@ -124,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         if keep:
-            _git("add", "--force", "--", *_relative(keep + companion_files(runs)))
+            _git("add", "--force", "--", *_relative(split_large(keep) + companion_files(runs)))
         print(f"staged {len(keep)} state files ({size_mb:.1f} MB) of {len(runs)} runs")
     elif args.release:
-        names = _relative(tracked_state_files())
+        tracked = tracked_state_files()
+        names = _relative(tracked)
         if names:
             _git("rm", "--cached", "--quiet", "--", *names)
-        print(f"untracked {len(names)} state files (still on disk)")
+        rebuilt = join_parts([path for path in tracked if PART_SUFFIX in path.name])
+        print(f"untracked {len(names)} state files (still on disk; {len(rebuilt)} rebuilt from their parts)")
     else:
         print(f"--keep would stage {len(keep)} files ({size_mb:.1f} MB):", *_relative(keep), sep="\n  ")
         print("--release would untrack:", *_relative(tracked_state_files()), sep="\n  ")

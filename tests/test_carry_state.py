@@ -51,3 +51,16 @@ def test_runs_that_still_need_their_fp32_state_are_carried_and_delivered_ones_ar
     assert searched not in carried and scored not in carried and failed not in carried and shipped not in carried
     assert carry_state.state_files([half, young]) == [*(half / f for f in ALL), young / "model.safetensors"]
     assert carry_state.companion_files([half]) == [half / "train_state.json", half / "config.yaml"]
+
+
+def test_a_large_state_file_travels_in_parts_and_is_rebuilt_byte_for_byte(tmp_path, monkeypatch):
+    monkeypatch.setattr(carry_state, "PART_BYTES", 10)
+    big, small = tmp_path / "train_state.safetensors", tmp_path / "model.safetensors"
+    big.write_bytes(bytes(range(25)))
+    small.write_bytes(b"tiny")
+    committed = carry_state.split_large([big, small])
+    parts = [tmp_path / f"train_state.safetensors.part0{i}" for i in range(3)]
+    assert committed == [*parts, small] and [p.stat().st_size for p in parts] == [10, 10, 5]
+    big.unlink()  # a fresh clone holds only the parts
+    assert carry_state.join_parts(parts) == [big]
+    assert big.read_bytes() == bytes(range(25)) and not any(p.exists() for p in parts)
