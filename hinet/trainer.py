@@ -108,6 +108,11 @@ def input_scores(val_pairs: Sequence[tuple[np.ndarray, np.ndarray]], protocol: P
 # The trainer
 
 
+def segments_label(segments: Sequence[dict], key: str) -> str:
+    """One run's `device` or `precision` over its training stretches, e.g. "bf16 autocast + fp32"."""
+    return " + ".join(dict.fromkeys(str(segment[key]) for segment in segments))
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, device: torch.device, dist: Distributed) -> None:
         self.cfg, self.device, self.dist, self.run_dir = cfg, device, dist, cfg.run_dir
@@ -189,10 +194,10 @@ class Trainer:
             "strength": strength,
             "blind": cfg.blind,
             "seed": cfg.seed,
-            "device": " + ".join(dict.fromkeys(s["device"] for s in self.segments)) or here["device"],
+            "device": segments_label(self.segments, "device") or here["device"],
             "trained": "true",
             "run": cfg.run_name,
-            "precision": " + ".join(dict.fromkeys(s["precision"] for s in self.segments)) or here["precision"],
+            "precision": segments_label(self.segments, "precision") or here["precision"],
             "training_segments": self.segments,
             "data_sources": sources_summary(self.data.sources),
             "train_patch": cfg.data.patch,

@@ -41,7 +41,7 @@ from hinet.errors import HINetError
 from hinet.io import atomic_write_text
 from hinet.runs import BEST_FILE, CONFIG_FILE, read_run_config, read_state
 from hinet.train import STOPPED_EXIT, stop_on_signals, train
-from hinet.trainer import Trainer
+from hinet.trainer import Trainer, segments_label
 
 SHAPE_FILE = "default_shape.yaml"  # a pilot's default `writes`: the file (beside it) its winner goes to
 DEFAULT_NAME = "pilot"  # a pilot's default `name`: its runs in results/defaults/<name>/, its table <name>.csv
@@ -242,8 +242,9 @@ def candidate_row(pilot: Pilot, candidate: Candidate) -> dict:
         "best_val_psnr": round(float(best["psnr"]), 4) if best.get("psnr") is not None else "",
         "best_step": best.get("step", ""),
         "input_val_psnr": round(float(state["input_val"]["psnr"]), 4) if state.get("input_val") else "",
-        "device": meta.get("device", ""),
-        "precision": meta.get("precision", ""),
+        # the weights file is not carried between sessions; the state's training stretches are
+        "device": meta.get("device") or segments_label(state.get("segments", []), "device"),
+        "precision": meta.get("precision") or segments_label(state.get("segments", []), "precision"),
         "status": "done" if done else ("partial" if state else "not started"),
     }
 

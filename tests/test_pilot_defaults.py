@@ -100,6 +100,14 @@ def test_the_pilot_runs_resumes_with_its_fixed_steps_and_writes_the_choice(tiny_
     # Run again: everything is done, nothing retrains, and another cost no longer changes the steps.
     monkeypatch.setattr(pilot_defaults, "measure_costs", lambda configs: pytest.fail("measured again"))
     assert pilot_defaults.main([str(tiny_pilot)]) == 0
+    # A fresh clone has no weights files (they are not committed): the rows still say where each trained.
+    for weights in (tmp_path / "defaults").rglob("*.safetensors"):
+        weights.unlink()
+    assert pilot_defaults.main([str(tiny_pilot), "--table-only"]) == 0
+    with open(tmp_path / "defaults" / "pilot.csv") as handle:
+        again = list(csv.DictReader(handle))
+    assert [(r["device"], r["precision"]) for r in again] == [(r["device"], r["precision"]) for r in rows]
+    assert all(r["device"].startswith("cpu") and r["precision"] for r in again)
 
 
 def test_the_choice_prefers_the_earlier_candidate_within_the_tie_and_waits_for_all():
