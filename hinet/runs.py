@@ -65,6 +65,16 @@ def shipped_models_dir(results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
 SHIPPED_MODELS_DIR = shipped_models_dir()
 
 
+def recorded_run_path(run_dir: str | os.PathLike) -> str:
+    """How a shipped model names its `source_run`: relative to the project root when the run lies inside it
+    (so the name means the same from any working directory and on any clone), else absolute."""
+    resolved = Path(run_dir).resolve()
+    try:
+        return resolved.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
 def shipped_source_runs(results_dir: str | os.PathLike = RESULTS_DIR) -> set[Path]:
     """The run folders (resolved) that the shipped models of a results folder name as their `source_run`
     (a path relative to the project root, as scripts/ship_model.py records it, or absolute)."""

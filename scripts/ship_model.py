@@ -30,7 +30,7 @@ from hinet.data import format_level
 from hinet.errors import HINetError
 from hinet.evaluate import MODEL_METHOD
 from hinet.inference import training_patch
-from hinet.runs import BEST_FILE, MODEL_FILE, shipped_models_dir
+from hinet.runs import BEST_FILE, MODEL_FILE, recorded_run_path, shipped_models_dir
 from hinet.stats_choice import choose_stats, recorded_stats, validation_pairs
 from hinet.tasks import TASKS
 
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
         model, metadata = load_checkpoint(source)
         task = metadata["task"]
         metadata = {k: v for k, v in metadata.items() if k != "config"}
-        metadata.update(source_run=str(args.run_dir))
+        metadata.update(source_run=recorded_run_path(args.run_dir))
         if not args.no_choose_stats:
             choice = choose_stats(model.eval(), task, validation_pairs(task), training_patch(metadata)[0])
             metadata.update(choice.metadata())
