@@ -33,7 +33,15 @@ import yaml
 from hinet import data, results_table as rt
 from hinet.errors import HINetError
 from hinet.inference import training_patch
-from hinet.runs import ABLATION_FILE, DATA_FILE, LOG_FILE, results_runs_dir, shipped_models_dir, shipped_source_runs
+from hinet.runs import (
+    ABLATION_FILE,
+    CONFIG_FILE,
+    DATA_FILE,
+    LOG_FILE,
+    results_runs_dir,
+    shipped_models_dir,
+    shipped_source_runs,
+)
 from hinet.sweep import LADDER_GRIDS, LR_SEARCH_FILE, RETRAIN_TO_SHIP, progress
 from hinet.tasks import TASKS
 from hinet.training_data import validation_id
@@ -845,10 +853,22 @@ def _training_sources(run_dir: Path) -> str:
     """ "photos 42%, dead_leaves 43%, ..." from the run's data_sources.json (shares of the sampled area)."""
     path = run_dir / DATA_FILE
     if not path.is_file():
-        return "not recorded (the first candidate has no data_sources.json yet)"
+        return "not recorded (no data_sources.json yet)"
     shares = json.loads(path.read_text()).get("area_share") or {}
     listed = sorted(shares.items(), key=lambda item: -float(item[1]))
     return ", ".join(f"{source} {float(share):.0%}" for source, share in listed) + " of the sampled area"
+
+
+def _per_candidate(values: dict[str, str], what: str) -> str:
+    """One value when every candidate has it ("the same for every candidate"), else each candidate's."""
+    if len(set(values.values())) == 1:
+        return f"{next(iter(values.values()))}, the same for every candidate"
+    return "; ".join(f"{name}: {value}" for name, value in values.items()) or f"{what} not recorded"
+
+
+def _run_seed(run_dir: Path) -> str:
+    path = run_dir / CONFIG_FILE
+    return f"seed {yaml.safe_load(path.read_text()).get('seed', 0)}" if path.is_file() else "seed not recorded"
 
 
 LONG_RUNS_START, LONG_RUNS_END = "<!-- long_runs:start -->", "<!-- long_runs:end -->"
@@ -947,16 +967,19 @@ def pilot_section(results: Path, plots_dir: Path, readme_dir: Path, pilot_file: 
     winner = next((row for row in finished if float(row["best_val_psnr"]) >= top - tie), None)
     winner = winner if len(finished) == len(rows) else None
     first_run = runs_dir / f"pilot_{rows[0]['candidate']}" if rows else runs_dir
+    candidate_runs = {row["candidate"]: runs_dir / f"pilot_{row['candidate']}" for row in rows}
+    sources = _per_candidate({n: _training_sources(d) for n, d in candidate_runs.items()}, "training images")
+    seeds = _per_candidate({n: _run_seed(d) for n, d in candidate_runs.items()}, "seeds")
     lines = [
         start,
         f"## Default models: {title}",
         "",
         f"Generated from `results/defaults/{name}.csv`, written by `python scripts/pilot_defaults.py "
         f"configs/{pilot_file.name}`. Each candidate is `configs/{pilot['base']}` (blind {task.name}, {blind} "
-        f"drawn per patch; training images: {_training_sources(first_run)}) with the overrides "
+        f"drawn per patch; training images: {sources}) with the overrides "
         f"shown, trained for the **same time** ({budget:g} minutes of its own seconds per step, so a costlier step gets "
-        "fewer steps), its cosine schedule annealed over exactly those steps, once each (seed 0, so a small gap "
-        "may not survive another seed). Scored on validation only: PSNR "
+        f"fewer steps), its cosine schedule annealed over exactly those steps, once each ({seeds}: one seed, so a "
+        "small gap may not survive another). Scored on validation only: PSNR "
         f"({task.protocol.describe()}) of the best checkpoint on the held-out photo crops at {default}; the test "
         "set is not used here. The ranking holds at this budget: a run many times longer may rank the "
         "candidates differently, which a pilot does not measure.",

@@ -731,6 +731,16 @@ def test_pilot_section_lists_every_candidate_plots_curves_and_waits_for_all(tmp_
     assert "| b |" in text and "1 of 2 candidates finished: no choice yet." in text
     assert "30 minutes" in text and "sigma 0-50" in text
     assert (tmp_path / "plots" / "defaults_pilot_validation.png").is_file()
+    # the text names what each candidate saw: seeds and data from every run folder, not the first one's
+    (runs / "pilot_a" / "config.yaml").write_text("seed: 3\n")
+    (runs / "pilot_b").mkdir()
+    (runs / "pilot_b" / "config.yaml").write_text("seed: 4\n")
+    (runs / "pilot_b" / "data_sources.json").write_text(json.dumps({"area_share": {"photos": 1.0}}))
+    text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
+    assert "a: seed 3; b: seed 4" in text and "b: photos 100% of the sampled area" in text
+    (runs / "pilot_b" / "config.yaml").write_text("seed: 3\n")
+    text = readme.pilot_section(results, tmp_path / "plots", results, pilot_file=pilot)
+    assert "seed 3, the same for every candidate" in text
 
 
 def test_the_pilot_winner_follows_the_tie_rule_once_every_candidate_finished(tmp_path):
