@@ -342,8 +342,8 @@ def budget_update(path, task, level, ablation):
 
 def build_tab(ctx: AppContext) -> None:
     gr.Markdown(
-        "### Ablations\nEach variant differs from the HIN baseline in one knob and was trained with several "
-        "seeds. **Δ** is paired by (seed, image) within one test-time protocol; its 95% interval is a "
+        "### Ablations\nEach variant differs from the HIN baseline in one knob and was trained with one or "
+        "more seeds (a difference is called significant only over 2+ paired seeds). **Δ** is paired by (seed, image) within one test-time protocol; its 95% interval is a "
         "hierarchical bootstrap (seeds, then images within each seed), so an interval that excludes 0 is a "
         "difference the seeds agree on. **Δ per seed** shows each seed's own difference."
     )

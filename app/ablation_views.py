@@ -354,6 +354,7 @@ def ladder_figure(ladder: pd.DataFrame, baseline: str = "hin") -> go.Figure:
             if points.empty:
                 continue
             seeds = points["n_seeds"].astype(int)
+            paired = points["n_paired_seeds"].astype(int)
             figure.add_trace(
                 go.Scatter(
                     x=points["steps"],
@@ -370,10 +371,11 @@ def ladder_figure(ladder: pd.DataFrame, baseline: str = "hin") -> go.Figure:
                         array=(points["high"] - points["delta"]).fillna(0.0),
                         arrayminus=(points["delta"] - points["low"]).fillna(0.0),
                     ),
-                    customdata=np.stack([seeds, points["psnr_mean"]], axis=-1),
+                    customdata=np.stack([seeds, points["psnr_mean"], paired], axis=-1),
                     hovertemplate=(
-                        f"{variant}, {protocol}<br>%{{x}} steps: Δ %{{y:+.2f}} dB vs {baseline}"
-                        "<br>%{customdata[0]} seed(s), mean %{customdata[1]:.2f} dB<extra></extra>"
+                        f"{variant}, {protocol}<br>%{{x}} steps: Δ %{{y:+.2f}} dB vs {baseline} over "
+                        f"%{{customdata[2]}} paired seed(s)<br>%{{customdata[0]}} seed(s), mean "
+                        "%{customdata[1]:.2f} dB<extra></extra>"
                     ),
                 ),
                 row=1,

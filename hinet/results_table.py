@@ -1089,6 +1089,7 @@ LADDER_COLUMNS = (
     "ablation",
     "variant",
     "n_seeds",
+    "n_paired_seeds",
     "psnr_mean",
     "psnr_std",
     "delta",
@@ -1140,6 +1141,7 @@ def budget_ladder(
                         "ablation": ablation,
                         "variant": variant,
                         "n_seeds": int(scores.size),
+                        "n_paired_seeds": delta.n_seeds,  # the seeds both have: what Δ and its interval rest on
                         "psnr_mean": float(scores.mean()),
                         "psnr_std": float(scores.std(ddof=1)) if scores.size > 1 else math.nan,
                         "delta": delta.mean,

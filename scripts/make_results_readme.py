@@ -478,10 +478,10 @@ def _delta_cell(summary, variant: str) -> str:
     if row.empty:
         return "n/a"
     row = row.iloc[0]
-    return (
-        f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} ({row['delta_psnr']:+.{rt.PSNR_DIGITS}f} "
-        f"[{row['delta_psnr_low']:+.{rt.PSNR_DIGITS}f}, {row['delta_psnr_high']:+.{rt.PSNR_DIGITS}f}])"
-    )
+    if row["variant"] == summary.iloc[0]["variant"]:  # the baseline (summarize's first row)
+        return f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} (reference)"
+    interval = rt._interval(row["delta_psnr_low"], row["delta_psnr_high"], rt.PSNR_DIGITS, row["n_paired_seeds"])
+    return f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} ({row['delta_psnr']:+.{rt.PSNR_DIGITS}f} {interval})"
 
 
 def rerun_section(before, after, ablation: str = "norm") -> str:

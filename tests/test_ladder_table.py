@@ -137,6 +137,11 @@ def test_ranking_vs_budget_figure_has_a_line_per_variant_and_a_panel_per_protoco
     assert all(up >= 0 for up in batch_whole.error_y.array) and figure.layout.xaxis.type == "log"
     assert [t.showlegend for t in figure.data if t.name == "batch"] == [True, False]
     assert "No budget ladder" in ladder_figure(ladder.iloc[:0]).layout.annotations[0].text
+    # the hover names the seeds Δ is paired over, beside the variant's own seed count
+    assert "paired seed(s)" in batch_whole.hovertemplate and list(batch_whole.customdata[:, 2]) == [3, 3]
+    fewer = rt.budget_ladder(rows[~((rows["variant"] == "hin") & (rows["seed"] == 0))], n_resamples=50)
+    paired = fewer[(fewer["variant"] == "batch") & (fewer["protocol"] == "whole")]
+    assert list(paired["n_seeds"]) == [3, 3] and list(paired["n_paired_seeds"]) == [2, 2]
 
 
 def test_ladder_view_and_budget_picker():

@@ -599,6 +599,10 @@ def test_before_after_section_is_computed_from_both_tables():
         "| batch | 32.50 (+2.00 [+2.00, +2.00]) | 31.50 (+2.00 [+2.00, +2.00]) | 31.50 (-1.00 [-1.00, -1.00]) |" in text
     )
     assert "seeds now: 0, 1" in text
+    assert "| hin | 30.50 (reference) |" in text
+    one_seed = rt.validate_ablation_table(after[after["seed"] == 0])
+    text = readme.rerun_section(before, one_seed)  # one paired seed: the interval is image spread only
+    assert "| batch | 32.50 (+2.00 [+2.00, +2.00]) | 31.00 (+2.00 [+2.00, +2.00] (1 seed: image spread only)) |" in text
 
 
 def test_stats_section_checks_the_protocol_bars_on_the_data():
