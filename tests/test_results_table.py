@@ -666,6 +666,8 @@ def test_model_bars_are_judged_per_level_from_the_rows():
         readme.Bar({"quality": 10}, "input", every_image=True),
     )
     assert readme.judge_bar(mean_bar, "jpeg", rows).startswith("**not reached: 0.30 dB short**")
+    # per image, with the margin: a +1.5 on a, -1.1 on b (27.9 vs 28.0 + 1.0)
+    assert "reached on 1 of 2 images, worst b -1.10 dB" in readme.judge_bar(mean_bar, "jpeg", rows)
     assert "1 of 2 images below it (worst b, -0.10 dB)" in readme.judge_bar(every_bar, "jpeg", rows)
     assert readme.judge_bar(readme.Bar({"quality": 10}, "input", 0.7), "jpeg", rows).startswith("reached")
     assert readme.judge_bar(readme.Bar({"quality": 30}, "input"), "jpeg", rows).startswith("not evaluated")
@@ -830,7 +832,9 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     (results / "defaults" / "validation_baselines.csv").write_text(rows)
     text = readme.long_runs_section(results, tmp_path / "plots", results)
     row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
-    assert row.startswith("| denoise | 1500 / 40000 | 2.0 | 32.50 (step 1500) | -1.50 dB vs bm3d | still climbing")
+    assert row.startswith(
+        "| denoise | 1500 / 40000 | 2.0 | 32.50 (step 1500) | -1.50 dB vs bm3d, +12.50 dB vs input | still"
+    )
     assert "from step 0: Xeon, bf16 autocast; from step 1000: EPYC, fp32 | not yet |" in row
     assert (tmp_path / "plots" / "defaults_denoise_learning_curve.png").is_file()
     assert "No long run has started yet." in readme.long_runs_section(tmp_path / "empty", tmp_path / "p", results)
