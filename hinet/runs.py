@@ -27,13 +27,16 @@ import torch
 import yaml
 
 from hinet.checkpoint import load_checkpoint, load_state_dict_checked, read_metadata, save_checkpoint
-from hinet.config import TrainConfig
+from hinet.config import TrainConfig, load_config
 from hinet.errors import CheckpointError, ConfigError, HINetError
 from hinet.io import atomic_write_bytes
 from hinet.model import HINet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT_ROOT / "results"  # the results that ship with the project
+CONFIGS_DIR = PROJECT_ROOT / "configs"
+DEFAULTS_DIR = "defaults"  # under a results folder: the task defaults' runs (results/defaults/<task>) and pilots
+VALIDATION_BASELINES_FILE = "validation_baselines.csv"  # in DEFAULTS_DIR: classical methods on the validation pairs
 ABLATION_FILE = "ablation.csv"  # in a results folder: one row per sweep run x stats protocol x test image
 
 MODEL_FILE = "model.safetensors"
@@ -55,6 +58,23 @@ SHIPPED_WEIGHTS_FILE = "weights_fp16.safetensors"
 def results_runs_dir(results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
     """A results folder's run folders: `<results>/runs/<run>/` (the sweep's)."""
     return Path(results_dir) / "runs"
+
+
+def task_default_config(task: str, configs_dir: str | os.PathLike = CONFIGS_DIR) -> Path:
+    """The config of a task's long default run (results/defaults/<task>): `configs/default_<task>.yaml`."""
+    return Path(configs_dir) / f"default_{task}.yaml"
+
+
+def planned_steps(
+    run_dir: Path, saved_config: dict, defaults_dir: Path, configs_dir: str | os.PathLike = CONFIGS_DIR
+) -> int:
+    """The steps a run is to reach: its saved config's, or more when it is a task default (a folder of
+    `defaults_dir`) whose `configs/default_<task>.yaml` now plans more (trained on after a missed bar)."""
+    saved = int(saved_config.get("steps", 0))
+    source = task_default_config(run_dir.name, configs_dir)
+    if run_dir.parent.resolve() != Path(defaults_dir).resolve() or not source.is_file():
+        return saved
+    return max(saved, load_config(source).steps)
 
 
 def shipped_models_dir(results_dir: str | os.PathLike = RESULTS_DIR) -> Path:

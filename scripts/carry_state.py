@@ -11,7 +11,8 @@ over 8 MiB as numbered `.partNN` pieces, which `--release` joins again) of
 every run that still needs it, together with its train_state.json, config and log so that they come from
 one checkpoint: an unfinished run; a finished ablation run not scored yet (no eval.csv; learning-rate search
 runs are never scored, so a finished one does not carry); a finished task
-default (results/defaults/<task>) that no shipped model names as its source. Runs that failed never carry.
+default (results/defaults/<task>) that no shipped model names as its source, or whose
+`configs/default_<task>.yaml` now plans more steps than it has done. Runs that failed never carry.
 It refuses while a training process runs: stop it first (`python -m hinet.train`, `python -m hinet.sweep`
 and the pilot save a checkpoint on SIGTERM). `--release`
 stops tracking those files again (they stay on disk), so that ordinary `git add -A` commits never store a
@@ -29,7 +30,9 @@ from pathlib import Path
 from hinet.runs import (
     BEST_FILE,
     CONFIG_FILE,
+    CONFIGS_DIR,
     DATA_FILE,
+    DEFAULTS_DIR,
     EVAL_FILE,
     FAILED_FILE,
     LOG_FILE,
@@ -38,6 +41,7 @@ from hinet.runs import (
     RESULTS_DIR,
     STATE_JSON_FILE,
     STATE_TENSORS_FILE,
+    planned_steps,
     read_run_config,
     read_state,
     results_runs_dir,
@@ -47,14 +51,14 @@ from hinet.sweep import LR_SEARCH_PREFIX
 
 STATE_FILES = (MODEL_FILE, STATE_TENSORS_FILE, BEST_FILE)  # git-ignored; what resuming needs
 COMPANION_FILES = (STATE_JSON_FILE, CONFIG_FILE, LOG_FILE, DATA_FILE)  # tracked; staged with them
-CARRIED_PARENTS = ("runs", "defaults")  # the folders of results/ that hold run folders
+CARRIED_PARENTS = ("runs", DEFAULTS_DIR)  # the folders of results/ that hold run folders
 TRAINING_PROCESSES = r"hinet\.train|hinet\.sweep|pilot_defaults\.py|hinet-train|hinet-sweep"
 
 
-def runs_to_carry(results_dir: Path = RESULTS_DIR) -> list[Path]:
+def runs_to_carry(results_dir: Path = RESULTS_DIR, configs_dir: Path = CONFIGS_DIR) -> list[Path]:
     """Run folders under `results_dir` whose fp32 state is still needed (see the module docstring)."""
     shipped = shipped_source_runs(results_dir)
-    defaults_dir = (results_dir / "defaults").resolve()
+    defaults_dir = (results_dir / DEFAULTS_DIR).resolve()
     runs = []
     for state_file in sorted(results_dir.rglob(STATE_JSON_FILE)):
         run_dir = state_file.parent
@@ -63,7 +67,7 @@ def runs_to_carry(results_dir: Path = RESULTS_DIR) -> list[Path]:
         state, config = read_state(run_dir), read_run_config(run_dir)
         if state is None or config is None:
             continue
-        unfinished = int(state["step"]) < int(config.get("steps", 0))
+        unfinished = int(state["step"]) < planned_steps(run_dir, config, defaults_dir, configs_dir)
         unscored = (
             run_dir.parent.resolve() == results_runs_dir(results_dir).resolve()
             and not run_dir.name.startswith(LR_SEARCH_PREFIX)

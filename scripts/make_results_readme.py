@@ -36,8 +36,12 @@ from hinet.inference import training_patch
 from hinet.runs import (
     ABLATION_FILE,
     CONFIG_FILE,
+    CONFIGS_DIR,
     DATA_FILE,
+    DEFAULTS_DIR,
     LOG_FILE,
+    VALIDATION_BASELINES_FILE,
+    planned_steps,
     results_runs_dir,
     shipped_models_dir,
     shipped_source_runs,
@@ -54,9 +58,7 @@ RERUN_START, RERUN_END = "<!-- rerun:start -->", "<!-- rerun:end -->"
 BEFORE_CSV = "archive/ablation_before_protocols.csv"
 STATS_START, STATS_END = "<!-- stats:start -->", "<!-- stats:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"
-DEFAULTS_DIR = Path("defaults")  # under the results folder: the task defaults' runs and pilots
-VALIDATION_BASELINES_CSV = Path("defaults") / "validation_baselines.csv"  # scripts/validation_baselines.py
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+VALIDATION_BASELINES_CSV = Path(DEFAULTS_DIR) / VALIDATION_BASELINES_FILE  # scripts/validation_baselines.py
 PILOT_FILES = (CONFIGS_DIR / "default_pilot.yaml", CONFIGS_DIR / "default_lr_pilot.yaml")  # run in this order
 FINISHED = ("done", "ship", RETRAIN_TO_SHIP)  # run statuses whose scores are in the table
 STATS_CSV = "stats_protocols.csv"  # written by scripts/stats_protocols.py
@@ -878,7 +880,7 @@ def _run_seed(run_dir: Path) -> str:
 LONG_RUNS_START, LONG_RUNS_END = "<!-- long_runs:start -->", "<!-- long_runs:end -->"
 
 
-def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path) -> str:
+def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_dir: Path = CONFIGS_DIR) -> str:
     """The long task defaults as they train (`configs/default_<task>.yaml`, runs in results/defaults/<task>):
     steps done of planned, best validation PSNR beside the classical methods on the same pairs, whether the
     curve still climbs, where and in which precision each stretch trained, and whether it shipped."""
@@ -923,7 +925,7 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path) -> str:
             f"from step {segment['from_step']}: {str(segment['device']).removeprefix('cpu: ')}, {segment['precision']}"
             for segment in state.get("segments", [])
         )
-        steps, planned = int(state["step"]), int(config.get("steps", 0))
+        steps, planned = int(state["step"]), planned_steps(run_dir, config, results / DEFAULTS_DIR, configs_dir)
         table.append(
             [
                 name,

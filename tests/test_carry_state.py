@@ -46,8 +46,13 @@ def test_runs_that_still_need_their_fp32_state_are_carried_and_delivered_ones_ar
     young = _run(results / "runs", "young", step=10, steps=3000, files=("model.safetensors",))
     searched = _run(results / "runs", "lr-norm3k__denoise__hin__lr0.001__s0", step=500, steps=500)  # never scored
     half_search = _run(results / "runs", "lr-norm3k__denoise__hin__lr0.003__s0", step=100, steps=500)
-    carried = carry_state.runs_to_carry(results)
+    configs = tmp_path / "configs"
+    carried = carry_state.runs_to_carry(results, configs)
     assert carried == [half, unshipped, half_search, unscored, young]
+    # a shipped default whose config now plans more steps (trained on after a missed bar) carries again
+    configs.mkdir()
+    (configs / "default_derain.yaml").write_text("task: derain\nsteps: 80000\n")
+    assert carry_state.runs_to_carry(results, configs) == [half, shipped, unshipped, half_search, unscored, young]
     assert searched not in carried and scored not in carried and failed not in carried and shipped not in carried
     assert carry_state.state_files([half, young]) == [*(half / f for f in ALL), young / "model.safetensors"]
     assert carry_state.companion_files([half]) == [half / "train_state.json", half / "config.yaml"]

@@ -830,7 +830,7 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     pairs = validation_id(validation)
     rows = f"task,level,validation,method,val_psnr\ndenoise,sigma=25,{pairs},bm3d,34.0\ndenoise,sigma=25,{pairs},input,20.0\n"
     (results / "defaults" / "validation_baselines.csv").write_text(rows)
-    text = readme.long_runs_section(results, tmp_path / "plots", results)
+    text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
     row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
     assert row.startswith(
         "| denoise | 1500 / 40000 | 2.0 | 32.50 (step 1500) | -1.50 dB vs bm3d, +12.50 dB vs input | still"
