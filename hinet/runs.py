@@ -36,6 +36,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT_ROOT / "results"  # the results that ship with the project
 CONFIGS_DIR = PROJECT_ROOT / "configs"
 DEFAULTS_DIR = "defaults"  # under a results folder: the task defaults' runs (results/defaults/<task>) and pilots
+# results/defaults/<task>_lr_check/lr<rate>/: runs that scripts/early_lr_check.sh stops early on purpose
+LR_CHECK_SUFFIX = "_lr_check"
 VALIDATION_BASELINES_FILE = "validation_baselines.csv"  # in DEFAULTS_DIR: classical methods on the validation pairs
 ABLATION_FILE = "ablation.csv"  # in a results folder: one row per sweep run x stats protocol x test image
 

@@ -7,12 +7,12 @@
 A session's checkout may be a fresh clone: git-ignored weights and optimizer state (`*.safetensors` under
 results/runs and results/defaults) are then gone, and a half-finished run could only start over. `--keep`
 force-adds the fp32 state (weights, optimizer moments, best checkpoint: about 22 MB for a wf16 model; a file
-over 8 MiB as numbered `.partNN` pieces, which `--release` joins again) of
-every run that still needs it, together with its train_state.json, config and log so that they come from
-one checkpoint: an unfinished run; a finished ablation run not scored yet (no eval.csv; learning-rate search
-runs are never scored, so a finished one does not carry); a finished task
-default (results/defaults/<task>) that no shipped model names as its source, or whose
-`configs/default_<task>.yaml` now plans more steps than it has done. Runs that failed never carry.
+over 8 MiB as numbered `.partNN` pieces, which `--release` joins again) of every run that still needs it,
+together with its train_state.json, config and log so that they come from one checkpoint: an unfinished run
+(not the early learning-rate checks of scripts/early_lr_check.sh, stopped on purpose); a finished ablation
+run not scored yet (no eval.csv; learning-rate search runs are never scored, so a finished one does not
+carry); a finished task default (results/defaults/<task>) that no shipped model names as its source, or
+whose `configs/default_<task>.yaml` now plans more steps than it has done. Runs that failed never carry.
 It refuses while a training process runs: stop it first (`python -m hinet.train`, `python -m hinet.sweep`
 and the pilot save a checkpoint on SIGTERM). `--release`
 stops tracking those files again (they stay on disk), so that ordinary `git add -A` commits never store a
@@ -36,6 +36,7 @@ from hinet.runs import (
     EVAL_FILE,
     FAILED_FILE,
     LOG_FILE,
+    LR_CHECK_SUFFIX,
     MODEL_FILE,
     PROJECT_ROOT,
     RESULTS_DIR,
@@ -63,6 +64,8 @@ def runs_to_carry(results_dir: Path = RESULTS_DIR, configs_dir: Path = CONFIGS_D
     for state_file in sorted(results_dir.rglob(STATE_JSON_FILE)):
         run_dir = state_file.parent
         if not (run_dir / CONFIG_FILE).is_file() or (run_dir / FAILED_FILE).exists():
+            continue
+        if run_dir.parent.name.endswith(LR_CHECK_SUFFIX):  # stopped early by design; only their logs matter
             continue
         state, config = read_state(run_dir), read_run_config(run_dir)
         if state is None or config is None:

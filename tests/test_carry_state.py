@@ -46,6 +46,7 @@ def test_runs_that_still_need_their_fp32_state_are_carried_and_delivered_ones_ar
     young = _run(results / "runs", "young", step=10, steps=3000, files=("model.safetensors",))
     searched = _run(results / "runs", "lr-norm3k__denoise__hin__lr0.001__s0", step=500, steps=500)  # never scored
     half_search = _run(results / "runs", "lr-norm3k__denoise__hin__lr0.003__s0", step=100, steps=500)
+    _run(results / "defaults" / "deblur_lr_check", "lr3e-3", step=4900, steps=40000)  # stopped on purpose
     configs = tmp_path / "configs"
     carried = carry_state.runs_to_carry(results, configs)
     assert carried == [half, unshipped, half_search, unscored, young]
