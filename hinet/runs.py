@@ -62,6 +62,11 @@ def results_runs_dir(results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
     return Path(results_dir) / "runs"
 
 
+def validation_baselines_csv(results_dir: str | os.PathLike = RESULTS_DIR) -> Path:
+    """The classical methods' validation PSNR on the defaults' validation pairs (scripts/validation_baselines.py)."""
+    return Path(results_dir) / DEFAULTS_DIR / VALIDATION_BASELINES_FILE
+
+
 def task_default_config(task: str, configs_dir: str | os.PathLike = CONFIGS_DIR) -> Path:
     """The config of a task's long default run (results/defaults/<task>): `configs/default_<task>.yaml`."""
     return Path(configs_dir) / f"default_{task}.yaml"

@@ -40,11 +40,13 @@ from hinet.runs import (
     DATA_FILE,
     DEFAULTS_DIR,
     LOG_FILE,
-    VALIDATION_BASELINES_FILE,
+    STATE_JSON_FILE,
     planned_steps,
+    read_run_config,
     results_runs_dir,
     shipped_models_dir,
     shipped_source_runs,
+    validation_baselines_csv,
 )
 from hinet.sweep import LADDER_GRIDS, LR_SEARCH_FILE, RETRAIN_TO_SHIP, progress
 from hinet.tasks import TASKS
@@ -58,7 +60,6 @@ RERUN_START, RERUN_END = "<!-- rerun:start -->", "<!-- rerun:end -->"
 BEFORE_CSV = "archive/ablation_before_protocols.csv"
 STATS_START, STATS_END = "<!-- stats:start -->", "<!-- stats:end -->"
 LADDER_START, LADDER_END = "<!-- ladder:start -->", "<!-- ladder:end -->"
-VALIDATION_BASELINES_CSV = Path(DEFAULTS_DIR) / VALIDATION_BASELINES_FILE  # scripts/validation_baselines.py
 PILOT_FILES = (CONFIGS_DIR / "default_pilot.yaml", CONFIGS_DIR / "default_lr_pilot.yaml")  # run in this order
 FINISHED = ("done", "ship", RETRAIN_TO_SHIP)  # run statuses whose scores are in the table
 STATS_CSV = "stats_protocols.csv"  # written by scripts/stats_protocols.py
@@ -77,7 +78,7 @@ class Bar:
     def describe(self, task: str) -> str:
         what = f"PSNR >= {self.reference}{f' + {self.margin_db:g} dB' if self.margin_db else ''}"
         if self.every_image:
-            what = f"PSNR >= {self.reference} on every test image"
+            what += " on every test image"
         if self.speedup is not None:
             what += f" at >= {self.speedup:g}x its speed"
         return f"{what} at {level_key(task, self.level)}"
@@ -175,7 +176,7 @@ def curve_verdict(log_path: Path) -> dict | None:
 def validation_references(results: Path, task: str, level: str, run_dir: Path) -> dict[str, float]:
     """Validation PSNR of the input and the classical baselines on the very pairs a run of `task` validates
     on (`scripts/validation_baselines.py`), by method; {} when they were not measured."""
-    path, sources = results / VALIDATION_BASELINES_CSV, run_dir / DATA_FILE
+    path, sources = validation_baselines_csv(results), run_dir / DATA_FILE
     if not path.is_file() or not sources.is_file():
         return {}
     pairs = validation_id(json.loads(sources.read_text())["validation"])
@@ -479,12 +480,12 @@ def ladder_section(table, results: Path, plots_dir: Path, readme_dir: Path) -> s
     return "\n".join(lines)
 
 
-def _delta_cell(summary, variant: str) -> str:
+def _delta_cell(summary, variant: str, baseline: str) -> str:
     row = summary[summary["variant"] == variant]
     if row.empty:
         return "n/a"
     row = row.iloc[0]
-    if row["variant"] == summary.iloc[0]["variant"]:  # the baseline (summarize's first row)
+    if variant == baseline:
         return f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} (reference)"
     interval = rt._interval(row["delta_psnr_low"], row["delta_psnr_high"], rt.PSNR_DIGITS, row["n_paired_seeds"])
     return f"{row['psnr_mean']:.{rt.PSNR_DIGITS}f} ({row['delta_psnr']:+.{rt.PSNR_DIGITS}f} {interval})"
@@ -522,8 +523,8 @@ def rerun_section(before, after, ablation: str = "norm") -> str:
         }
         header = ["variant", "before (`whole`)"] + [f"now `{p}`" for p in new_summaries]
         rows = [
-            [variant, _delta_cell(old_summary, variant)]
-            + [_delta_cell(summary, variant) for summary in new_summaries.values()]
+            [variant, _delta_cell(old_summary, variant, baseline)]
+            + [_delta_cell(summary, variant, baseline) for summary in new_summaries.values()]
             for variant in rt.variant_order(old)
         ]
         seeds_now = sorted(set(new["seed"])) if not new.empty else []
@@ -822,7 +823,7 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
             lines.append("- Learning curve: no training log shipped.")
         elif curve["points"]:
             plot = results / "plots" / f"model_{name}_learning_curve.png"
-            config_file = project_root / source_run / "config.yaml"
+            config_file = project_root / source_run / CONFIG_FILE
             run_config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
             level = data.format_level(data.validate_strength(task, **(run_config.get("strength") or {})))
             references = validation_references(results, task, level, project_root / source_run)
@@ -855,26 +856,32 @@ def plot_pilot_curves(curves: Mapping[str, list], path: Path, references: Mappin
     _finish_validation_plot(figure, axes, "training time (minutes, this machine)", title, path)
 
 
-def _training_sources(run_dir: Path) -> str:
+def _training_sources(run_dir: Path) -> str | None:
     """ "photos 42%, dead_leaves 43%, ..." from the run's data_sources.json (shares of the sampled area)."""
     path = run_dir / DATA_FILE
     if not path.is_file():
-        return "not recorded (no data_sources.json yet)"
+        return None
     shares = json.loads(path.read_text()).get("area_share") or {}
+    if not shares:
+        return None
     listed = sorted(shares.items(), key=lambda item: -float(item[1]))
     return ", ".join(f"{source} {float(share):.0%}" for source, share in listed) + " of the sampled area"
 
 
-def _per_candidate(values: dict[str, str], what: str) -> str:
-    """One value when every candidate has it ("the same for every candidate"), else each candidate's."""
-    if len(set(values.values())) == 1:
-        return f"{next(iter(values.values()))}, the same for every candidate"
-    return "; ".join(f"{name}: {value}" for name, value in values.items()) or f"{what} not recorded"
+def _per_candidate(values: dict[str, str | None], what: str) -> str:
+    """One value when every candidate has it ("the same for every candidate"), else each candidate's;
+    a None value is one the candidate has not recorded (yet)."""
+    shown = {name: value or f"{what} not recorded" for name, value in values.items()}
+    if not shown:
+        return f"{what} not recorded"
+    if len(set(values.values())) == 1 and None not in values.values():
+        return f"{next(iter(shown.values()))}, the same for every candidate"
+    return "; ".join(f"{name}: {value}" for name, value in shown.items())
 
 
-def _run_seed(run_dir: Path) -> str:
-    path = run_dir / CONFIG_FILE
-    return f"seed {yaml.safe_load(path.read_text()).get('seed', 0)}" if path.is_file() else "seed not recorded"
+def _run_seed(run_dir: Path) -> str | None:
+    saved = read_run_config(run_dir)  # None without a readable config
+    return f"seed {saved.get('seed', 0)}" if saved else None
 
 
 LONG_RUNS_START, LONG_RUNS_END = "<!-- long_runs:start -->", "<!-- long_runs:end -->"
@@ -899,7 +906,7 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
     table = []
     for name, task in TASKS.items():
         run_dir = results / DEFAULTS_DIR / name
-        state_path, config_path = run_dir / "train_state.json", run_dir / "config.yaml"
+        state_path, config_path = run_dir / STATE_JSON_FILE, run_dir / CONFIG_FILE
         if not state_path.is_file() or not config_path.is_file():
             continue
         state = json.loads(state_path.read_text())
@@ -1097,7 +1104,7 @@ def main(argv=None) -> int:
             print(f"wrote the {name} section of {out}")
         after = pilot_markers(name)[1]
     plots = args.plots or args.results / "plots"
-    if any((args.results / DEFAULTS_DIR / task / "train_state.json").is_file() for task in TASKS):
+    if any((args.results / DEFAULTS_DIR / task / STATE_JSON_FILE).is_file() for task in TASKS):
         section = long_runs_section(args.results, plots, out.parent)
         write_section(out, section, LONG_RUNS_START, LONG_RUNS_END, after=after)
         print(f"wrote the long-runs section of {out}")

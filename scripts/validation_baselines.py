@@ -27,11 +27,11 @@ from hinet.data import format_level
 from hinet.errors import HINetError
 from hinet.evaluate import BASELINES
 from hinet.metrics import default_protocol, evaluate_pair
-from hinet.runs import DEFAULTS_DIR, RESULTS_DIR, VALIDATION_BASELINES_FILE
+from hinet.runs import validation_baselines_csv
 from hinet.tasks import get_task
 from hinet.training_data import prepare_training_data, validation_id
 
-VALIDATION_BASELINES_CSV = RESULTS_DIR / DEFAULTS_DIR / VALIDATION_BASELINES_FILE
+VALIDATION_BASELINES_CSV = validation_baselines_csv()
 COLUMNS = ("task", "level", "validation", "val_size", "method", "val_psnr", "val_ssim", "pairs", "config")
 KEY = ("task", "level", "validation")  # `validation`: hinet.training_data.validation_id of the pairs
 INPUT_METHOD = "input"

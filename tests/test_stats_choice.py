@@ -95,8 +95,9 @@ def test_ship_model_records_the_choice(tmp_path, monkeypatch, capsys):
     assert set(shipped["inference_stats_scores"]) == {"whole", "tiled", "local"}
     assert "test-time statistics:" in capsys.readouterr().out
     assert shipped["source_run"] == run.resolve().as_posix()  # outside the project: absolute
-    monkeypatch.chdir(run)  # run from anywhere, a run inside the project is named from the project root
-    assert ship_model.recorded_run_path(ROOT / "results" / "defaults" / "denoise") == "results/defaults/denoise"
+    monkeypatch.chdir(ROOT / "scripts")  # from another folder, a relative path inside the project
+    assert ship_model.recorded_run_path("../results/defaults/denoise") == "results/defaults/denoise"
+    monkeypatch.chdir(run)
     assert ship_model.recorded_run_path(".") == run.resolve().as_posix()
 
     # re-shipped with its evaluation: the recorded test score is the one under its default statistics
