@@ -900,7 +900,9 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
         "runs `scripts/train_defaults.sh` trains (`python -m hinet.train --config configs/default_<task>.yaml`, "
         "resumable). Validation only: PSNR on the held-out photo crops at the task's default level, the "
         "classical methods measured on the very same pairs (`scripts/validation_baselines.py`); the test set "
-        "is scored only once a run ships.",
+        "is scored only once a run ships. Each run's peak learning rate is the learning-rate pilot's choice "
+        "unless its `configs/default_<task>.yaml` sets another and says why (an early check with "
+        "`scripts/early_lr_check.sh`, whose logs are in `results/defaults/<task>_lr_check/`).",
         "",
     ]
     table = []
@@ -937,6 +939,7 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
             [
                 name,
                 f"{steps} / {planned}",
+                f"{(config.get('optimizer') or {}).get('lr', 'n/a')}",
                 f"{state['train_seconds'] / 3600:.1f}",
                 "n/a" if best.get("psnr") is None else f"{best['psnr']:.2f} (step {best['step']})",
                 gap,
@@ -948,7 +951,8 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
     if not table:
         lines += ["No long run has started yet.", "", LONG_RUNS_END]
         return "\n".join(lines)
-    header = ["task", "steps done / planned", "training hours", "best val PSNR (dB)", "vs the best classical, input"]
+    header = ["task", "steps done / planned", "lr", "training hours", "best val PSNR (dB)"]
+    header += ["vs the best classical, input"]
     header += ["learning curve", "trained on", "shipped"]
     lines += [rt.to_markdown(header, table), "", LONG_RUNS_END]
     return "\n".join(lines)

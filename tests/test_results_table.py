@@ -833,7 +833,7 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
     row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
     assert row.startswith(
-        "| denoise | 1500 / 40000 | 2.0 | 32.50 (step 1500) | -1.50 dB vs bm3d, +12.50 dB vs input | still"
+        "| denoise | 1500 / 40000 | n/a | 2.0 | 32.50 (step 1500) | -1.50 dB vs bm3d, +12.50 dB vs input | still"
     )
     assert "from step 0: Xeon, bf16 autocast; from step 1000: EPYC, fp32 | not yet |" in row
     assert (tmp_path / "plots" / "defaults_denoise_learning_curve.png").is_file()
