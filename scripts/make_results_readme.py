@@ -921,7 +921,7 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
         gap = (
             f"{best['psnr'] - top[1]:+.2f} dB vs {top[0]}"
             if top and best.get("psnr") is not None
-            else "no classical reference measured"
+            else ("no classical method for this task" if not task.baselines else "no classical reference measured")
         )
         if "input" in references and best.get("psnr") is not None:  # the bar of some tasks; a classical
             gap += f", {best['psnr'] - references['input']:+.2f} dB vs input"  # method can fall below it
