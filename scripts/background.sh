@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The one heavy background job of a session (scripts/train_defaults.sh by default), run from a frozen copy
+# of the code so that foreground edits cannot change it halfway, and its progress committed while it runs.
+#   scripts/background.sh start [JOB ...]   copy the code to $JOB_COPY, nohup the job there (log: $JOB_LOG)
+#   scripts/background.sh stop              one SIGTERM to the training in progress (it saves a checkpoint
+#                                           and the job ends with it); waits until the job has ended
+#   scripts/background.sh save              stop, commit the fp32 state (carry_state.py --keep), untrack it
+#                                           again (--release) and commit that, then start the job again
+#   scripts/background.sh status            is it running, and the last lines of its log
+# `save` every hour or so: a session can stop without warning, and a fresh checkout has none of the
+# git-ignored weights, so whatever was trained since the last `save` is lost (it happened: see
+# results/archive/defaults_weights_lost). It refuses while anything else is staged, so its commits hold
+# only the state, and each one costs the repository a copy of it (~16-22 MB per run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+python="${PYTHON:-$root/.venv/bin/python}"
+copy="${JOB_COPY:-/tmp/hinet_job}"
+log="${JOB_LOG:-/tmp/hinet_job.log}"
+job_file="$copy.job"  # the job's command line, for `save` to start the same job again
+# The processes that train and save a checkpoint on SIGTERM, among the job's descendants only (another
+# training on the machine is left alone).
+training_pattern='-m hinet\.(train|sweep) |scripts/pilot_defaults\.py '
+
+job_pids() { pgrep -f "^bash $copy/scripts/" || true; }
+
+descendants() {
+  local child
+  for child in $(pgrep -P "$1" || true); do
+    echo "$child"
+    descendants "$child"
+  done
+}
+
+job_trainers() {
+  local job pid
+  for job in $(job_pids); do
+    for pid in $(descendants "$job"); do
+      tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qE -- "$training_pattern" && echo "$pid"
+    done
+  done
+  return 0
+}
+
+start() {
+  if [ -n "$(job_pids)" ]; then
+    echo "a background job is already running (pid $(job_pids | tr '\n' ' ')); stop it first" >&2
+    exit 1
+  fi
+  local job=("$@")
+  [ ${#job[@]} -gt 0 ] || job=(scripts/train_defaults.sh)
+  if [ ! -x "$root/${job[0]}" ]; then
+    echo "no executable script ${job[0]} in $root" >&2
+    exit 2
+  fi
+  rm -rf "$copy" && mkdir -p "$copy"
+  tar --exclude=./.venv --exclude=./results --exclude=./configs --exclude=./.git -cf - . | tar -xf - -C "$copy"
+  # results and configs are shared with the checkout: runs land in it, and pilots write configs there
+  ln -s "$root/results" "$copy/results"
+  ln -s "$root/configs" "$copy/configs"
+  printf '%s\n' "${job[@]}" > "$job_file"
+  # Detached in a session of its own, holding none of this shell's file descriptors (a caller reading
+  # this script's output through a pipe would otherwise wait for the job to end).
+  OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" OMP_WAIT_POLICY=PASSIVE PYTHON="$python" "$python" -c '
+import subprocess, sys
+copy, log, job = sys.argv[1], sys.argv[2], sys.argv[3:]
+with open(log, "ab") as out:
+    subprocess.Popen(["bash", f"{copy}/{job[0]}", *job[1:]], cwd=copy, stdin=subprocess.DEVNULL, stdout=out,
+                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)' "$copy" "$log" "${job[@]}"
+  sleep 2
+  echo "started ${job[*]} from $copy (log: $log)"
+}
+
+stop() {
+  local trainers
+  if [ -z "$(job_pids)" ]; then
+    echo "no background job running"
+    return 0
+  fi
+  for _ in $(seq 30); do  # between two trainings for a moment: wait for the next one to start
+    trainers="$(job_trainers)"
+    [ -n "$trainers" ] && break
+    sleep 1
+  done
+  if [ -n "$trainers" ]; then
+    # One signal each: a second one makes a training quit without saving.
+    kill -TERM $trainers 2>/dev/null || true
+  else  # a job that does not train: it is stopped itself
+    kill -TERM $(job_pids) 2>/dev/null || true
+  fi
+  for _ in $(seq 600); do
+    [ -z "$(job_pids)" ] && break
+    sleep 1
+  done
+  if [ -n "$(job_pids)" ]; then
+    echo "the job has not ended 10 minutes after the stop signal; see $log" >&2
+    exit 1
+  fi
+  echo "stopped (last log lines of $log):"
+  tail -n 3 "$log" 2>/dev/null || true
+}
+
+save() {
+  if ! git diff --cached --quiet; then
+    echo "something is staged already; commit or unstage it first (save commits only the training state)" >&2
+    exit 1
+  fi
+  stop
+  "$python" scripts/carry_state.py --keep
+  if ! git diff --cached --quiet; then
+    git commit --quiet -m "Carry the background trainings' state: $("$python" - <<'PY'
+import json, subprocess
+staged = subprocess.run(["git", "diff", "--cached", "--name-only"], capture_output=True, text=True).stdout
+runs = sorted({line.rsplit("/", 1)[0] for line in staged.splitlines() if line.endswith("train_state.json")})
+print(", ".join(f"{run} at step {json.load(open(run + '/train_state.json'))['step']}" for run in runs) or "state only")
+PY
+)"
+    "$python" scripts/carry_state.py --release
+    git commit --quiet -m "Untrack the carried training state again (kept on disk for resuming)"
+    git log --oneline -2
+  fi
+  if [ -f "$job_file" ]; then
+    mapfile -t job < "$job_file"
+    start "${job[@]}"
+  else
+    start
+  fi
+}
+
+case "${1:-status}" in
+  start) shift; start "$@" ;;
+  stop) stop ;;
+  save) save ;;
+  status)
+    if [ -n "$(job_pids)" ]; then echo "running: $(cat "$job_file" 2>/dev/null | tr '\n' ' ')"; else echo "not running"; fi
+    tail -n 3 "$log" 2>/dev/null || true
+    ;;
+  *) echo "usage: scripts/background.sh start [JOB ...] | stop | save | status" >&2; exit 2 ;;
+esac
