@@ -169,6 +169,9 @@ class TrainConfig:
     strength: dict = field(default_factory=dict)  # degradation kwargs; empty = data.DEFAULT_LEVELS[task]
     blind: bool = False  # sample a strength per patch (data.sample_strength) instead of a fixed one
     model: ModelSection = field(default_factory=ModelSection)
+    # Start from this checkpoint's weights (same architecture) instead of a random init; optimizer, schedule
+    # and step count start fresh. null = random init. Recorded in the weights' metadata with its steps.
+    init_weights: str | None = None
     data: DataSection = field(default_factory=DataSection)
     steps: int = bounded(2000, minimum=1)
     optimizer: OptimizerSection = field(default_factory=OptimizerSection)

@@ -13,6 +13,7 @@ good checkpoint. Only rank 0 validates, logs and writes checkpoints, between bar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +29,7 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from hinet.checkpoint import save_checkpoint
+from hinet.checkpoint import load_checkpoint, load_state_dict_checked, save_checkpoint
 from hinet.config import TrainConfig
 from hinet.device import Distributed, describe_device, precision_label, use_bf16
 from hinet.errors import ConfigError, TrainingDiverged
@@ -146,6 +148,9 @@ class Trainer:
         # Where each stretch of steps ran ({"from_step", "device", "precision"}): a run resumed over several
         # days can change CPU, and with it the precision (bf16 only where it is native).
         self.segments: list[dict] = []
+        # The starting point when the run began from cfg.init_weights: {"init_weights", "init_steps",
+        # "init_sha256"} (the file may be replaced later, e.g. a shipped model shipped again).
+        self.init: dict | None = None
 
         # Set by `prepare`.
         self.data: TrainingData = no_training_data(cfg)
@@ -158,6 +163,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue the run folder's saved state, when it has one (its config must match)."""
         if not has_state(self.run_dir):
+            self.init_from_weights()
             return
         check_resumable(self.run_dir, self.cfg)
         saved = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler)
@@ -165,7 +171,22 @@ class Trainer:
         self.best = saved.get("best", self.best)
         self.last_val, self.input_scores = saved.get("last_val"), saved.get("input_val")
         self.segments = list(saved.get("segments", []))
+        self.init = saved.get("init")
         self.last_saved_step = self.step
+
+    def init_from_weights(self) -> None:
+        """A fresh run's starting weights from `cfg.init_weights`, when it names a checkpoint: it must hold
+        this run's architecture (a CheckpointError names the difference otherwise)."""
+        if self.cfg.init_weights is None:
+            return
+        start, metadata = load_checkpoint(self.cfg.init_weights)
+        load_state_dict_checked(self.model, start.state_dict(), source=self.cfg.init_weights)
+        steps = str(metadata.get("steps", ""))
+        self.init = {
+            "init_weights": self.cfg.init_weights,
+            "init_steps": int(steps) if steps.isdigit() else None,
+            "init_sha256": hashlib.sha256(Path(self.cfg.init_weights).read_bytes()).hexdigest(),
+        }
 
     def prepare(self) -> None:
         """Data (none for a finished run), run folder files, the DDP wrapper, precision and metadata."""
@@ -204,6 +225,7 @@ class Trainer:
             "lr": cfg.optimizer.lr,
             "photos": cfg.data.photos,
         }
+        self.metadata_base.update(self.init or {})
 
     # -- the loop
 
@@ -354,6 +376,7 @@ class Trainer:
                 "world_size": self.dist.world_size,
                 "data_rng": DATA_RNG_NOTE,
                 "segments": self.segments,
+                "init": self.init,
             }
             extra = {"val_psnr": self.last_val["psnr"]} if self.last_val else {}
             try:

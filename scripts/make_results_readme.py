@@ -787,7 +787,7 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
             f"Test set: {rows[rows['image'] != 'mean']['image'].nunique()} sporco images, seed "
             f"{rows['seed'].iloc[0]}; protocol: {rows['protocol'].iloc[0]}. "
             f"Model: `results/models/{name}.safetensors` (norm `{norm}`, run `{meta.get('run', '?')}`), "
-            f"checkpoint of step {meta.get('steps', '?')} ({checkpoint}), "
+            f"checkpoint of step {meta.get('steps', '?')}{started_from(meta)} ({checkpoint}), "
             f"{float(meta.get('train_seconds', 'nan')) / 60:.0f} min of training to that step on "
             f"{meta.get('device', '?')} ({precision}), blind={meta.get('blind', '?')}, training patch "
             + (f"{patch} px." if assumed is None else f"not recorded ({patch} px assumed)."),
@@ -884,6 +884,27 @@ def _run_seed(run_dir: Path) -> str | None:
     return f"seed {saved.get('seed', 0)}" if saved else None
 
 
+def in_progress_verdict(curve: dict | None, steps: int, planned: int) -> str:
+    """A long run's curve verdict; a dip part-way through its schedule is not called flat (the learning rate
+    is still high, and the bar's rule judges the last 20% of the whole run)."""
+    if curve is None:
+        return "no log"
+    if curve.get("flattened") and steps < planned:
+        return (
+            f"no gain over the last 20% of its steps so far ({curve['gain']:+.3f} dB) at {steps / planned:.0%} "
+            "of its schedule: judged when it ends"
+        )
+    return str(curve["verdict"])
+
+
+def started_from(init: Mapping) -> str:
+    """Where a run that began from other weights (`init_weights` of its config) started, for its steps."""
+    if not init.get("init_weights"):
+        return ""
+    steps, sha = init.get("init_steps"), str(init.get("init_sha256") or "?")[:12]
+    return f" (after {'?' if steps is None else steps} steps: from `{init['init_weights']}`, sha256 {sha}...)"
+
+
 LONG_RUNS_START, LONG_RUNS_END = "<!-- long_runs:start -->", "<!-- long_runs:end -->"
 
 
@@ -909,7 +930,9 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
     for name, task in TASKS.items():
         run_dir = results / DEFAULTS_DIR / name
         state_path, config_path = run_dir / STATE_JSON_FILE, run_dir / CONFIG_FILE
+        plot = plots_dir / f"defaults_{name}_learning_curve.png"
         if not state_path.is_file() or not config_path.is_file():
+            plot.unlink(missing_ok=True)  # the curve of a run that started over or moved away
             continue
         state = json.loads(state_path.read_text())
         config = yaml.safe_load(config_path.read_text()) or {}
@@ -927,7 +950,6 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
             gap += f", {best['psnr'] - references['input']:+.2f} dB vs input"  # method can fall below it
         curve = curve_verdict(run_dir / LOG_FILE)
         if curve and curve["points"]:
-            plot = plots_dir / f"defaults_{name}_learning_curve.png"
             plot_learning_curve(curve["points"], f"{name} default (in training): validation PSNR", plot, references)
             lines += [f"![{name} learning curve]({_relative(plot, readme_dir)})", ""]
         stretches = "; ".join(
@@ -938,12 +960,12 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
         table.append(
             [
                 name,
-                f"{steps} / {planned}",
+                f"{steps} / {planned}" + started_from(state.get("init") or {}),
                 f"{(config.get('optimizer') or {}).get('lr', 'n/a')}",
                 f"{state['train_seconds'] / 3600:.1f}",
                 "n/a" if best.get("psnr") is None else f"{best['psnr']:.2f} (step {best['step']})",
                 gap,
-                curve["verdict"] if curve else "no log",
+                in_progress_verdict(curve, steps, planned),
                 stretches or "not recorded",
                 "yes" if run_dir.resolve() in shipped else "not yet",
             ]

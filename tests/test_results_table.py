@@ -838,3 +838,16 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     assert "from step 0: Xeon, bf16 autocast; from step 1000: EPYC, fp32 | not yet |" in row
     assert (tmp_path / "plots" / "defaults_denoise_learning_curve.png").is_file()
     assert "No long run has started yet." in readme.long_runs_section(tmp_path / "empty", tmp_path / "p", results)
+
+    init = {"init_weights": "results/models/denoise.safetensors", "init_steps": 39000, "init_sha256": "9a34e966" * 8}
+    (run / "train_state.json").write_text(json.dumps({**state, "init": init}))
+    text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
+    row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
+    log = [{"step": s, "wall": 4.8 * s, "val_psnr": 30.0 - s / 1000} for s in (500, 1000, 1500)]  # a dip
+    (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
+    text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
+    row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
+    assert "no gain over the last 20% of its steps so far (-1.000 dB) at 4% of its schedule: judged when it ends" in row
+    assert row.startswith(
+        "| denoise | 1500 / 40000 (after 39000 steps: from `results/models/denoise.safetensors`, sha256 9a34e9669a34...) |"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import signal
@@ -380,6 +381,38 @@ def test_resume_refuses_a_changed_config(tmp_path, image_folder):
     train(tiny_config(tmp_path, image_folder), on_event=on_event, should_stop=should_stop)
     with pytest.raises(ConfigError, match=r"different settings \(optimizer\)"):
         train(tiny_config(tmp_path, image_folder, extra=["optimizer.lr=0.01"]))
+
+
+def test_a_run_can_start_from_another_runs_weights_and_records_them(tmp_path, image_folder, monkeypatch):
+    train(tiny_config(tmp_path, image_folder, run_name="first", steps=4))
+    start = tmp_path / "runs" / "first" / "model.safetensors"
+    started_with = {}
+    real_run = hinet.trainer.Trainer.run
+
+    def run_and_record_the_starting_weights(self, *args, **kwargs):
+        started_with.update({k: v.clone() for k, v in self.model.state_dict().items()})
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(hinet.trainer.Trainer, "run", run_and_record_the_starting_weights)
+    on_event, should_stop = stop_after(2)
+    extra = [f"init_weights={start}"]
+    train(tiny_config(tmp_path, image_folder, "second", 8, extra), on_event=on_event, should_stop=should_stop)
+    first = weights(start)
+    assert all(torch.equal(started_with[key], first[key]) for key in first)  # not a random init
+    train(tiny_config(tmp_path, image_folder, "second", 8, extra))  # resumed: its own state, not the start
+    metadata = read_metadata(tmp_path / "runs" / "second" / "model.safetensors")
+    assert metadata["init_weights"] == str(start) and metadata["init_steps"] == 4 and metadata["steps"] == 8
+    assert metadata["init_sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+
+
+def test_starting_weights_of_another_architecture_are_refused_by_name(tmp_path, image_folder):
+    train(tiny_config(tmp_path, image_folder, run_name="first", steps=4))
+    start = tmp_path / "runs" / "first" / "model.safetensors"
+    extra = [f"init_weights={start}", "model.config={wf: 12}"]
+    with pytest.raises(HINetError, match=r"model\.safetensors"):
+        train(tiny_config(tmp_path, image_folder, "wider", 4, extra))
+    with pytest.raises(HINetError, match="missing.safetensors"):
+        train(tiny_config(tmp_path, image_folder, "nowhere", 4, [f"init_weights={tmp_path / 'missing.safetensors'}"]))
 
 
 # --------------------------------------------------------------------------------------------------
