@@ -211,7 +211,7 @@ def plot_learning_curve(points, title: str, path: Path, references: Mapping[str,
     for axis in (by_step, by_wall):
         axis.grid(alpha=0.3)
         _draw_references(axis, references or {})
-    if references:
+    if any(method != "input" for method in references or {}):  # the input line is never drawn
         by_step.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
@@ -948,6 +948,8 @@ def long_runs_section(results: Path, plots_dir: Path, readme_dir: Path, configs_
         )
         if "input" in references and best.get("psnr") is not None:  # the bar of some tasks; a classical
             gap += f", {best['psnr'] - references['input']:+.2f} dB vs input"  # method can fall below it
+            if top and top[1] < references["input"]:  # then beating it says little: say so beside it
+                gap += f" ({top[0]} itself scores {top[1] - references['input']:+.2f} dB vs input on these pairs)"
         curve = curve_verdict(run_dir / LOG_FILE)
         if curve and curve["points"]:
             plot_learning_curve(curve["points"], f"{name} default (in training): validation PSNR", plot, references)

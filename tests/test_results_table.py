@@ -848,6 +848,12 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
     row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
     assert "no gain over the last 20% of its steps so far (-1.000 dB) at 4% of its schedule: judged when it ends" in row
+
+    weak = f"task,level,validation,method,val_psnr\ndenoise,sigma=25,{pairs},bm3d,19.0\ndenoise,sigma=25,{pairs},input,20.0\n"
+    (results / "defaults" / "validation_baselines.csv").write_text(weak)
+    text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
+    row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
+    assert "+13.50 dB vs bm3d, +12.50 dB vs input (bm3d itself scores -1.00 dB vs input on these pairs)" in row
     assert row.startswith(
         "| denoise | 1500 / 40000 (after 39000 steps: from `results/models/denoise.safetensors`, sha256 9a34e9669a34...) |"
     )
