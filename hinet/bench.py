@@ -212,7 +212,7 @@ def bench_tiled(variant: str, tile: int, overlap: int, full: bool, height: int =
     )
 
 
-LOCAL_STATS_CHECKPOINTS = ["results/models/denoise_hin.safetensors", "results/models/denoise.safetensors"]
+LOCAL_STATS_CHECKPOINTS = ["results/models/denoise.safetensors", "results/models/denoise_bn.safetensors"]  # HIN, BN
 LOCAL_STATS_BAR = 1.5  # local may cost at most this many times the one-pass ("whole") time
 
 

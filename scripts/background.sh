@@ -9,7 +9,8 @@
 #   scripts/background.sh status            is it running, and the last lines of its log
 # `save` every hour or so: a session can stop without warning, and a fresh checkout has none of the
 # git-ignored weights, so whatever was trained since the last `save` is lost (it happened: see
-# results/archive/defaults_weights_lost). It refuses while anything else is staged, so its commits hold
+# results/archive/defaults_weights_lost; on a fresh clone `scripts/carry_state.py --restore` writes the
+# saved state back). It refuses while anything else is staged, so its commits hold
 # only the state, and each one costs the repository a copy of it (~16-22 MB per run).
 set -euo pipefail
 cd "$(dirname "$0")/.."

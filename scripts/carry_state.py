@@ -2,6 +2,7 @@
 
     python scripts/carry_state.py --keep      (before a session stops, trainings stopped: commit the result)
     python scripts/carry_state.py --release   (first thing in a session, after the runs resumed: commit)
+    python scripts/carry_state.py --restore   (a fresh clone after a mid-session save: state from history)
     python scripts/carry_state.py             (lists what each would do)
 
 A session's checkout may be a fresh clone: git-ignored weights and optimizer state (`*.safetensors` under
@@ -17,6 +18,9 @@ It refuses while a training process runs: stop it first (`python -m hinet.train`
 and the pilot save a checkpoint on SIGTERM). `--release`
 stops tracking those files again (they stay on disk), so that ordinary `git add -A` commits never store a
 new copy of them. Finished and delivered runs never ship fp32 state: the app opens their fp16 weights.
+`scripts/background.sh save` does both mid-session, so its state lives only in the history; on a fresh clone
+`--restore` writes it back (with its train_state.json, config and log, from the same commit) for every run
+that lacks it, when it is the same run (the committed log continues the kept one), and stages nothing.
 """
 
 from __future__ import annotations
@@ -145,8 +149,38 @@ def join_parts(parts: list[Path]) -> list[Path]:
     return sorted(by_file)
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=PROJECT_ROOT, check=True, capture_output=True, text=True).stdout
+def _git(*args: str, repo: Path = PROJECT_ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def _show(repo: Path, commit: str, name: str) -> bytes:
+    return subprocess.run(["git", "show", f"{commit}:{name}"], cwd=repo, check=True, capture_output=True).stdout
+
+
+def restore_from_history(run_dirs: list[Path], repo: Path = PROJECT_ROOT) -> dict[Path, str]:
+    """Write back the fp32 state of each run that lacks it on disk from the last commit that added it (a
+    `--keep`), with the companions of that commit so that all come from one checkpoint; returns each
+    restored run's commit. A run whose log on disk does not continue the kept log is another run that
+    reused the folder (the kept one was abandoned): it is left alone."""
+    restored = {}
+    for run_dir in run_dirs:
+        if (run_dir / STATE_TENSORS_FILE).is_file():
+            continue
+        relative = run_dir.resolve().relative_to(repo.resolve()).as_posix()
+        specs = [f"{relative}/{name}{suffix}" for name in STATE_FILES for suffix in ("", f"{PART_SUFFIX}*")]
+        commit = _git("log", "-1", "--format=%H", "--diff-filter=A", "--", *specs, repo=repo).strip()
+        if not commit:
+            continue
+        listed = _git("ls-tree", "--name-only", commit, f"{relative}/", repo=repo).splitlines()
+        carried = [name for name in listed if Path(name).name.split(PART_SUFFIX)[0] in STATE_FILES + COMPANION_FILES]
+        log, kept_log = run_dir / LOG_FILE, f"{relative}/{LOG_FILE}"
+        if kept_log in carried and log.is_file() and not log.read_bytes().startswith(_show(repo, commit, kept_log)):
+            continue  # another run reused the folder
+        for name in carried:
+            (repo / name).write_bytes(_show(repo, commit, name))
+        join_parts([repo / name for name in carried if PART_SUFFIX in Path(name).name])
+        restored[run_dir] = commit
+    return restored
 
 
 def _relative(paths: list[Path]) -> list[str]:
@@ -158,12 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--keep", action="store_true", help="force-add the state of every run that needs it")
     action.add_argument("--release", action="store_true", help="untrack every fp32 state file (kept on disk)")
+    action.add_argument(
+        "--restore", action="store_true", help="write back from history the state runs lack on disk (fresh clone)"
+    )
     parser.add_argument("--force", action="store_true", help="--keep even while a training process runs")
     args = parser.parse_args(argv)
     runs = runs_to_carry()
     keep = state_files(runs)
     size_mb = sum(path.stat().st_size for path in keep) / 2**20
-    if args.keep:
+    if args.keep or args.restore:
         running = running_trainings()
         if running and not args.force:
             print(
@@ -173,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        if args.restore:
+            restored = restore_from_history(runs)
+            for run_dir, commit in restored.items():
+                step = (read_state(run_dir) or {}).get("step")
+                print(f"restored {_relative([run_dir])[0]} at step {step} from commit {commit[:10]}")
+            print(f"restored {len(restored)} runs (nothing staged: the files are git-ignored)")
+            return 0
         if keep:
             _git("add", "--force", "--", *_relative(split_large(keep) + companion_files(runs)))
         print(f"staged {len(keep)} state files ({size_mb:.1f} MB) of {len(runs)} runs")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import subprocess
 import sys
 
 import torch
@@ -70,3 +71,42 @@ def test_a_large_state_file_travels_in_parts_and_is_rebuilt_byte_for_byte(tmp_pa
     big.unlink()  # a fresh clone holds only the parts
     assert carry_state.join_parts(parts) == [big]
     assert big.read_bytes() == bytes(range(25)) and not any(p.exists() for p in parts)
+
+
+def _git(repo, *args):
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True
+    )
+
+
+def test_a_fresh_clone_gets_back_the_state_a_mid_session_save_committed_and_untracked(tmp_path, monkeypatch):
+    monkeypatch.setattr(carry_state, "PART_BYTES", 10)
+    repo = tmp_path / "repo"
+    run = _run(repo / "results" / "defaults", "jpeg", step=500, steps=40000)
+    other = _run(repo / "results" / "defaults", "derain", step=500, steps=40000)
+    kept = {"train_state.safetensors": bytes(range(25)), "model.safetensors": b"weights", "log.jsonl": b"a\n"}
+    for name, data in kept.items():
+        (run / name).write_bytes(data)
+        (other / name).write_bytes(data)
+    _git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("*.safetensors\n")  # as results/ ignores them
+    files = carry_state.split_large([run / n for n in ("train_state.safetensors", "model.safetensors")])
+    files += carry_state.split_large([other / n for n in ("train_state.safetensors", "model.safetensors")])
+    _git(repo, "add", "--force", "--", *(str(f.relative_to(repo)) for f in files), ".")
+    _git(repo, "commit", "-q", "-m", "keep")  # what `save` commits first ...
+    _git(repo, "rm", "-r", "--cached", "-q", "--", *(str(f.relative_to(repo)) for f in files))
+    _git(repo, "commit", "-q", "-m", "release")  # ... and then untracks
+    (run / "train_state.json").write_text(json.dumps({"step": 900, "train_seconds": 2.0}))  # a later commit
+    (run / "log.jsonl").write_bytes(b"a\nb\n")  # continues the kept log: the same run
+    (other / "log.jsonl").write_bytes(b"z\n")  # started over in the same folder: not the kept run
+    _git(repo, "commit", "-q", "-am", "progress")
+    for path in [*repo.rglob("*.safetensors*")]:
+        path.unlink()  # a fresh clone
+    restored = carry_state.restore_from_history([run, other], repo)
+    assert list(restored) == [run]
+    assert (run / "train_state.safetensors").read_bytes() == bytes(range(25)) and not list(run.glob("*.part*"))
+    assert (run / "model.safetensors").read_bytes() == b"weights"
+    assert json.loads((run / "train_state.json").read_text())["step"] == 500  # from the same commit
+    assert (run / "log.jsonl").read_bytes() == b"a\n"
+    assert not (other / "train_state.safetensors").exists()
+    assert carry_state.restore_from_history([run], repo) == {}  # state on disk: nothing to do
