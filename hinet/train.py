@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg.progress = False
         if args.resume and not has_state(cfg.run_dir):
             raise ConfigError(f"--resume: {cfg.run_dir} holds no training state to resume")
-        result = train(cfg, should_stop=stop_on_signals())
+        should_stop = stop_on_signals()
+        result = train(cfg, should_stop=should_stop)
     except HINetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -141,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1))
-    # a stop on request is not a finished run: a non-zero status halts scripts that chain trainings
-    return STOPPED_EXIT if result["stopped"] else 0
+    # a stop on request is not a finished run: a non-zero status halts scripts that chain trainings, also
+    # when the signal came after the loop (a finished run that only reported, the last step's save)
+    return STOPPED_EXIT if result["stopped"] or should_stop() else 0
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ class Trainer:
             "init_weights": self.cfg.init_weights,
             "init_steps": int(steps) if steps.isdigit() else None,
             "init_sha256": hashlib.sha256(Path(self.cfg.init_weights).read_bytes()).hexdigest(),
+            # the file may be replaced by this very run once it ships: say where it came from and what it scored
+            "init_source_run": metadata.get("source_run"),
+            "init_val_psnr": metadata.get("val_psnr"),
         }
 
     def prepare(self) -> None:

@@ -158,17 +158,18 @@ def _show(repo: Path, commit: str, name: str) -> bytes:
 
 
 def restore_from_history(run_dirs: list[Path], repo: Path = PROJECT_ROOT) -> dict[Path, str]:
-    """Write back the fp32 state of each run that lacks it on disk from the last commit that added it (a
-    `--keep`), with the companions of that commit so that all come from one checkpoint; returns each
-    restored run's commit. A run whose log on disk does not continue the kept log is another run that
-    reused the folder (the kept one was abandoned): it is left alone."""
+    """Write back the fp32 state of each run that lacks it on disk from the last commit that added or changed
+    it (a `--keep`, also one made before the previous one was released), with the companions of that commit
+    so that all come from one checkpoint; returns each restored run's commit. A run whose log on disk does
+    not continue the kept log is another run that reused the folder (the kept one was abandoned): it is
+    left alone."""
     restored = {}
     for run_dir in run_dirs:
         if (run_dir / STATE_TENSORS_FILE).is_file():
             continue
         relative = run_dir.resolve().relative_to(repo.resolve()).as_posix()
         specs = [f"{relative}/{name}{suffix}" for name in STATE_FILES for suffix in ("", f"{PART_SUFFIX}*")]
-        commit = _git("log", "-1", "--format=%H", "--diff-filter=A", "--", *specs, repo=repo).strip()
+        commit = _git("log", "-1", "--format=%H", "--diff-filter=AM", "--", *specs, repo=repo).strip()
         if not commit:
             continue
         listed = _git("ls-tree", "--name-only", commit, f"{relative}/", repo=repo).splitlines()

@@ -902,7 +902,9 @@ def started_from(init: Mapping) -> str:
     if not init.get("init_weights"):
         return ""
     steps, sha = init.get("init_steps"), str(init.get("init_sha256") or "?")[:12]
-    return f" (after {'?' if steps is None else steps} steps: from `{init['init_weights']}`, sha256 {sha}...)"
+    # the file named may since have been replaced (by this very run, once shipped): its run says what it was
+    source = f", trained as `{init['init_source_run']}`" if init.get("init_source_run") else ""
+    return f" (after {'?' if steps is None else steps} steps: from `{init['init_weights']}`{source}, sha256 {sha}...)"
 
 
 LONG_RUNS_START, LONG_RUNS_END = "<!-- long_runs:start -->", "<!-- long_runs:end -->"

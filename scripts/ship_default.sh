@@ -19,6 +19,13 @@ fi
 task="$1"
 run="results/defaults/$task"
 model="results/models/$task.safetensors"
+# a training still running could write a newer best checkpoint between the copy and the score it records,
+# and it would slow the timed evaluation
+training="${TRAINING_PROCESSES:-hinet\.train|hinet\.sweep|pilot_defaults\.py|hinet-train|hinet-sweep}"
+if pgrep -af -- "$training" | grep -v "^$$ "; then
+  echo "a training is running (above): stop it first (scripts/background.sh stop)" >&2
+  exit 2
+fi
 if [ ! -f "$run/best.safetensors" ]; then
   echo "no best checkpoint in $run (trained on this machine, or carried with scripts/carry_state.py?)" >&2
   exit 2

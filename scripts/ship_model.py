@@ -49,6 +49,18 @@ def read_mean_row(eval_csv: Path, stats: str = "whole", level: str | None = None
     raise HINetError(f"{eval_csv} has no mean row for method {MODEL_METHOD!r}")
 
 
+def check_beats_its_start(metadata: dict) -> None:
+    """A run that started from other weights (`init_weights`) ships only if its best validation PSNR beats
+    theirs (the same task's validation pairs): shipping it could otherwise replace a better model."""
+    start, best = metadata.get("init_val_psnr"), metadata.get("val_psnr")
+    if start is not None and (best is None or float(best) <= float(start)):
+        shown = "none" if best is None else f"{float(best):.2f} dB"
+        raise HINetError(
+            f"this run's best validation PSNR ({shown}) does not beat the {float(start):.2f} dB of the weights it "
+            f"started from ({metadata.get('init_weights')}, run {metadata.get('init_source_run')}); nothing shipped"
+        )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -71,6 +83,7 @@ def main(argv=None) -> int:
             source = args.run_dir / MODEL_FILE
         model, metadata = load_checkpoint(source)
         task = metadata["task"]
+        check_beats_its_start(metadata)
         metadata = {k: v for k, v in metadata.items() if k != "config"}
         metadata.update(source_run=recorded_run_path(args.run_dir))
         if not args.no_choose_stats:

@@ -28,7 +28,8 @@ while not signals:
 time.sleep(0.3)  # saving takes a moment; a second signal now would lose the checkpoint
 with log.open("a") as f:
     f.write(f"saved after {len(signals)} signal(s)\\n")
-sys.exit(130)
+# results/finished: the first run was finished and only reported, so the signal did not stop the job
+sys.exit(0 if Path("results/finished").exists() and "configs/x.yaml" in sys.argv else 130)
 """
 
 FAKE_JOB = """#!/usr/bin/env bash
@@ -153,3 +154,40 @@ def test_save_refuses_while_something_else_is_staged(repo):
     _git(repo, "add", "notes.txt")
     code, out = _background(repo, "save")
     assert code == 1 and "staged already" in out
+
+
+def test_save_restarts_the_same_frozen_code_and_leaves_a_stopped_job_stopped(repo):
+    log = repo / "results" / "train.log"
+    assert _background(repo, "start")[0] == 0
+    _wait_for(log, "started")
+    (repo / "VERSION").write_text("half-done edit")  # the checkout changes while the job runs
+    code, out = _background(repo, "save")
+    assert code == 0, out
+    deadline = time.monotonic() + 20
+    while log.read_text().count("job code") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.read_text().count("job code: one") == 2 and "half-done" not in log.read_text()
+
+    assert _background(repo, "stop")[0] == 0
+    code, out = _background(repo, "save")
+    assert code == 0 and "not restarted" in out, out
+    assert _background(repo, "status")[1].startswith("not running")
+
+
+def test_stop_also_signals_a_training_the_job_starts_after_the_first_signal(repo):
+    log = repo / "results" / "train.log"
+    (repo / "results" / "finished").write_text("")
+    assert _background(repo, "start")[0] == 0
+    _wait_for(log, "started")
+    code, out = _background(repo, "stop")
+    assert code == 0, out
+    text = log.read_text()
+    assert text.count("started") == 2 and text.count("saved after 1 signal(s)") == 2
+    assert _background(repo, "status")[1].startswith("not running")
+
+
+def test_a_job_outside_scripts_is_refused(repo):
+    (repo / "job.sh").write_text("#!/usr/bin/env bash\nsleep 60\n")
+    (repo / "job.sh").chmod(0o755)
+    code, out = _background(repo, "start", "job.sh")
+    assert code == 2 and "under scripts/" in out

@@ -507,6 +507,25 @@ def test_make_results_readme_script(tmp_path):
     assert "Traceback" not in completed.stderr
 
 
+def test_a_run_started_from_other_weights_ships_only_if_it_beats_them(tmp_path):
+    from hinet import create_model
+    from hinet.checkpoint import save_checkpoint
+
+    results = tmp_path / "results"
+    base = {"task": "denoise", "trained": "true", "steps": 5, "device": "cpu: test", "run": "cont"}
+    base.update(init_weights="results/models/denoise.safetensors", init_source_run="results/defaults/denoise_40k")
+    for run, best in (("worse", 34.5), ("better", 34.8)):
+        metadata = {**base, "init_val_psnr": 34.69, "val_psnr": best}
+        save_checkpoint(tmp_path / run / "model.safetensors", create_model("tiny_half_instance"), metadata=metadata)
+    script = [sys.executable, str(ROOT / "scripts" / "ship_model.py"), "--results", str(results), "--no-choose-stats"]
+    refused = subprocess.run([*script, str(tmp_path / "worse")], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "(34.50 dB) does not beat the 34.69 dB" in refused.stderr
+    assert "denoise_40k" in refused.stderr and not (results / "models").exists()
+    shipped = subprocess.run([*script, str(tmp_path / "better")], capture_output=True, text=True, timeout=120)
+    assert shipped.returncode == 0, shipped.stderr
+    assert (results / "models" / "denoise.safetensors").is_file()
+
+
 def test_ship_model_names_and_models_section_show_default_and_variant(tmp_path):
     """A run shipped under --name sits beside the task's default; the generated section names both, with
     each file's norm, and judges each against the task's bar. A --name of another task is refused."""
@@ -840,9 +859,8 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     assert "No long run has started yet." in readme.long_runs_section(tmp_path / "empty", tmp_path / "p", results)
 
     init = {"init_weights": "results/models/denoise.safetensors", "init_steps": 39000, "init_sha256": "9a34e966" * 8}
+    init["init_source_run"] = "results/defaults/denoise_40k"
     (run / "train_state.json").write_text(json.dumps({**state, "init": init}))
-    text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
-    row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
     log = [{"step": s, "wall": 4.8 * s, "val_psnr": 30.0 - s / 1000} for s in (500, 1000, 1500)]  # a dip
     (run / "log.jsonl").write_text("\n".join(json.dumps(r) for r in log) + "\n")
     text = readme.long_runs_section(results, tmp_path / "plots", results, tmp_path / "configs")
@@ -855,5 +873,6 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
     row = next(line for line in text.splitlines() if line.startswith("| denoise |"))
     assert "+13.50 dB vs bm3d, +12.50 dB vs input (bm3d itself scores -1.00 dB vs input on these pairs)" in row
     assert row.startswith(
-        "| denoise | 1500 / 40000 (after 39000 steps: from `results/models/denoise.safetensors`, sha256 9a34e9669a34...) |"
+        "| denoise | 1500 / 40000 (after 39000 steps: from `results/models/denoise.safetensors`, trained as "
+        "`results/defaults/denoise_40k`, sha256 9a34e9669a34...) |"
     )

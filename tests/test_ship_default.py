@@ -29,8 +29,9 @@ def _repo(tmp_path):
     return repo
 
 
-def _ship(repo, *args, keep_as=None):
-    env = {**os.environ, "PYTHON": str(repo / "fake_python")}
+def _ship(repo, *args, keep_as=None, training="^no-such-process$"):
+    # the trainings of this machine (a background job may run while the tests do) are not these tests' own
+    env = {**os.environ, "PYTHON": str(repo / "fake_python"), "TRAINING_PROCESSES": training}
     env.pop("KEEP_AS", None)
     if keep_as:
         env["KEEP_AS"] = keep_as
@@ -64,3 +65,18 @@ def test_keep_as_keeps_the_replaced_model_and_its_evaluation_then_ships_evaluate
     assert (repo / "results/eval/deblur.txt").read_text().startswith("results/models/deblur.safetensors: evaluated")
     code, out = _ship(repo, "deblur", keep_as="deblur_old")  # never overwrites a kept model
     assert code == 2 and "exists already" in out
+
+
+def test_shipping_is_refused_while_a_training_runs(tmp_path):
+    repo = _repo(tmp_path)
+    (repo / "results/defaults/deblur/best.safetensors").write_bytes(b"new weights")
+    trainer = subprocess.Popen(["sleep", "30"])  # stands in for a training, matched by its command line
+    try:
+        code, out = _ship(repo, "deblur", training="^sleep 30$")
+    finally:
+        trainer.kill()
+    assert code == 2 and "a training is running" in out
+    assert (
+        not (repo / "calls.log").exists()
+        and (repo / "results/models/deblur.safetensors").read_bytes() == b"old weights"
+    )

@@ -399,10 +399,14 @@ def test_a_run_can_start_from_another_runs_weights_and_records_them(tmp_path, im
     train(tiny_config(tmp_path, image_folder, "second", 8, extra), on_event=on_event, should_stop=should_stop)
     first = weights(start)
     assert all(torch.equal(started_with[key], first[key]) for key in first)  # not a random init
+    at_stop = weights(tmp_path / "runs" / "second" / "model.safetensors")
     train(tiny_config(tmp_path, image_folder, "second", 8, extra))  # resumed: its own state, not the start
+    assert all(torch.equal(started_with[key], at_stop[key]) for key in at_stop)
+    assert not all(torch.equal(started_with[key], first[key]) for key in first)
     metadata = read_metadata(tmp_path / "runs" / "second" / "model.safetensors")
     assert metadata["init_weights"] == str(start) and metadata["init_steps"] == 4 and metadata["steps"] == 8
     assert metadata["init_sha256"] == hashlib.sha256(start.read_bytes()).hexdigest()
+    assert metadata["init_val_psnr"] == read_metadata(start)["val_psnr"]
 
 
 def test_starting_weights_of_another_architecture_are_refused_by_name(tmp_path, image_folder):
@@ -726,3 +730,22 @@ def test_cli_stopped_on_request_saves_and_exits_130_so_chained_trainings_halt(tm
     assert main([a for o in overrides for a in ("--set", o)]) == train_module.STOPPED_EXIT
     state = json.loads((tmp_path / "runs" / "run" / "train_state.json").read_text())
     assert state["step"] < 12  # stopped before its 12 steps, with its state saved to resume from
+
+
+def test_cli_signalled_after_the_loop_still_exits_130(tmp_path, image_folder, monkeypatch):
+    """A signal that lands on a finished run that only reports (or on the last step's save) halts the chain."""
+    import hinet.train as train_module
+
+    overrides = [a for o in tiny_overrides(tmp_path, image_folder) for a in ("--set", o)]
+    assert main(overrides) == 0  # trained to the end
+    received = [False]
+    monkeypatch.setattr(train_module, "stop_on_signals", lambda: lambda: received[0])
+    real_train = train_module.train
+
+    def train_then_signal(cfg, should_stop=None):
+        result = real_train(cfg, should_stop=should_stop)
+        received[0] = True  # SIGTERM while the finished run reported
+        return result
+
+    monkeypatch.setattr(train_module, "train", train_then_signal)
+    assert main(overrides) == train_module.STOPPED_EXIT
