@@ -188,10 +188,23 @@ def validation_references(results: Path, task: str, level: str, run_dir: Path) -
         }
 
 
-def _draw_references(axes, references: Mapping[str, float]) -> None:
-    for index, (method, value) in enumerate(sorted(references.items(), key=lambda item: -item[1])):
-        if method == "input":
-            continue  # far below every curve: it would squash them
+INPUT_LINE_MARGIN_DB = 3.0  # the degraded input is drawn only this close to the curve's lowest point
+
+
+def _drawn_references(references: Mapping[str, float], lowest: float | None = None) -> dict[str, float]:
+    """The reference lines a validation plot draws: every classical method, and the input only within
+    INPUT_LINE_MARGIN_DB of the curve (mostly it is far below and would squash the curves; for deblurring
+    it sits just under them, above a Richardson-Lucy that the small crops defeat)."""
+    return {
+        method: value
+        for method, value in references.items()
+        if method != "input" or (lowest is not None and value >= lowest - INPUT_LINE_MARGIN_DB)
+    }
+
+
+def _draw_references(axes, references: Mapping[str, float], lowest: float | None = None) -> None:
+    drawn = _drawn_references(references, lowest)
+    for index, (method, value) in enumerate(sorted(drawn.items(), key=lambda item: -item[1])):
         axes.axhline(value, linestyle="--", linewidth=1, color=f"C{(index + 5) % 10}", label=f"{method} (same pairs)")
 
 
@@ -210,8 +223,8 @@ def plot_learning_curve(points, title: str, path: Path, references: Mapping[str,
     by_wall.set_xlabel("training time (hours)")
     for axis in (by_step, by_wall):
         axis.grid(alpha=0.3)
-        _draw_references(axis, references or {})
-    if any(method != "input" for method in references or {}):  # the input line is never drawn
+        _draw_references(axis, references or {}, min(psnrs))
+    if _drawn_references(references or {}, min(psnrs)):
         by_step.legend(fontsize=7)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

@@ -876,3 +876,11 @@ def test_long_runs_section_shows_progress_against_the_classical_methods_on_the_s
         "| denoise | 1500 / 40000 (after 39000 steps: from `results/models/denoise.safetensors`, trained as "
         "`results/defaults/denoise_40k`, sha256 9a34e9669a34...) |"
     )
+
+
+def test_learning_curves_draw_the_input_only_when_it_is_near_the_curve():
+    readme = _readme_module()
+    references = {"input": 27.5, "richardson_lucy": 25.1}
+    assert readme._drawn_references(references, lowest=27.8) == references  # deblur: just under the curve
+    assert readme._drawn_references({"input": 20.7, "bm3d": 34.5}, lowest=32.0) == {"bm3d": 34.5}  # denoise
+    assert readme._drawn_references(references) == {"richardson_lucy": 25.1}
