@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one heavy background job of a session (scripts/train_defaults.sh by default), run from a frozen copy
+# The one heavy background job of a session (scripts/long_runs.sh by default), run from a frozen copy
 # of the code so that foreground edits cannot change it halfway, and its progress committed while it runs.
 #   scripts/background.sh start [JOB ...]   copy the code to $JOB_COPY, nohup the job there (log: $JOB_LOG)
 #   scripts/background.sh stop              one SIGTERM to the training in progress (it saves a checkpoint
@@ -50,7 +50,7 @@ start() {
     exit 1
   fi
   local job=("$@")
-  [ ${#job[@]} -gt 0 ] || job=(scripts/train_defaults.sh)
+  [ ${#job[@]} -gt 0 ] || job=(scripts/long_runs.sh)
   if [[ "${job[0]}" != scripts/* ]]; then  # job_pids recognises the job by that path
     echo "the job must be a script under scripts/ (got ${job[0]})" >&2
     exit 2

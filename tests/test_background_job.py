@@ -67,8 +67,8 @@ def repo(tmp_path):
     (repo / "results").mkdir()
     (repo / "configs").mkdir()
     shutil.copy(PROJECT_ROOT / "scripts" / "background.sh", repo / "scripts" / "background.sh")
-    (repo / "scripts" / "train_defaults.sh").write_text(FAKE_JOB)
-    (repo / "scripts" / "train_defaults.sh").chmod(0o755)
+    (repo / "scripts" / "long_runs.sh").write_text(FAKE_JOB)
+    (repo / "scripts" / "long_runs.sh").chmod(0o755)
     (repo / "scripts" / "carry_state.py").write_text(FAKE_CARRY)
     (repo / "hinet" / "__init__.py").write_text("")
     (repo / "hinet" / "train.py").write_text(FAKE_TRAIN)
@@ -113,7 +113,7 @@ def test_the_job_runs_frozen_code_and_stops_with_one_signal_to_its_training(repo
     assert code == 0, out
     _wait_for(log, "started")
     (repo / "VERSION").write_text("two")  # an edit made while it runs does not reach it
-    assert _background(repo, "status")[1].startswith("running: scripts/train_defaults.sh")
+    assert _background(repo, "status")[1].startswith("running: scripts/long_runs.sh")
     code, out = _background(repo, "start")
     assert code == 1 and "already running" in out
 
@@ -142,7 +142,7 @@ def test_save_commits_the_state_untracks_it_again_and_restarts_the_same_job(repo
     assert "results/run/model.safetensors" in carried and "results/run/train_state.json" in carried
     assert "results/run/model.safetensors" not in _git(repo, "ls-files")  # untracked again, still on disk
     assert (repo / "results" / "run" / "model.safetensors").is_file()
-    assert _background(repo, "status")[1].startswith("running: scripts/train_defaults.sh")
+    assert _background(repo, "status")[1].startswith("running: scripts/long_runs.sh")
     deadline = time.monotonic() + 20
     while log.read_text().count("started") < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
