@@ -227,6 +227,7 @@ def _to_model_tensor(image: np.ndarray | torch.Tensor, in_chn: int) -> tuple[tor
 
 STATS_PROTOCOLS = ("whole", "tiled", "local")  # the one place these names are defined
 DEFAULT_OVERLAP = 32  # pixels shared by neighbouring tiles when a tile size is given explicitly
+TILE_BATCH_PIXELS = 512 * 512  # tiles run together up to this many pixels (a 512 px tile or larger runs alone)
 ASSUMED_TRAIN_PATCH = 64
 ASSUMED_PATCH_MESSAGE = (
     f"this checkpoint does not record its training patch size; assuming {ASSUMED_TRAIN_PATCH} px, the patch of "
@@ -389,18 +390,25 @@ def _restore_tiled(
     n, c, h, w = x.shape
     boxes = tile_boxes(h, w, tile, overlap)
     weights = _tile_weights(boxes, blend)
-    # Accumulators live on the CPU: the device only ever holds one tile.
+    # Accumulators live on the CPU: the device only holds one batch of tiles. Every tile has the same size
+    # (tile_boxes), so small tiles run as one batch of up to TILE_BATCH_PIXELS: per-sample norms (instance,
+    # layer, local windows) and eval-mode batch norm give each tile the output it has alone, and one pass
+    # over 16 tiles of 128 px is far faster on a CPU than 16 passes (25 tiles of a 512x512 image: 2x).
     total = torch.zeros(n, c, h, w, dtype=torch.float32)
     weight_sum = torch.zeros(h, w, dtype=torch.float32)
-    for done, box in enumerate(boxes, start=1):
-        y0, x0, y1, x1 = box
-        patch = x[:, :, y0:y1, x0:x1].to(device, torch.float32)
-        out = _forward_padded(model, patch, path).cpu()
-        weight = weights[box]
-        total[:, :, y0:y1, x0:x1] += out * weight
-        weight_sum[y0:y1, x0:x1] += weight
+    y0, x0, y1, x1 = boxes[0]
+    per_batch = max(1, TILE_BATCH_PIXELS // ((y1 - y0) * (x1 - x0) * n))
+    for first in range(0, len(boxes), per_batch):
+        batch = boxes[first : first + per_batch]
+        patches = torch.cat([x[:, :, y0:y1, x0:x1] for y0, x0, y1, x1 in batch]).to(device, torch.float32)
+        outs = _forward_padded(model, patches, path).cpu().split(n)
+        for box, out in zip(batch, outs, strict=True):
+            y0, x0, y1, x1 = box
+            weight = weights[box]
+            total[:, :, y0:y1, x0:x1] += out * weight
+            weight_sum[y0:y1, x0:x1] += weight
         if progress is not None:
-            progress(done, len(boxes))
+            progress(first + len(batch), len(boxes))
     return total.div_(weight_sum)
 
 

@@ -132,7 +132,9 @@ def judge_bar(bar: Bar, task: str, rows) -> str:
     detail = f"ours {ours['psnr']:.2f} dB vs {ref['psnr']:.2f} dB"
     if gaps is not None and len(gaps):  # a mean can hide one image that decides it, or one that sinks it
         worst = gaps.idxmin()
-        detail += f"; reached on {(gaps >= 0).sum()} of {len(gaps)} images, worst {worst} {gaps.min():+.2f} dB"
+        detail += (
+            f"; reached on {(gaps >= 0).sum()} of {len(gaps)} images, worst {worst} {gaps.min():+.2f} dB from the bar"
+        )
     if bar.speedup is not None:
         measured = ref["seconds"] / max(ours["seconds"], 1e-9)
         detail += f"; {measured:.1f}x faster"
@@ -568,7 +570,9 @@ def stats_section(scores, ablation) -> str:
         "0; shipped models at the task's default level. Rules: `whole` (one pass), `tiled` (tiles of the "
         "training patch, overlap a quarter, blended), `local` (TLC: window 1.5x the training map, scaled "
         "to each level, replicate edges) and three variants of the local rule: window 1x and 3x, and "
-        "windows clipped at the border (`shrink`). Cells: mean PSNR in dB (change from `whole`).",
+        "windows clipped at the border (`shrink`). Cells: mean PSNR in dB (change from `whole`). Shipped "
+        "models are scored afresh by every run of the script; a run whose weights are no longer on disk keeps "
+        "the rows of the last run that had them.",
         "",
     ]
     rules = list(dict.fromkeys(scores["rule"]))

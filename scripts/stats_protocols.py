@@ -12,7 +12,10 @@ for shipped models and the run's own level for runs), this computes PSNR/SSIM un
   window 1x and 3x the training map, and windows clipped at the border ("shrink").
 
 It writes `<results>/stats_protocols.csv` (one row per model x rule x image) and prints the means, so the
-README's figures on local statistics come from one rerunnable command. Batch-norm and no-norm models are
+README's figures on local statistics come from one rerunnable command. Every shipped model is scored
+afresh (a replaced file must not keep its predecessor's rows); a run folder matching `--runs` whose
+weights are no longer on disk (run weights are git-ignored: a fresh clone has none) keeps its rows from
+the previous CSV, with a message saying so, rather than dropping out of the table. Batch-norm and no-norm models are
 scored too: nothing in them computes statistics from the input, so `local` must equal `whole` exactly (a
 check of the code); `tiled` may still differ a little, because each tile loses the context beyond its
 border (blending hides most of it).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fnmatch
 import io
 import sys
 from pathlib import Path
@@ -53,6 +57,24 @@ def model_files(results: Path, runs_pattern: str | None) -> list[tuple[str, Path
             (f"runs/{p.parent.name}", p) for p in sorted(results_runs_dir(results).glob(f"{runs_pattern}/{MODEL_FILE}"))
         ]
     return files
+
+
+def rows_of_runs_without_weights(out: Path, results: Path, runs_pattern: str | None, scored: set[str]) -> list[dict]:
+    """The previous CSV's rows of run folders matching `runs_pattern` that were not scored now because the
+    folder has no weights (a run folder that is gone, or a shipped model, is never carried)."""
+    if not runs_pattern or not out.is_file():
+        return []
+    with out.open(newline="") as handle:
+        previous = list(csv.DictReader(handle))
+    kept = []
+    for row in previous:
+        name = row["model"]
+        if not name.startswith("runs/") or name in scored or not fnmatch.fnmatchcase(name[5:], runs_pattern):
+            continue
+        folder = results_runs_dir(results) / name[5:]
+        if folder.is_dir() and not (folder / MODEL_FILE).is_file():
+            kept.append({column: row.get(column, "") for column in COLUMNS})
+    return kept
 
 
 def score(name: str, path: Path, images) -> list[dict]:
@@ -104,11 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         rows += model_rows
         means = {rule: sum(r["psnr"] for r in model_rows if r["rule"] == rule) / len(images) for rule, *_ in RULES}
         print(f"{name:40s} " + "  ".join(f"{rule} {value:.2f}" for rule, value in means.items()), flush=True)
+    out = results / "stats_protocols.csv"
+    kept = rows_of_runs_without_weights(out, results, args.runs, {row["model"] for row in rows})
+    for name in dict.fromkeys(row["model"] for row in kept):
+        print(f"kept the previous rows of {name}: its weights are not on disk", file=sys.stderr)
+    rows += kept
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    out = results / "stats_protocols.csv"
     atomic_write_bytes(out, buffer.getvalue().encode())
     print(f"wrote {out}")
     return 0

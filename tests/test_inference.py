@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from hinet import inference
 from hinet.errors import ConfigError, ImageError
 from hinet.inference import FAST_PATH, PLAIN_PATH, restore, run_model, tile_boxes
 from hinet.registry import create_model, list_variants
@@ -49,6 +50,20 @@ def test_tile_boxes_cover_with_requested_overlap():
             gaps = [b + size - a for a, b in zip(starts[1:], starts[:-1])]
             assert all(g >= overlap for g in gaps)
     assert tile_boxes(10, 10, 64, 32) == [(0, 0, 10, 10)]
+
+
+@pytest.mark.parametrize("stats", ["whole", "local"])
+@pytest.mark.parametrize("name", ["tiny_half_instance", "tiny_batch", "tiny_layer", "tiny_none"])
+def test_tiles_run_in_batches_give_what_each_tile_gives_alone(name, stats, monkeypatch):
+    model = tiny(name)
+    image = torch.cat([smooth_image(72, 88), smooth_image(72, 88).flip(-1)])  # two images: N > 1 as well
+    options = dict(tile=32, overlap=8, fast=False, stats=stats, train_patch=16 if stats == "local" else None)
+    calls = []
+    batched = restore(model, image, progress=lambda done, total: calls.append((done, total)), **options)
+    assert len(calls) < calls[-1][1] == calls[-1][0] == len(tile_boxes(72, 88, 32, 8))  # fewer passes than tiles
+    monkeypatch.setattr(inference, "TILE_BATCH_PIXELS", 1)  # one tile per pass
+    alone = restore(model, image, **options)
+    assert (batched - alone).abs().max().item() < 1e-5
 
 
 @pytest.mark.parametrize("tile, overlap", [(0, 0), (64, 64), (64, -1)])
@@ -124,7 +139,9 @@ def test_restore_keeps_training_mode_and_reports_progress():
     calls = []
     restore(model, smooth_image(40, 40), tile=16, overlap=4, progress=lambda done, total: calls.append((done, total)))
     assert model.training
-    assert calls == [(i, calls[-1][1]) for i in range(1, calls[-1][1] + 1)] and calls[-1][1] > 1
+    done = [d for d, _ in calls]
+    assert done == sorted(set(done)) and calls[-1] == (len(tile_boxes(40, 40, 16, 4)),) * 2
+    assert {total for _, total in calls} == {calls[-1][1]} and calls[-1][1] > 1
 
 
 @pytest.mark.parametrize(

@@ -686,7 +686,7 @@ def test_model_bars_are_judged_per_level_from_the_rows():
     )
     assert readme.judge_bar(mean_bar, "jpeg", rows).startswith("**not reached: 0.30 dB short**")
     # per image, with the margin: a +1.5 on a, -1.1 on b (27.9 vs 28.0 + 1.0)
-    assert "reached on 1 of 2 images, worst b -1.10 dB" in readme.judge_bar(mean_bar, "jpeg", rows)
+    assert "reached on 1 of 2 images, worst b -1.10 dB from the bar" in readme.judge_bar(mean_bar, "jpeg", rows)
     assert "1 of 2 images below it (worst b, -0.10 dB)" in readme.judge_bar(every_bar, "jpeg", rows)
     assert readme.judge_bar(readme.Bar({"quality": 10}, "input", 0.7), "jpeg", rows).startswith("reached")
     assert readme.judge_bar(readme.Bar({"quality": 30}, "input"), "jpeg", rows).startswith("not evaluated")
