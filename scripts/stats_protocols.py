@@ -13,9 +13,11 @@ for shipped models and the run's own level for runs), this computes PSNR/SSIM un
 
 It writes `<results>/stats_protocols.csv` (one row per model x rule x image) and prints the means, so the
 README's figures on local statistics come from one rerunnable command. Every shipped model is scored
-afresh (a replaced file must not keep its predecessor's rows); a run folder matching `--runs` whose
-weights are no longer on disk (run weights are git-ignored: a fresh clone has none) keeps its rows from
-the previous CSV, with a message saying so, rather than dropping out of the table. Batch-norm and no-norm models are
+afresh (a replaced file must not keep its predecessor's rows); a run folder of the previous CSV that is
+not scored this time keeps its rows, with a message saying so, rather than dropping out of the table:
+one that `--runs` does not match (so rescoring the shipped models alone leaves the runs' rows be), or one
+whose weights are no longer on disk (run weights are git-ignored: a fresh clone has none). A run whose
+folder is gone drops out. Batch-norm and no-norm models are
 scored too: nothing in them computes statistics from the input, so `local` must equal `whole` exactly (a
 check of the code); `tiled` may still differ a little, because each tile loses the context beyond its
 border (blending hides most of it).
@@ -59,22 +61,20 @@ def model_files(results: Path, runs_pattern: str | None) -> list[tuple[str, Path
     return files
 
 
-def rows_of_runs_without_weights(out: Path, results: Path, runs_pattern: str | None, scored: set[str]) -> list[dict]:
-    """The previous CSV's rows of run folders matching `runs_pattern` that were not scored now because the
-    folder has no weights (a run folder that is gone, or a shipped model, is never carried)."""
-    if not runs_pattern or not out.is_file():
+def rows_of_runs_not_rescored(out: Path, results: Path, scored: set[str]) -> list[dict]:
+    """The previous CSV's rows of run folders still in `results` that were not scored now (not matched by
+    `--runs`, or without weights); a run folder that is gone, or a shipped model, is never carried."""
+    if not out.is_file():
         return []
     with out.open(newline="") as handle:
         previous = list(csv.DictReader(handle))
-    kept = []
-    for row in previous:
-        name = row["model"]
-        if not name.startswith("runs/") or name in scored or not fnmatch.fnmatchcase(name[5:], runs_pattern):
-            continue
-        folder = results_runs_dir(results) / name[5:]
-        if folder.is_dir() and not (folder / MODEL_FILE).is_file():
-            kept.append({column: row.get(column, "") for column in COLUMNS})
-    return kept
+    return [
+        {column: row.get(column, "") for column in COLUMNS}
+        for row in previous
+        if row["model"].startswith("runs/")
+        and row["model"] not in scored
+        and (results_runs_dir(results) / row["model"][5:]).is_dir()
+    ]
 
 
 def score(name: str, path: Path, images) -> list[dict]:
@@ -127,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         means = {rule: sum(r["psnr"] for r in model_rows if r["rule"] == rule) / len(images) for rule, *_ in RULES}
         print(f"{name:40s} " + "  ".join(f"{rule} {value:.2f}" for rule, value in means.items()), flush=True)
     out = results / "stats_protocols.csv"
-    kept = rows_of_runs_without_weights(out, results, args.runs, {row["model"] for row in rows})
+    kept = rows_of_runs_not_rescored(out, results, {row["model"] for row in rows})
     for name in dict.fromkeys(row["model"] for row in kept):
-        print(f"kept the previous rows of {name}: its weights are not on disk", file=sys.stderr)
+        reason = (
+            "not matched by --runs" if not args.runs or not fnmatch.fnmatchcase(name[5:], args.runs) else "no weights"
+        )
+        print(f"kept the previous rows of {name} ({reason})", file=sys.stderr)
     rows += kept
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")

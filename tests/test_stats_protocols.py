@@ -1,4 +1,4 @@
-"""scripts/stats_protocols.py: shipped models scored afresh, runs without weights keep their earlier rows."""
+"""scripts/stats_protocols.py: shipped models scored afresh, runs not rescored keep their earlier rows."""
 
 import csv
 import importlib.util
@@ -55,8 +55,19 @@ def test_a_rerun_rescores_shipped_models_and_keeps_runs_whose_weights_are_gone(t
     by_model = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
-    assert set(by_model) == {"models/denoise", "runs/norm__denoise__hin__s0", "runs/norm__denoise__hin__s1"}
+    assert set(by_model) == {
+        "models/denoise",
+        "runs/norm__denoise__hin__s0",
+        "runs/norm__denoise__hin__s1",
+        "runs/other__denoise__s0",
+    }
     scored = len(stats_protocols.RULES) * len(images)
     assert len(by_model["models/denoise"]) == len(by_model["runs/norm__denoise__hin__s0"]) == scored
     assert "99" not in {row["psnr"] for row in by_model["models/denoise"]}  # scored afresh
     assert [row["psnr"] for row in by_model["runs/norm__denoise__hin__s1"]] == ["27.5"]  # kept as it was
+    assert [row["psnr"] for row in by_model["runs/other__denoise__s0"]] == ["25"]  # not asked for: left be
+
+    # rescoring the shipped models alone keeps every run's rows, the ones just scored included
+    runs_before = [row for row in rows if row["model"].startswith("runs/")]
+    assert stats_protocols.main(["--results", str(tmp_path)]) == 0
+    assert [row for row in read_rows(out) if row["model"].startswith("runs/")] == runs_before
