@@ -42,10 +42,12 @@ from hinet.runs import (
     BEST_FILE,
     LOG_FILE,
     MODEL_FILE,
+    STATE_TENSORS_FILE,
     check_resumable,
     check_writable,
     has_state,
     load_run_state,
+    read_state,
     save_failed,
     save_run_state,
     unwritable,
@@ -166,7 +168,14 @@ class Trainer:
             self.init_from_weights()
             return
         check_resumable(self.run_dir, self.cfg)
-        saved = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler)
+        scalars = read_state(self.run_dir) or {}
+        if int(scalars.get("step", -1)) >= self.cfg.steps and not (self.run_dir / STATE_TENSORS_FILE).is_file():
+            # A finished run on a fresh checkout (its git-ignored weights and optimizer state were never
+            # carried): there is nothing left to train, so it reports from its scalar state instead of
+            # refusing to resume and halting the scripts that chain trainings.
+            saved = scalars
+        else:
+            saved = load_run_state(self.run_dir, self.model, self.optimizer, self.scheduler)
         self.step, self.train_seconds = int(saved["step"]), float(saved["train_seconds"])
         self.best = saved.get("best", self.best)
         self.last_val, self.input_scores = saved.get("last_val"), saved.get("input_val")
@@ -411,7 +420,7 @@ class Trainer:
             "best_step": best["step"],
             "input_val_psnr": scores["psnr"] if scores else None,
             "input_val_ssim": scores["ssim"] if scores else None,
-            "model_path": str(run_dir / MODEL_FILE) if self.last_saved_step is not None else None,
-            "best_path": str(run_dir / BEST_FILE) if best["psnr"] is not None else None,
+            "model_path": str(run_dir / MODEL_FILE) if (run_dir / MODEL_FILE).is_file() else None,
+            "best_path": str(run_dir / BEST_FILE) if (run_dir / BEST_FILE).is_file() else None,
             "log_path": str(run_dir / LOG_FILE),
         }

@@ -269,6 +269,13 @@ def test_run_folder_log_and_checkpoint_metadata(tmp_path, image_folder):
     assert again["step"] == 12 and again["train_seconds"] == pytest.approx(result["train_seconds"])
     assert again["val_psnr"] == result["val_psnr"] and again["input_val_psnr"] == result["input_val_psnr"]
 
+    # ... also on a fresh checkout, which lacks the git-ignored weights and optimizer state.
+    for name in ("model.safetensors", "train_state.safetensors", "best.safetensors"):
+        (run / name).unlink()
+    fresh = train(tiny_config(tmp_path, image_folder))
+    assert fresh["step"] == 12 and not fresh["stopped"] and fresh["best_val_psnr"] == result["best_val_psnr"]
+    assert fresh["model_path"] is None and not (run / "model.safetensors").exists()
+
 
 def test_run_cancelled_before_its_first_step_saves_nothing(tmp_path, image_folder):
     result = train(tiny_config(tmp_path, image_folder), should_stop=lambda: True)
