@@ -7,7 +7,9 @@ The table has one row per (training run, test-time protocol, test image). The *p
 normalization statistics were computed at test time (one of `hinet.inference.STATS_PROTOCOLS`): the same
 trained weights score differently under each, so a score is only comparable with scores of the same
 protocol. Every statistic here is therefore computed within one protocol; the functions that need one
-raise `ResultsError` when handed rows of several, instead of silently averaging them. Tables written
+raise `ResultsError` when handed rows of several, instead of silently averaging them. The one statistic
+that pairs two protocols is `protocol_gain`: one run's scores of the same image under two protocols, the
+same weights, so the difference is the protocol's alone (does tiled scoring still pay off?). Tables written
 before the column existed were all evaluated on whole images and read as protocol "whole" (and an unknown
 learning rate).
 
@@ -69,6 +71,8 @@ ABLATION_COLUMNS = (
     "depth",
     "steps",
     "lr",
+    "train_patch",
+    "train_batch",
     "train_seconds",
     "params",
     "macs",
@@ -84,7 +88,14 @@ ABLATION_COLUMNS = (
 REQUIRED_COLUMNS = ABLATION_COLUMNS  # the former name, still imported by tests/test_sweep.py
 # Columns added after tables were first written, and the value an older table implies for them.
 UNRECORDED = "unrecorded"  # a training device or precision a run did not record
-ADDED_COLUMNS = {"lr": math.nan, "protocol": DEFAULT_PROTOCOL, "train_device": UNRECORDED, "precision": UNRECORDED}
+ADDED_COLUMNS = {
+    "lr": math.nan,
+    "train_patch": math.nan,
+    "train_batch": math.nan,
+    "protocol": DEFAULT_PROTOCOL,
+    "train_device": UNRECORDED,
+    "precision": UNRECORDED,
+}
 # The model/training knobs that define a variant; the "diff only" view compares these with the baseline.
 KNOB_COLUMNS = (
     "norm",
@@ -97,6 +108,8 @@ KNOB_COLUMNS = (
     "depth",
     "steps",
     "lr",
+    "train_patch",
+    "train_batch",
 )
 # Knobs the sweep chooses per variant (its learning-rate search trains each variant at its own best rate),
 # so a comparison of two variants does not require them equal; the claim evidence states them when they differ.
@@ -110,6 +123,8 @@ NUMERIC_COLUMNS = (
     "depth",
     "steps",
     "lr",
+    "train_patch",
+    "train_batch",
     "train_seconds",
     "params",
     "macs",
@@ -435,6 +450,28 @@ def paired_delta(
     return PairedDelta(float(diffs["diff"].mean()), low, high, seed_deltas(diffs), int(len(diffs)))
 
 
+def protocol_gain(
+    table: pd.DataFrame,
+    variant: str,
+    protocol: str,
+    reference_protocol: str = DEFAULT_PROTOCOL,
+    metric: str = "psnr",
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> PairedDelta:
+    """`metric` of `variant` under `protocol` minus under `reference_protocol`, paired by (seed, image): the
+    same weights on the same degraded image, so the difference is what the test-time statistics change.
+    Same interval as `paired_delta` (NaN when the variant was not scored under both)."""
+    rows = table[(table["variant"] == variant) & table["protocol"].isin([protocol, reference_protocol])]
+    rows = rows.drop_duplicates(["seed", "protocol", "image"])  # a run shared by two ablations counts once
+    if rows.empty:
+        return PairedDelta(math.nan, math.nan, math.nan)
+    # each protocol's rows become a pseudo-variant under one protocol label, so paired_delta pairs them
+    pseudo = rows.assign(variant=rows["protocol"], protocol=protocol)
+    return paired_delta(pseudo, protocol, reference_protocol, metric, n_resamples, confidence, seed)
+
+
 def summarize(
     table: pd.DataFrame,
     baseline: str,
@@ -757,7 +794,8 @@ def protocol_text(
     else:
         statistics = (
             f"{', '.join(f'`{p}`' for p in present)} ({PROTOCOL_MEANING}); every statistic is "
-            f"computed within one protocol, rows of two protocols are never pooled or paired."
+            f"computed within one protocol, rows of two protocols are never pooled, and only a protocol's gain "
+            f"pairs them (one run, one image, two protocols)."
         )
     return "\n".join(
         [
@@ -1076,6 +1114,159 @@ def _verdict(
     else:
         verdict = "inconclusive"
     return ClaimCheck(claim, verdict, evidence)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Knob separation: HIN differs from BN, LN and IN in two knobs, the norm type and the normalized fraction
+
+NORM_FAMILY = {"half_instance": "instance", "instance": "instance", "batch": "batch", "layer": "layer"}
+HALF_OR_FULL = "half or full?"  # the same norm type at a fraction below 1 vs on every channel
+WHICH_NORM = "which norm, at the same fraction?"  # another norm type than instance at HIN's fraction vs HIN
+
+
+@dataclass(frozen=True)
+class KnobComparison:
+    question: str  # HALF_OR_FULL or WHICH_NORM
+    variant: str
+    reference: str
+    delta: PairedDelta  # variant − reference, paired by (seed, image) within one protocol
+
+    @property
+    def outcome(self) -> str:
+        return _outcome(self.delta)
+
+
+def knob_separation(
+    table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED
+) -> list[KnobComparison]:
+    """Each of the two knobs varied alone, on rows of one protocol, among the HIN baseline and the variants
+    that differ from it only in the norm (`_single_factor_variants`): HALF_OR_FULL compares every variant
+    normalizing a fraction below 1 with the variant of its norm type on every channel (hin − instance,
+    half_batch − batch, hin_r0.25 − instance, ...); WHICH_NORM compares every other norm type at HIN's
+    fraction with HIN (half_batch − hin, half_layer − hin)."""
+    single_protocol(table, "knob_separation")
+    table = table.drop_duplicates(["variant", "seed", "image"])
+    configs = variant_configs(table)
+    reference = default_baseline(table)
+    if configs.loc[reference, "norm"] != "half_instance":
+        return []
+    candidates = [reference, *_single_factor_variants(configs, reference, {"norm", "norm_ratio"})]
+    kinds: dict[tuple[str, float], str] = {}
+    for variant in candidates:
+        family = NORM_FAMILY.get(str(configs.loc[variant, "norm"]))
+        if family is not None:
+            kinds.setdefault((family, _effective_ratio(configs.loc[variant])), variant)
+    hin_ratio = _effective_ratio(configs.loc[reference])
+    comparisons = []
+    for (family, ratio), variant in kinds.items():
+        full = kinds.get((family, 1.0))
+        if ratio < 1.0 and full is not None:
+            comparisons.append(
+                KnobComparison(HALF_OR_FULL, variant, full, _comparison(table, variant, full, n_resamples, seed))
+            )
+    for (family, ratio), variant in kinds.items():
+        if family != "instance" and math.isclose(ratio, hin_ratio):
+            comparisons.append(
+                KnobComparison(
+                    WHICH_NORM, variant, reference, _comparison(table, variant, reference, n_resamples, seed)
+                )
+            )
+    return comparisons
+
+
+def knob_rows(comparisons: list[KnobComparison]) -> list[list[str]]:
+    """`knob_separation` as table rows: question, comparison, Δ PSNR with interval and per-seed values, and
+    whether it is significant (the words of `ladder_sentences`)."""
+    return [
+        [
+            c.question,
+            f"{c.variant} − {c.reference}",
+            f"{_signed(c.delta.mean, PSNR_DIGITS)} dB {_interval(c.delta.low, c.delta.high, PSNR_DIGITS, c.delta.n_seeds)}",
+            format_seed_deltas(c.delta.per_seed),
+            _SIGNIFICANCE_WORDS.get(c.outcome, c.outcome),
+        ]
+        for c in comparisons
+    ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# The training patch size: does training on larger patches remove the need for tiled scoring?
+
+PATCH_KNOBS = {"train_patch", "train_batch"}  # varied together: the same pixels per step at each size
+
+
+@dataclass(frozen=True)
+class PatchAnswer:
+    """Whether `protocol` still beats whole-image scoring once a variant trains on larger patches."""
+
+    larger: str  # the variant trained on the larger patch
+    smaller: str  # the same variant on the smaller patch (and a larger batch): nothing else differs
+    protocol: str  # the test-time protocol whose gain over `whole` is asked about
+    larger_gain: PairedDelta  # protocol − whole of `larger`, paired by (seed, image)
+    smaller_gain: PairedDelta  # the same for `smaller`
+    verdict: str  # see `patch_answers`
+
+
+def patch_answers(
+    table: pd.DataFrame, n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED
+) -> list[PatchAnswer]:
+    """For every pair of variants that differ only in the training patch and batch (`PATCH_KNOBS`; the
+    tuned learning rate aside), and every protocol other than `whole`: the gain of that protocol over
+    whole-image scoring for each (`protocol_gain`) and a verdict computed from their significance. "removes
+    the need" when the smaller-patch variant gains significantly and the larger one does not; "does not
+    remove the need" when the larger one still gains significantly; "no need at either patch size" when
+    neither does; INCONCLUSIVE_ONE_SEED when a gain rests on one training seed; "not tested" when a variant
+    was not scored under both protocols."""
+    table = table.drop_duplicates(["variant", "seed", "protocol", "image"])
+    configs = variant_configs(table)
+    patch = pd.to_numeric(configs["train_patch"], errors="coerce")
+    answers = []
+    for smaller in configs.index:
+        for larger in _single_factor_variants(configs, smaller, PATCH_KNOBS):
+            if not patch[larger] > patch[smaller]:  # each pair once, and never with an unrecorded patch
+                continue
+            for protocol in [p for p in protocols(table) if p != DEFAULT_PROTOCOL]:
+                gains = [
+                    protocol_gain(table, v, protocol, n_resamples=n_resamples, seed=seed) for v in (larger, smaller)
+                ]
+                outcomes = [_outcome(gain) for gain in gains]
+                if "missing" in outcomes:
+                    verdict = "not tested"
+                elif ONE_SEED in outcomes:
+                    verdict = INCONCLUSIVE_ONE_SEED
+                elif outcomes[0] == "above":
+                    verdict = "does not remove the need"
+                elif outcomes[1] == "above":
+                    verdict = "removes the need"
+                else:
+                    verdict = "no need at either patch size"
+                answers.append(PatchAnswer(larger, smaller, protocol, gains[0], gains[1], verdict))
+    return answers
+
+
+def patch_rows(answers: list[PatchAnswer], table: pd.DataFrame) -> list[list[str]]:
+    """`patch_answers` as table rows: variants with their patch x batch, protocol, both gains, verdict."""
+    configs = variant_configs(table)
+
+    def name(variant: str) -> str:
+        size, batch = (_format_knob(_none(configs.loc[variant, k])) for k in ("train_patch", "train_batch"))
+        return f"{variant} ({size} px, batch {batch})"
+
+    def gain(delta: PairedDelta) -> str:
+        text = f"{_signed(delta.mean, PSNR_DIGITS)} dB {_interval(delta.low, delta.high, PSNR_DIGITS, delta.n_seeds)}"
+        return text + (f", per seed {format_seed_deltas(delta.per_seed)}" if delta.n_seeds > 1 else "")
+
+    return [
+        [
+            name(a.larger),
+            name(a.smaller),
+            f"`{a.protocol}`",
+            gain(a.larger_gain),
+            gain(a.smaller_gain),
+            f"**{a.verdict}**",
+        ]
+        for a in answers
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------

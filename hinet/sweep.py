@@ -648,6 +648,7 @@ def evaluate_run(run: PlannedRun, images: Mapping[str, np.ndarray] | None = None
         "steps": int(state["step"]),
         "lr": run.config.optimizer.lr,
         "train_patch": run.config.data.patch,
+        "train_batch": run.config.data.batch,
         "train_seconds": round(float(state["train_seconds"]), 2),
         "params": count_parameters(model),
         "macs": int(count_macs(model, LATENCY_SIZE, LATENCY_SIZE)["flop_counter_macs"]),
@@ -670,6 +671,9 @@ def rebuild_table(results_dir: str | os.PathLike = "results") -> Path:
         if not eval_path.is_file():
             continue
         info = json.loads(info_path.read_text())
+        if "train_batch" not in info:  # recorded since the patch-size grid; older runs' config.yaml has it
+            data = (read_run_config(run_dir) or {}).get("data") or {}
+            info = {"train_patch": data.get("patch"), "train_batch": data.get("batch"), **info}
         with open(eval_path, newline="") as handle:
             for score in csv.DictReader(handle):
                 if score["method"] == MODEL_METHOD and score["image"] != "mean":

@@ -325,8 +325,106 @@ def test_ablation_columns_place_lr_after_steps_and_protocol_before_image():
     assert columns[columns.index("steps") + 1] == "lr"
     assert columns[columns.index("image") - 1] == "protocol"
     assert rt.REQUIRED_COLUMNS == rt.ABLATION_COLUMNS
-    assert set(rt.ADDED_COLUMNS) == {"lr", "protocol", "train_device", "precision"}
+    assert set(rt.ADDED_COLUMNS) == {"lr", "train_patch", "train_batch", "protocol", "train_device", "precision"}
     assert rt.DEFAULT_PROTOCOL in rt.STATS_PROTOCOLS
+
+
+def patch_table(gains: dict[str, dict[str, float]], seeds=(0, 1, 2)) -> pd.DataFrame:
+    """Variants (name -> {protocol: gain over whole in dB}) of HIN or BN at 64 px (batch 8) or, named
+    *_p128, 128 px (batch 2); each image and seed has its own whole-image score, each protocol its noise."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for variant, gain in gains.items():
+        knobs = dict(norm="batch", norm_ratio=None) if variant.startswith("bn") else {}
+        size = (
+            dict(train_patch=128, train_batch=2) if variant.endswith("_p128") else dict(train_patch=64, train_batch=8)
+        )
+        for seed in seeds:
+            for index, image in enumerate("abcd"):
+                whole = 28.0 + 1.5 * index + 0.4 * seed
+                for protocol in ("whole", "tiled", "local"):
+                    psnr = whole + gain.get(protocol, 0.0) + rng.normal(0, 0.05)
+                    rows.append(row(variant, seed, image, psnr, protocol=protocol, ablation="patch", **knobs, **size))
+    return rt.validate_ablation_table(pd.DataFrame(rows))
+
+
+def test_patch_answers_say_whether_larger_patches_remove_the_need_for_tiled_scoring():
+    table = patch_table(
+        {
+            "hin": {"tiled": 3.0, "local": -2.0},
+            "hin_p128": {"tiled": 0.0, "local": 0.0},
+            "bn": {"tiled": -0.3},
+            "bn_p128": {"tiled": 1.0},
+        }
+    )
+    verdicts = {(a.larger, a.smaller, a.protocol): a.verdict for a in rt.patch_answers(table)}
+    assert verdicts == {
+        ("hin_p128", "hin", "tiled"): "removes the need",
+        ("hin_p128", "hin", "local"): "no need at either patch size",
+        ("bn_p128", "bn", "tiled"): "does not remove the need",
+        ("bn_p128", "bn", "local"): "no need at either patch size",
+    }
+    answer = next(a for a in rt.patch_answers(table) if a.larger == "hin_p128" and a.protocol == "tiled")
+    assert answer.smaller_gain.mean == pytest.approx(3.0, abs=0.05) and answer.smaller_gain.low > 2.5
+    assert answer.larger_gain.low < 0 < answer.larger_gain.high and answer.larger_gain.n_seeds == 3
+    rows = rt.patch_rows(rt.patch_answers(table), table)
+    assert rows[0][:3] == ["hin_p128 (128 px, batch 2)", "hin (64 px, batch 8)", "`tiled`"]
+    # the norm claims compare variants trained like the baseline: bn_p128 is not the batch-norm variant
+    claims = rt.check_paper_claims(table, protocol="whole")
+    assert "bn − hin" in claims[0].evidence and "bn_p128" not in claims[0].evidence
+
+
+def test_a_patch_answer_on_one_seed_or_one_protocol_is_not_a_verdict():
+    one_seed = patch_table({"hin": {"tiled": 3.0}, "hin_p128": {}}, seeds=(0,))
+    assert {a.verdict for a in rt.patch_answers(one_seed)} == {rt.INCONCLUSIVE_ONE_SEED}
+    whole_only = one_seed[one_seed["protocol"] == "whole"]
+    assert rt.patch_answers(whole_only) == []  # no other protocol to ask about
+    no_tiled_twin = one_seed[~((one_seed["variant"] == "hin") & (one_seed["protocol"] == "tiled"))]
+    assert {a.verdict for a in rt.patch_answers(no_tiled_twin) if a.protocol == "tiled"} == {"not tested"}
+
+
+def test_knob_separation_answers_half_or_full_and_which_norm_apart():
+    effects = {  # variant -> (norm, ratio, true PSNR effect vs HIN)
+        "hin": ("half_instance", 0.5, 0.0),
+        "instance": ("instance", None, -0.5),
+        "batch": ("batch", None, -2.0),
+        "half_batch": ("batch", 0.5, -1.0),
+        "hin_r0.25": ("half_instance", 0.25, 0.0),
+        "shallow": ("half_instance", 0.5, -0.3),  # another placement: not a norm comparison
+    }
+    rng = np.random.default_rng(5)
+    rows = [
+        row(
+            v,
+            seed,
+            image,
+            30 + i + 0.3 * seed + effect + rng.normal(0, 0.05),
+            norm=norm,
+            norm_ratio=ratio,
+            **(dict(hin_position_right=1) if v == "shallow" else {}),
+        )
+        for v, (norm, ratio, effect) in effects.items()
+        for seed in (0, 1, 2)
+        for i, image in enumerate("abcd")
+    ]
+    comparisons = rt.knob_separation(rt.validate_ablation_table(pd.DataFrame(rows)))
+    found = {(c.question, c.variant, c.reference): (round(c.delta.mean, 1), c.outcome) for c in comparisons}
+    assert found == {
+        (rt.HALF_OR_FULL, "hin", "instance"): (0.5, "above"),
+        (rt.HALF_OR_FULL, "half_batch", "batch"): (1.0, "above"),
+        (rt.HALF_OR_FULL, "hin_r0.25", "instance"): (0.5, "above"),
+        (rt.WHICH_NORM, "half_batch", "hin"): (-1.0, "below"),
+    }
+    cells = rt.knob_rows(comparisons)[1]
+    assert cells[:2] == [rt.HALF_OR_FULL, "half_batch − batch"] and cells[-1] == "significant"
+
+
+def test_protocol_gain_pairs_one_runs_scores_of_the_same_image():
+    table = with_protocols(rt.validate_ablation_table(synthetic_table()), {"whole": 0.0, "tiled": 0.7})
+    gain = rt.protocol_gain(table, "small_batch", "tiled")
+    assert gain.mean == pytest.approx(0.7) and gain.low == pytest.approx(0.7) and gain.n_pairs == 12
+    assert rt.protocol_gain(table, "small_batch", "whole").mean == 0.0
+    assert math.isnan(rt.protocol_gain(table, "small_batch", "local").mean)
 
 
 def test_old_csv_without_protocol_and_lr_reads_as_whole(tmp_path):
