@@ -34,10 +34,9 @@ from hinet.runs import (
 
 log = logging.getLogger(__name__)
 
-SWEEP_COMMANDS = """    python -m hinet.sweep configs/ablation_norm.yaml       # or every file: configs/ablation_*.yaml
-    python -m hinet.sweep configs/ablation_placement.yaml
-    python -m hinet.sweep configs/ablation_ratio.yaml
-    python scripts/make_results_readme.py                  # the same tables in results/README.md"""
+SWEEP_COMMANDS = """    scripts/run_ladder.sh                     # the budget ladder: 3k, 300, 1k, knobs, patch, placement, 10k
+    python -m hinet.sweep configs/ablation_norm.yaml     # or one grid: configs/ablation_*.yaml
+    python scripts/make_results_readme.py     # the same tables in results/README.md"""
 COSTS = {"MACs": "macs", "latency": "latency_ms"}
 SPREADS = ("min-max", "std")
 # What every figure and table of this tab is computed from, and the commands that rebuild it.

@@ -448,9 +448,18 @@ def ladder_section(table, results: Path, plots_dir: Path, readme_dir: Path) -> s
                     f"{searched}/{len(search)}" if search else "-",
                     f"{sum(r['status'] in FINISHED for r in main)}/{len(main)}",
                     _missing_cells([r["run"] for r in main if r["status"] not in FINISHED]),
+                    _missing_cells([r["run"] for r in main if r["status"] == RETRAIN_TO_SHIP]),
                 ]
             )
-        lines += [rt.to_markdown(["grid", "lr search", "runs scored", "missing cells"], summary), ""]
+        lines += [
+            rt.to_markdown(
+                ["grid", "lr search", "runs scored", "missing cells", "scored, weights to ship not kept"], summary
+            ),
+            "",
+            "A run in the last column was scored (its rows are in the tables) but its fp16 weights were not kept, "
+            "so the app cannot open it; the ladder trains it again last, and its new scores then replace these.",
+            "",
+        ]
     ladder_rows = table[table["ablation"].isin(rt.ladder_ablations(table))]
     for (task, level), group in ladder_rows.groupby(["task", "level"], sort=False):
         ladder = rt.budget_ladder(group)
@@ -846,7 +855,7 @@ def models_section(results: Path, project_root: Path | None = None) -> str:
             "",
             f"Test set: {rows[rows['image'] != 'mean']['image'].nunique()} sporco images, seed "
             f"{rows['seed'].iloc[0]}; protocol: {rows['protocol'].iloc[0]}. "
-            f"Model: `results/models/{name}.safetensors` (norm `{norm}`, run `{meta.get('run', '?')}`), "
+            f"Model: `results/models/{name}.safetensors` (norm `{norm}`, trained as `{meta.get('source_run') or meta.get('run', '?')}`), "
             f"checkpoint of step {meta.get('steps', '?')}{started_from(meta)} ({checkpoint}), "
             f"{float(meta.get('train_seconds', 'nan')) / 60:.0f} min of training to that step on "
             f"{meta.get('device', '?')} ({precision}), blind={meta.get('blind', '?')}, training patch "
