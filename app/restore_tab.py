@@ -400,6 +400,7 @@ def build_tab(ctx: AppContext) -> None:
                 max_choices=MAX_VARIANTS,
                 allow_custom_value=True,  # API callers may name any entry; models checks it
                 label=f"Variants to compare (1-{MAX_VARIANTS})",
+                elem_id="restore-variants",
             )
             run = gr.Button("Restore", variant="primary")
             slider_variant = gr.Dropdown(

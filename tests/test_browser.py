@@ -169,3 +169,24 @@ def test_every_other_tab_renders_and_is_screenshotted(app_url, browser, tmp_path
         _screenshot(page, path)
         assert path.stat().st_size > 10_000, tab_id
     page.close()
+
+
+def test_a_shipped_variant_opens_from_the_ablation_tab_in_the_restore_tab(app_url, browser):
+    """A fresh clone's shipped ablation weights (results/runs/*/weights_fp16.safetensors): the ablation tab
+    offers one, its "Open in Restore" button switches to the restore tab with that run among the variants."""
+    from playwright.sync_api import expect
+
+    from app import TITLES
+    from hinet.runs import RESULTS_DIR, SHIPPED_WEIGHTS_FILE, results_runs_dir
+
+    page = browser.new_page(viewport=SCREEN)
+    page.goto(app_url)
+    page.get_by_role("tab", name=TITLES["ablation"]).click()
+    _wait_for_plot(page, "ablation-psnr")
+    chosen = page.get_by_label("Open a run's weights in the restore tab").input_value()
+    run = chosen.rsplit("(", 1)[-1].rstrip(")")  # labels read "<variant> · seed <n> (<run>)"
+    assert (results_runs_dir(RESULTS_DIR) / run / SHIPPED_WEIGHTS_FILE).is_file()
+    page.get_by_role("button", name="Open in Restore").first.click()
+    expect(page.get_by_role("tab", name=TITLES["restore"])).to_have_attribute("aria-selected", "true", timeout=30_000)
+    expect(page.locator("#restore-variants")).to_contain_text(run, timeout=30_000)
+    page.close()
