@@ -159,3 +159,24 @@ def test_ladder_view_and_budget_picker():
     assert set(view["ladder"]["steps"]) == {"300", "3k"} and len(view["figure"].data) == 10
     empty = ladder_view(table, "deblur", "25")
     assert "No budget ladder" in empty["text"] and empty["verdicts"].empty
+
+
+def test_the_readme_ladder_section_prints_the_computed_verdicts_and_follows_the_data(tmp_path):
+    """scripts/make_results_readme.py's ladder section: the verdict grid, the sentences and the figure come
+    from the table, so changing the data changes the published verdict."""
+    from test_results_table import _readme_module
+
+    readme = _readme_module()
+    results, plots = tmp_path / "results", tmp_path / "results" / "plots"
+    plots.mkdir(parents=True)
+
+    def grid_row(text: str) -> str:
+        return next(line for line in text.splitlines() if line.startswith(f"| {rt._CLAIMS[0]} | whole |"))
+
+    text = readme.ladder_section(ladder_table(), results, plots, results)
+    assert grid_row(text) == f"| {rt._CLAIMS[0]} | whole | does not reproduce | reproduces |"
+    assert "at 300 steps batch leads" in text and "(plots/denoise_25_ladder.png)" in text
+    assert (plots / "denoise_25_ladder.png").stat().st_size > 5_000
+    changed = {**EFFECTS, 3000: dict(EFFECTS[3000], layer=+0.8)}  # layer norm now beats HIN at 3k
+    text = readme.ladder_section(ladder_table(changed), results, plots, results)
+    assert grid_row(text) == f"| {rt._CLAIMS[0]} | whole | does not reproduce | does not reproduce |"
