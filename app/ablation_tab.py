@@ -160,7 +160,14 @@ def render(
         rt.config_differences(rows, baseline, only_differing=only_differing),
         csv_file,
         md_file,
-        "**How these numbers were measured**\n\n" + rt.protocol_text(rows),
+        "\n\n".join(
+            part
+            for part in (
+                "**How these numbers were measured**\n\n" + rt.protocol_text(rows),
+                views.answers_text(table, task, level, ablation, protocol, variants, seeds),
+            )
+            if part
+        ),
         views.psnr_by_variant_figure(summary, rt.seed_means(rows), baseline),
         views.validation_curve_figure(curves, spread=spread),
         views.pareto_figure(summary, COSTS.get(cost, "macs")),

@@ -82,6 +82,16 @@ def selected_rows(
     return rt.select(rows, protocol=protocol), protocol
 
 
+def answers_text(table: pd.DataFrame, task, level, ablation, protocol, variants, seeds) -> str:
+    """The computed answers of the selection beyond the claims, as markdown: HIN's two knobs apart under
+    the shown protocol (`rt.knob_markdown`), and whether larger training patches remove the need for tiled
+    scoring (`rt.patch_markdown`: a protocol's gain pairs each run's scores under two protocols, so it reads
+    every protocol of the selected runs). Empty when the selection holds no such comparison."""
+    rows = rt.select(table, task=task, level=level, ablation=ablation, variants=variants or None, seeds=seeds or None)
+    shown = rt.select(rows, protocol=pick_protocol(rows, protocol))
+    return "\n".join([*rt.knob_markdown(shown), *rt.patch_markdown(rows)]).strip()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Figures
 

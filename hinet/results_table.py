@@ -1189,6 +1189,27 @@ def knob_rows(comparisons: list[KnobComparison]) -> list[list[str]]:
     ]
 
 
+def knob_markdown(rows: pd.DataFrame) -> list[str]:
+    """Markdown lines separating HIN's two knobs, per protocol (`knob_separation`), for an ablation that
+    varies more than HIN against IN (none otherwise: the claims already compare those two). Rows of any
+    number of protocols; the README and the app's ablation tab both show these lines."""
+    table = []
+    for protocol in protocols(rows):
+        comparisons = knob_separation(select(rows, protocol=protocol))
+        if len(comparisons) > 1:
+            table += [[f"`{protocol}`", *cells] for cells in knob_rows(comparisons)]
+    if not table:
+        return []
+    return [
+        "Each knob alone (`hinet.results_table.knob_separation`): *half or full?* compares a norm on part of "
+        "the channels with the same norm on all of them; *which norm?* compares another norm at HIN's fraction "
+        "with HIN. Δ paired by (seed, image) within each protocol, hierarchical 95% interval.",
+        "",
+        to_markdown(["protocol", "question", "comparison", "Δ PSNR [95%]", "Δ per seed", "significance"], table),
+        "",
+    ]
+
+
 # ----------------------------------------------------------------------------------------------------
 # The training patch size: does training on larger patches remove the need for tiled scoring?
 
@@ -1266,6 +1287,27 @@ def patch_rows(answers: list[PatchAnswer], table: pd.DataFrame) -> list[list[str
             f"**{a.verdict}**",
         ]
         for a in answers
+    ]
+
+
+def patch_markdown(rows: pd.DataFrame) -> list[str]:
+    """Markdown lines answering "does training on larger patches remove the need for tiled scoring?"
+    (`patch_answers`), for rows with variants that differ only in the training patch (none otherwise).
+    Rows of every protocol; the README and the app's ablation tab both show these lines."""
+    answers = patch_answers(rows)
+    if not answers:
+        return []
+    return [
+        "Does training on larger patches remove the need for tiled or local scoring? Each gain is one run's "
+        "score under the protocol minus its score under `whole`, paired by (seed, image) (same weights, same "
+        "degraded image), with its hierarchical 95% interval; the verdict is computed from their significance "
+        "(`hinet.results_table.patch_answers`).",
+        "",
+        to_markdown(
+            ["larger patch", "smaller patch", "protocol", "gain vs whole, larger", "gain vs whole, smaller", "verdict"],
+            patch_rows(answers, rows),
+        ),
+        "",
     ]
 
 

@@ -298,7 +298,7 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
                 "",
                 "How much the scores move between protocols: " + protocol_shift_paragraph(rows),
                 "",
-                *patch_paragraph(rows),
+                *rt.patch_markdown(rows),
             ]
             for protocol in rt.protocols(rows):
                 lines += [
@@ -307,7 +307,7 @@ def ablation_section(table, runs_dir: Path, plots_dir: Path, readme_dir: Path) -
                     protocol_table(rt.select(rows, protocol=protocol), baseline),
                     "",
                 ]
-            lines += knob_paragraph(rows)
+            lines += rt.knob_markdown(rows)
             diff = rt.config_differences(rows, baseline)
             lines += ["Knobs that differ from the baseline:", "", rt.frame_to_markdown(diff), ""]
             run_variants = dict(zip(rows["run"], rows["variant"]))
@@ -660,46 +660,6 @@ def stats_section(scores, ablation) -> str:
         ]
     lines.append(STATS_END)
     return "\n".join(lines)
-
-
-def knob_paragraph(rows) -> list[str]:
-    """Lines separating HIN's two knobs (norm type, normalized fraction) from `rt.knob_separation`, per
-    protocol, for an ablation that varies more than HIN against IN (none otherwise: its claims table says it)."""
-    table = []
-    for protocol in rt.protocols(rows):
-        comparisons = rt.knob_separation(rt.select(rows, protocol=protocol))
-        if len(comparisons) > 1:
-            table += [[f"`{protocol}`", *cells] for cells in rt.knob_rows(comparisons)]
-    if not table:
-        return []
-    return [
-        "Each knob alone (`hinet.results_table.knob_separation`): *half or full?* compares a norm on part of "
-        "the channels with the same norm on all of them; *which norm?* compares another norm at HIN's fraction "
-        "with HIN. Δ paired by (seed, image) within each protocol, hierarchical 95% interval.",
-        "",
-        rt.to_markdown(["protocol", "question", "comparison", "Δ PSNR [95%]", "Δ per seed", "significance"], table),
-        "",
-    ]
-
-
-def patch_paragraph(rows) -> list[str]:
-    """Lines answering "does training on larger patches remove the need for tiled scoring?" from
-    `rt.patch_answers`, for an ablation with variants that differ only in the training patch (none otherwise)."""
-    answers = rt.patch_answers(rows)
-    if not answers:
-        return []
-    return [
-        "Does training on larger patches remove the need for tiled or local scoring? Each gain is one run's "
-        "score under the protocol minus its score under `whole`, paired by (seed, image) (same weights, same "
-        "degraded image), with its hierarchical 95% interval; the verdict is computed from their significance "
-        "(`hinet.results_table.patch_answers`).",
-        "",
-        rt.to_markdown(
-            ["larger patch", "smaller patch", "protocol", "gain vs whole, larger", "gain vs whole, smaller", "verdict"],
-            rt.patch_rows(answers, rows),
-        ),
-        "",
-    ]
 
 
 def protocol_table(rows, baseline: str) -> str:

@@ -238,3 +238,14 @@ def test_exports_are_written_once_and_the_folder_is_pruned(tmp_path, monkeypatch
     for i in range(3):
         ablation_tab._export(frame, f"table {i}", "ablation_denoise")
     assert len(list(tmp_path.iterdir())) == 4  # the newest files only, and no temporary files
+
+
+def test_the_tab_shows_the_patch_and_knob_answers_of_its_selection():
+    from tests.test_results_table import patch_table
+
+    table = patch_table({"hin": {"tiled": 3.0}, "hin_p128": {}, "bn": {}, "bn_p128": {}})
+    text = views.answers_text(table, "denoise", "25", "patch", "tiled", None, None)
+    assert "| hin_p128 (128 px, batch 2) | hin (64 px, batch 8) | `tiled` |" in text
+    assert "**removes the need**" in text and "Each knob alone" not in text  # no half variants here
+    only_64px = views.answers_text(table, "denoise", "25", "patch", "tiled", ["hin", "bn"], None)
+    assert only_64px == ""  # nothing to answer without a larger-patch twin
