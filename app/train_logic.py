@@ -341,9 +341,13 @@ def training_figure(cfg, records: list[dict]):
 
 def finished_note(cfg, result: dict) -> str:
     verb = "Stopped" if result.get("stopped") else "Finished"
+    saved = (
+        f"weights saved to `{result['model_path']}`"
+        if result.get("model_path")
+        else "no weights saved (stopped before its first step, or its weights are not on this machine)"
+    )
     lines = [
-        f"**{verb}** at step {result['step']}/{result['steps']} after {result['train_seconds']:.0f} s of "
-        f"training; weights saved to `{result['model_path']}`."
+        f"**{verb}** at step {result['step']}/{result['steps']} after {result['train_seconds']:.0f} s of training; {saved}."
     ]
     if result.get("best_val_psnr") is not None:
         gain = ""

@@ -114,6 +114,8 @@ KNOB_COLUMNS = (
 # Knobs the sweep chooses per variant (its learning-rate search trains each variant at its own best rate),
 # so a comparison of two variants does not require them equal; the claim evidence states them when they differ.
 TUNED_KNOBS = ("lr",)
+# Knobs an older table did not record: a missing value there is unknown, not a setting, so it matches any.
+RECORDED_LATER = ("train_patch", "train_batch")
 NUMERIC_COLUMNS = (
     "seed",
     "norm_ratio",
@@ -350,6 +352,8 @@ def default_baseline(table: pd.DataFrame) -> str:
         (hin["norm_in_decoder"] != True).astype(int) * 4  # noqa: E712 (None must count as False)
         + (hin["norm_affine"] != False).astype(int) * 2  # noqa: E712
         + (hin["hin_position_right"] - hin["hin_position_left"]).fillna(0) / 100
+        # a tie (HIN on two training patch sizes) goes to the smaller patch, the grids' reference setup
+        - pd.to_numeric(hin["train_patch"], errors="coerce").fillna(0) / 1e6
     )
     return str(hin.loc[score.idxmax(), "variant"])
 
@@ -441,13 +445,39 @@ def paired_delta(
     The reference against itself is exactly 0 with a zero-width interval (no resampling needed).
     """
     diffs = paired_differences(table, variant, reference, metric)
+    return delta_of(diffs, n_resamples, confidence, seed, exact=variant == reference)
+
+
+def delta_of(
+    diffs: pd.DataFrame,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+    exact: bool = False,
+) -> PairedDelta:
+    """The `PairedDelta` of paired differences (columns seed, image, diff): mean, hierarchical interval,
+    per-seed values; `exact` for a difference known to be 0 (a variant against itself: no resampling)."""
     if diffs.empty:
         return PairedDelta(math.nan, math.nan, math.nan)
-    if variant == reference:
-        low = high = 0.0
-    else:
-        low, high = hierarchical_bootstrap_ci(diffs, n_resamples, confidence, seed)
+    low, high = (0.0, 0.0) if exact else hierarchical_bootstrap_ci(diffs, n_resamples, confidence, seed)
     return PairedDelta(float(diffs["diff"].mean()), low, high, seed_deltas(diffs), int(len(diffs)))
+
+
+def protocol_gain_differences(
+    table: pd.DataFrame, variant: str, protocol: str, reference_protocol: str = DEFAULT_PROTOCOL, metric: str = "psnr"
+) -> pd.DataFrame:
+    """`metric` of `variant` under `protocol` minus under `reference_protocol` for every (seed, image)
+    scored under both; columns seed, image, diff. The same weights on the same degraded image, so the
+    difference is what the test-time statistics change. Rows of one task and level only."""
+    if len(table[["task", "level"]].drop_duplicates()) > 1:
+        raise ResultsError("a protocol's gain is computed on rows of one task and level; select one first")
+    keys = ["seed", "image"]
+    rows = table[table["variant"] == variant].drop_duplicates(["seed", "protocol", "image"])  # shared runs once
+    under = rows[rows["protocol"] == protocol][keys + [metric]]
+    reference = rows[rows["protocol"] == reference_protocol][keys + [metric]]
+    merged = under.merge(reference, on=keys, suffixes=("_protocol", "_reference"))
+    merged["diff"] = merged[f"{metric}_protocol"] - merged[f"{metric}_reference"]
+    return merged[keys + ["diff"]]
 
 
 def protocol_gain(
@@ -460,16 +490,10 @@ def protocol_gain(
     confidence: float = DEFAULT_CONFIDENCE,
     seed: int = DEFAULT_BOOTSTRAP_SEED,
 ) -> PairedDelta:
-    """`metric` of `variant` under `protocol` minus under `reference_protocol`, paired by (seed, image): the
-    same weights on the same degraded image, so the difference is what the test-time statistics change.
-    Same interval as `paired_delta` (NaN when the variant was not scored under both)."""
-    rows = table[(table["variant"] == variant) & table["protocol"].isin([protocol, reference_protocol])]
-    rows = rows.drop_duplicates(["seed", "protocol", "image"])  # a run shared by two ablations counts once
-    if rows.empty:
-        return PairedDelta(math.nan, math.nan, math.nan)
-    # each protocol's rows become a pseudo-variant under one protocol label, so paired_delta pairs them
-    pseudo = rows.assign(variant=rows["protocol"], protocol=protocol)
-    return paired_delta(pseudo, protocol, reference_protocol, metric, n_resamples, confidence, seed)
+    """The gain of scoring `variant` under `protocol` instead of `reference_protocol`
+    (`protocol_gain_differences`) with the interval of `paired_delta`; NaN when it was not scored under both."""
+    diffs = protocol_gain_differences(table, variant, protocol, reference_protocol, metric)
+    return delta_of(diffs, n_resamples, confidence, seed, exact=protocol == reference_protocol)
 
 
 def summarize(
@@ -573,12 +597,12 @@ def config_differences(table: pd.DataFrame, baseline: str, only_differing: bool 
         shown = configs[keep].copy()
         for column in keep:
             shown[column] = [
-                "" if (variant != baseline and not differs.loc[variant, column]) else _format_knob(value)
+                "" if (variant != baseline and not differs.loc[variant, column]) else _format_knob(value, column)
                 for variant, value in shown[column].items()
             ]
         configs = shown
     else:
-        configs = configs.map(_format_knob)
+        configs = configs.apply(lambda column: column.map(lambda value: _format_knob(value, column.name)))
     configs.insert(0, "role", ["baseline" if v == baseline else "" for v in configs.index])
     return configs.reset_index()
 
@@ -594,9 +618,9 @@ def _same(a: _Cell, b: _Cell) -> bool:
     return a == b
 
 
-def _format_knob(value: _Cell) -> str:
+def _format_knob(value: _Cell, column: str | None = None) -> str:
     if value is None:
-        return "default"
+        return UNRECORDED if column in RECORDED_LATER else "default"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -935,7 +959,8 @@ def _single_factor_variants(configs: pd.DataFrame, reference: str, free: set[str
     ref = configs.loc[reference]
 
     def same(v: str, k: str) -> bool:
-        return _same(_none(configs.loc[v, k]), _none(ref[k]))
+        a, b = _none(configs.loc[v, k]), _none(ref[k])
+        return (k in RECORDED_LATER and (a is None or b is None)) or _same(a, b)
 
     return [
         v
@@ -1174,13 +1199,20 @@ def knob_separation(
     return comparisons
 
 
-def knob_rows(comparisons: list[KnobComparison]) -> list[list[str]]:
-    """`knob_separation` as table rows: question, comparison, Δ PSNR with interval and per-seed values, and
-    whether it is significant (the words of `ladder_sentences`)."""
+def knob_rows(comparisons: list[KnobComparison], table: pd.DataFrame) -> list[list[str]]:
+    """`knob_separation` as table rows: question, comparison (with both learning rates where the searches
+    chose different ones), Δ PSNR with interval and per-seed values, and whether it is significant (the
+    words of `ladder_sentences`)."""
+    configs = variant_configs(table)
+
+    def rates(c: KnobComparison) -> str:
+        mine, theirs = (_none(configs.loc[v, "lr"]) for v in (c.variant, c.reference))
+        return "" if _same(mine, theirs) else f" (lr {_format_knob(mine)} vs {_format_knob(theirs)})"
+
     return [
         [
             c.question,
-            f"{c.variant} − {c.reference}",
+            f"{c.variant} − {c.reference}{rates(c)}",
             f"{_signed(c.delta.mean, PSNR_DIGITS)} dB {_interval(c.delta.low, c.delta.high, PSNR_DIGITS, c.delta.n_seeds)}",
             format_seed_deltas(c.delta.per_seed),
             _SIGNIFICANCE_WORDS.get(c.outcome, c.outcome),
@@ -1190,14 +1222,16 @@ def knob_rows(comparisons: list[KnobComparison]) -> list[list[str]]:
 
 
 def knob_markdown(rows: pd.DataFrame) -> list[str]:
-    """Markdown lines separating HIN's two knobs, per protocol (`knob_separation`), for an ablation that
-    varies more than HIN against IN (none otherwise: the claims already compare those two). Rows of any
+    """Markdown lines separating HIN's two knobs, per protocol (`knob_separation`), when the rows compare
+    more than HIN against IN (none otherwise: the claims already compare those two). Rows of any
     number of protocols; the README and the app's ablation tab both show these lines."""
     table = []
     for protocol in protocols(rows):
-        comparisons = knob_separation(select(rows, protocol=protocol))
-        if len(comparisons) > 1:
-            table += [[f"`{protocol}`", *cells] for cells in knob_rows(comparisons)]
+        shown = select(rows, protocol=protocol)
+        comparisons = knob_separation(shown)
+        reference = default_baseline(shown)
+        if any(c.question != HALF_OR_FULL or c.variant != reference for c in comparisons):
+            table += [[f"`{protocol}`", *cells] for cells in knob_rows(comparisons, shown)]
     if not table:
         return []
     return [
@@ -1225,7 +1259,16 @@ class PatchAnswer:
     protocol: str  # the test-time protocol whose gain over `whole` is asked about
     larger_gain: PairedDelta  # protocol − whole of `larger`, paired by (seed, image)
     smaller_gain: PairedDelta  # the same for `smaller`
+    change: PairedDelta  # larger_gain − smaller_gain, paired by (seed, image): what the patch size changed
     verdict: str  # see `patch_answers`
+
+
+# The verdicts of `patch_answers`, from the significance of both gains and of the change between them.
+REMOVES_THE_NEED = "removes the need"
+STILL_NEEDED = "does not remove the need"
+NO_NEED = "no need at either patch size"
+HELPS_ONLY_LARGER = "helps only at the larger patch"
+GAINS_NOT_APART = "inconclusive: the two gains are not significantly apart"
 
 
 def patch_answers(
@@ -1233,11 +1276,12 @@ def patch_answers(
 ) -> list[PatchAnswer]:
     """For every pair of variants that differ only in the training patch and batch (`PATCH_KNOBS`; the
     tuned learning rate aside), and every protocol other than `whole`: the gain of that protocol over
-    whole-image scoring for each (`protocol_gain`) and a verdict computed from their significance. "removes
-    the need" when the smaller-patch variant gains significantly and the larger one does not; "does not
-    remove the need" when the larger one still gains significantly; "no need at either patch size" when
-    neither does; INCONCLUSIVE_ONE_SEED when a gain rests on one training seed; "not tested" when a variant
-    was not scored under both protocols."""
+    whole-image scoring for each (`protocol_gain`), the change of that gain between them (paired by seed and
+    image), and a verdict from their significance: REMOVES_THE_NEED when the smaller patch gains, the larger
+    does not and its gain is significantly smaller; GAINS_NOT_APART when the larger does not gain but its
+    gain is not significantly smaller either; STILL_NEEDED when both gain; HELPS_ONLY_LARGER when only the
+    larger one does; NO_NEED when neither; INCONCLUSIVE_ONE_SEED when a gain rests on one training seed;
+    "not tested" when a variant was not scored under both protocols."""
     table = table.drop_duplicates(["variant", "seed", "protocol", "image"])
     configs = variant_configs(table)
     patch = pd.to_numeric(configs["train_patch"], errors="coerce")
@@ -1247,31 +1291,37 @@ def patch_answers(
             if not patch[larger] > patch[smaller]:  # each pair once, and never with an unrecorded patch
                 continue
             for protocol in [p for p in protocols(table) if p != DEFAULT_PROTOCOL]:
-                gains = [
-                    protocol_gain(table, v, protocol, n_resamples=n_resamples, seed=seed) for v in (larger, smaller)
-                ]
+                pairs = [protocol_gain_differences(table, v, protocol) for v in (larger, smaller)]
+                gains = [delta_of(diffs, n_resamples, seed=seed) for diffs in pairs]
+                both = pairs[0].merge(pairs[1], on=["seed", "image"], suffixes=("_larger", "_smaller"))
+                change = delta_of(both.assign(diff=both["diff_larger"] - both["diff_smaller"]), n_resamples, seed=seed)
                 outcomes = [_outcome(gain) for gain in gains]
-                if "missing" in outcomes:
+                if "missing" in outcomes or _outcome(change) == "missing":
                     verdict = "not tested"
                 elif ONE_SEED in outcomes:
                     verdict = INCONCLUSIVE_ONE_SEED
+                elif outcomes == ["above", "above"]:
+                    verdict = STILL_NEEDED
                 elif outcomes[0] == "above":
-                    verdict = "does not remove the need"
-                elif outcomes[1] == "above":
-                    verdict = "removes the need"
+                    verdict = HELPS_ONLY_LARGER
+                elif outcomes[1] != "above":
+                    verdict = NO_NEED
                 else:
-                    verdict = "no need at either patch size"
-                answers.append(PatchAnswer(larger, smaller, protocol, gains[0], gains[1], verdict))
+                    verdict = REMOVES_THE_NEED if _outcome(change) == "below" else GAINS_NOT_APART
+                answers.append(PatchAnswer(larger, smaller, protocol, gains[0], gains[1], change, verdict))
     return answers
 
 
 def patch_rows(answers: list[PatchAnswer], table: pd.DataFrame) -> list[list[str]]:
-    """`patch_answers` as table rows: variants with their patch x batch, protocol, both gains, verdict."""
+    """`patch_answers` as table rows: variants with their patch, batch and learning rate, protocol, both
+    gains, the change between them, verdict."""
     configs = variant_configs(table)
 
     def name(variant: str) -> str:
-        size, batch = (_format_knob(_none(configs.loc[variant, k])) for k in ("train_patch", "train_batch"))
-        return f"{variant} ({size} px, batch {batch})"
+        size, batch, lr = (
+            _format_knob(_none(configs.loc[variant, k]), k) for k in ("train_patch", "train_batch", "lr")
+        )
+        return f"{variant} ({size} px, batch {batch}, lr {lr})"
 
     def gain(delta: PairedDelta) -> str:
         text = f"{_signed(delta.mean, PSNR_DIGITS)} dB {_interval(delta.low, delta.high, PSNR_DIGITS, delta.n_seeds)}"
@@ -1284,6 +1334,7 @@ def patch_rows(answers: list[PatchAnswer], table: pd.DataFrame) -> list[list[str
             f"`{a.protocol}`",
             gain(a.larger_gain),
             gain(a.smaller_gain),
+            gain(a.change),
             f"**{a.verdict}**",
         ]
         for a in answers
@@ -1300,11 +1351,20 @@ def patch_markdown(rows: pd.DataFrame) -> list[str]:
     return [
         "Does training on larger patches remove the need for tiled or local scoring? Each gain is one run's "
         "score under the protocol minus its score under `whole`, paired by (seed, image) (same weights, same "
-        "degraded image), with its hierarchical 95% interval; the verdict is computed from their significance "
+        "degraded image), with its hierarchical 95% interval, and *larger − smaller* is the change of that gain "
+        "between the two runs of a seed; the verdict is computed from their significance "
         "(`hinet.results_table.patch_answers`).",
         "",
         to_markdown(
-            ["larger patch", "smaller patch", "protocol", "gain vs whole, larger", "gain vs whole, smaller", "verdict"],
+            [
+                "larger patch",
+                "smaller patch",
+                "protocol",
+                "gain vs whole, larger",
+                "gain vs whole, smaller",
+                "larger − smaller",
+                "verdict",
+            ],
             patch_rows(answers, rows),
         ),
         "",

@@ -245,7 +245,7 @@ def test_the_tab_shows_the_patch_and_knob_answers_of_its_selection():
 
     table = patch_table({"hin": {"tiled": 3.0}, "hin_p128": {}, "bn": {}, "bn_p128": {}})
     text = views.answers_text(table, "denoise", "25", "patch", "tiled", None, None)
-    assert "| hin_p128 (128 px, batch 2) | hin (64 px, batch 8) | `tiled` |" in text
+    assert "| hin_p128 (128 px, batch 2, lr 0.001) | hin (64 px, batch 8, lr 0.001) | `tiled` |" in text
     assert "**removes the need**" in text and "Each knob alone" not in text  # no half variants here
     only_64px = views.answers_text(table, "denoise", "25", "patch", "tiled", ["hin", "bn"], None)
     assert only_64px == ""  # nothing to answer without a larger-patch twin

@@ -329,9 +329,10 @@ def test_ablation_columns_place_lr_after_steps_and_protocol_before_image():
     assert rt.DEFAULT_PROTOCOL in rt.STATS_PROTOCOLS
 
 
-def patch_table(gains: dict[str, dict[str, float]], seeds=(0, 1, 2)) -> pd.DataFrame:
-    """Variants (name -> {protocol: gain over whole in dB}) of HIN or BN at 64 px (batch 8) or, named
-    *_p128, 128 px (batch 2); each image and seed has its own whole-image score, each protocol its noise."""
+def patch_table(gains: dict[str, dict[str, float]], seeds=(0, 1, 2), noise=None) -> pd.DataFrame:
+    """Variants (name -> {protocol: gain over whole in dB, or a tuple of one per seed}) of HIN or BN at 64 px
+    (batch 8) or, named *_p128, 128 px (batch 2); each image and seed has its own whole-image score, each
+    protocol its noise (0.05 dB, or `noise[variant]`)."""
     rng = np.random.default_rng(3)
     rows = []
     for variant, gain in gains.items():
@@ -343,7 +344,9 @@ def patch_table(gains: dict[str, dict[str, float]], seeds=(0, 1, 2)) -> pd.DataF
             for index, image in enumerate("abcd"):
                 whole = 28.0 + 1.5 * index + 0.4 * seed
                 for protocol in ("whole", "tiled", "local"):
-                    psnr = whole + gain.get(protocol, 0.0) + rng.normal(0, 0.05)
+                    shift = gain.get(protocol, 0.0)
+                    shift = shift[seed] if isinstance(shift, tuple) else shift  # a gain per seed
+                    psnr = whole + shift + rng.normal(0, (noise or {}).get(variant, 0.05))
                     rows.append(row(variant, seed, image, psnr, protocol=protocol, ablation="patch", **knobs, **size))
     return rt.validate_ablation_table(pd.DataFrame(rows))
 
@@ -359,19 +362,45 @@ def test_patch_answers_say_whether_larger_patches_remove_the_need_for_tiled_scor
     )
     verdicts = {(a.larger, a.smaller, a.protocol): a.verdict for a in rt.patch_answers(table)}
     assert verdicts == {
-        ("hin_p128", "hin", "tiled"): "removes the need",
-        ("hin_p128", "hin", "local"): "no need at either patch size",
-        ("bn_p128", "bn", "tiled"): "does not remove the need",
-        ("bn_p128", "bn", "local"): "no need at either patch size",
+        ("hin_p128", "hin", "tiled"): rt.REMOVES_THE_NEED,
+        ("hin_p128", "hin", "local"): rt.NO_NEED,
+        ("bn_p128", "bn", "tiled"): rt.HELPS_ONLY_LARGER,
+        ("bn_p128", "bn", "local"): rt.NO_NEED,
     }
     answer = next(a for a in rt.patch_answers(table) if a.larger == "hin_p128" and a.protocol == "tiled")
     assert answer.smaller_gain.mean == pytest.approx(3.0, abs=0.05) and answer.smaller_gain.low > 2.5
     assert answer.larger_gain.low < 0 < answer.larger_gain.high and answer.larger_gain.n_seeds == 3
+    assert answer.change.mean == pytest.approx(-3.0, abs=0.1) and answer.change.high < -2.5
     rows = rt.patch_rows(rt.patch_answers(table), table)
-    assert rows[0][:3] == ["hin_p128 (128 px, batch 2)", "hin (64 px, batch 8)", "`tiled`"]
+    assert rows[0][:3] == ["hin_p128 (128 px, batch 2, lr 0.001)", "hin (64 px, batch 8, lr 0.001)", "`tiled`"]
     # the norm claims compare variants trained like the baseline: bn_p128 is not the batch-norm variant
     claims = rt.check_paper_claims(table, protocol="whole")
     assert "bn − hin" in claims[0].evidence and "bn_p128" not in claims[0].evidence
+
+
+@pytest.mark.parametrize(
+    "smaller, larger, verdict",
+    [
+        (3.0, 2.0, rt.STILL_NEEDED),  # smaller, yet still a significant gain
+        (0.3, (1.5, -0.9, 0.3), rt.GAINS_NOT_APART),  # seeds disagree: no significant gain, nor a clear drop
+        (0.0, 0.0, rt.NO_NEED),
+    ],
+)
+def test_a_patch_verdict_weighs_both_gains_and_their_change(smaller, larger, verdict):
+    table = patch_table({"hin": {"tiled": smaller}, "hin_p128": {"tiled": larger}})
+    (answer,) = [a for a in rt.patch_answers(table) if a.protocol == "tiled"]
+    assert answer.verdict == verdict, answer
+
+
+def test_an_unrecorded_training_patch_matches_any_and_reads_unrecorded():
+    table = rt.select(rt.validate_ablation_table(synthetic_table()), ablation="norm")  # an older table
+    assert table["train_patch"].isna().all()
+    hin = table["variant"] == "small_hin"  # only the baseline's runs recorded their patch and batch
+    mixed = table.assign(train_patch=np.where(hin, 64.0, np.nan), train_batch=np.where(hin, 8.0, np.nan))
+    claims = rt.check_paper_claims(mixed)
+    assert claims[0].verdict == "reproduces" and "small_batch − small_hin" in claims[0].evidence
+    shown = rt.config_differences(mixed, "small_hin", only_differing=False).set_index("variant")
+    assert shown.loc["small_batch", "train_patch"] == rt.UNRECORDED and shown.loc["small_hin", "train_patch"] == "64"
 
 
 def test_a_patch_answer_on_one_seed_or_one_protocol_is_not_a_verdict():
@@ -415,7 +444,7 @@ def test_knob_separation_answers_half_or_full_and_which_norm_apart():
         (rt.HALF_OR_FULL, "hin_r0.25", "instance"): (0.5, "above"),
         (rt.WHICH_NORM, "half_batch", "hin"): (-1.0, "below"),
     }
-    cells = rt.knob_rows(comparisons)[1]
+    cells = rt.knob_rows(comparisons, rt.validate_ablation_table(pd.DataFrame(rows)))[1]
     assert cells[:2] == [rt.HALF_OR_FULL, "half_batch − batch"] and cells[-1] == "significant"
 
 

@@ -130,3 +130,12 @@ def test_cancel_stops_only_the_owners_run(cfg):
     assert not slot.lock.locked()
     final = list(updates)[-1]
     assert final.finished and final.note.startswith("**Stopped** at step")
+
+
+def test_the_finished_note_says_where_the_weights_are_or_that_there_are_none(cfg):
+    from app.train_logic import finished_note
+
+    assert f"weights saved to `{cfg.run_dir / 'model.safetensors'}`" in finished_note(cfg, result_of(cfg, 3))
+    nothing = dict(result_of(cfg, 0, stopped=True), model_path=None, best_val_psnr=None)
+    note = finished_note(cfg, nothing)
+    assert note.startswith("**Stopped** at step 0/3") and "no weights saved" in note and "None" not in note
